@@ -1,0 +1,33 @@
+"""bulkworker: class-based bulk consumers for RabbitMQ."""
+
+from framework.actions import Actions
+from framework.consumer import BulkConsumer, ConsumerSettings
+from framework.container import Container
+from framework.errors import (
+    BrokerUnreachableError,
+    BulkworkerError,
+    ConfigurationError,
+    ConsumerDefinitionError,
+    DecodeError,
+    DiscoveryError,
+    QueueError,
+)
+from framework.message import Message
+from framework.orchestrator import Orchestrator, WorkerCrashedError
+
+__all__ = [
+    "Actions",
+    "BrokerUnreachableError",
+    "BulkConsumer",
+    "BulkworkerError",
+    "ConfigurationError",
+    "ConsumerDefinitionError",
+    "ConsumerSettings",
+    "Container",
+    "DecodeError",
+    "DiscoveryError",
+    "Message",
+    "Orchestrator",
+    "QueueError",
+    "WorkerCrashedError",
+]

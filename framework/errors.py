@@ -1,0 +1,29 @@
+"""Every error bulkworker raises on purpose, under one root."""
+
+
+class BulkworkerError(Exception):
+    """Root of bulkworker's own errors; catch it to catch them all."""
+
+
+class ConsumerDefinitionError(BulkworkerError, TypeError):
+    """A consumer class is declared wrongly; the message names the class and attribute."""
+
+
+class ConfigurationError(BulkworkerError, ValueError):
+    """A setting (environment variable or container option) has an invalid value."""
+
+
+class DiscoveryError(BulkworkerError, ImportError):
+    """The consumers to run could not be found or imported."""
+
+
+class BrokerUnreachableError(BulkworkerError, ConnectionError):
+    """RabbitMQ did not accept a connection at the configured URL."""
+
+
+class QueueError(BulkworkerError, LookupError):
+    """A queue is missing, declared differently, or not accessible."""
+
+
+class DecodeError(BulkworkerError, ValueError):
+    """A message body does not match its content type."""

@@ -1,0 +1,112 @@
+"""The JSON logger: aiologger, made safe for files, pipes and terminals alike.
+
+aiologger 0.7's default handlers write through an asyncio pipe transport, which
+fails on a regular file (``bulkworker run > worker.log``), and closing them
+closes the process's own stdout and stderr. The handler here writes to a
+duplicate of the descriptor instead: closing it closes only the duplicate.
+"""
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Protocol
+
+from aiologger.formatters.json import ExtendedJsonFormatter
+from aiologger.handlers.base import Handler
+from aiologger.levels import LogLevel
+from aiologger.loggers.json import JsonLogger
+
+from framework.errors import ConfigurationError
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class EventLog(Protocol):
+    """What bulkworker needs of a logger; aiologger's loggers have it."""
+
+    def debug(self, msg: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
+
+    def info(self, msg: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
+
+    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
+
+    def error(self, msg: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
+
+
+class DescriptorHandler(Handler):  # type: ignore[misc]
+    """Writes each record as one JSON line to its own duplicate of a file descriptor."""
+
+    def __init__(self, fd: int, level: int = LogLevel.NOTSET) -> None:
+        super().__init__(level=level)
+        self.formatter = ExtendedJsonFormatter()
+        self._fd = os.dup(fd)
+
+    @property
+    def initialized(self) -> bool:
+        return self._fd >= 0
+
+    async def emit(self, record: Any) -> None:
+        if self._fd < 0:
+            return
+        try:
+            write_all(self._fd, (self.formatter.format(record) + "\n").encode())
+        except OSError as error:
+            await self.handle_error(record, error)
+
+    async def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def write_all(fd: int, data: bytes) -> None:
+    # One line per call, written whole: a log line is small and a blocking
+    # write keeps lines in order, as the standard library's logging does.
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class BulkworkerLogger(JsonLogger):  # type: ignore[misc]
+    """A JSON logger that finishes every record it was given before it shuts down."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(name="bulkworker", level=level, flatten=True)
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    def _log(self, *args: Any, **kwargs: Any) -> "asyncio.Task[Any]":
+        task: asyncio.Task[Any] = super()._log(*args, **kwargs)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return task
+
+    async def shutdown(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        await super().shutdown()
+
+
+def parse_level(level: str | int) -> int:
+    if isinstance(level, int):
+        return level
+    name = level.strip().upper()
+    if name not in LEVELS:
+        raise ConfigurationError(
+            f"BULKWORKER_LOG_LEVEL must be one of {', '.join(LEVELS)}, got {level!r}"
+        )
+    return int(LogLevel[name])
+
+
+def build_logger(level: str | int = "INFO", fd: int = 1) -> BulkworkerLogger:
+    logger = BulkworkerLogger(level=parse_level(level))
+    logger.add_handler(DescriptorHandler(fd))
+    return logger
+
+
+async def open_logger(level: str | int = "INFO", fd: int = 1) -> AsyncIterator[BulkworkerLogger]:
+    """Container resource: a JSON logger on ``fd`` (stdout), shut down last."""
+    logger = build_logger(level, fd)
+    try:
+        yield logger
+    finally:
+        await logger.shutdown()

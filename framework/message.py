@@ -1,0 +1,78 @@
+"""One delivered message, as ``handle`` sees it, and its decision."""
+
+from collections.abc import Mapping
+from typing import Any, Generic, Protocol, TypeVar
+
+import attrs
+
+from framework.actions import Actions
+
+BodyT = TypeVar("BodyT")
+
+
+class SettlementChannel(Protocol):
+    """The part of an AMQP channel that settles deliveries (aiormq's ``Channel`` has it)."""
+
+    @property
+    def is_closed(self) -> bool: ...
+
+    async def basic_ack(
+        self, delivery_tag: int, multiple: bool = False, wait: bool = True
+    ) -> None: ...
+
+    async def basic_reject(
+        self, delivery_tag: int, *, requeue: bool = True, wait: bool = True
+    ) -> None: ...
+
+
+@attrs.frozen(slots=True)
+class Delivery:
+    """Where a message must be settled: delivery tags mean something on one channel only."""
+
+    channel: SettlementChannel
+    tag: int
+
+
+@attrs.define(slots=True, eq=False, repr=False)
+class Message(Generic[BodyT]):
+    """A message in a bulk.
+
+    ``body`` is decoded once, on arrival. The decision methods override the
+    consumer's ``on_success`` / ``on_exception`` for this message alone; the
+    last call wins. Settlement happens after ``handle`` returns, never inside
+    these methods.
+    """
+
+    body: BodyT
+    raw: bytes
+    queue: str
+    routing_key: str
+    delivery: Delivery
+    headers: Mapping[str, Any] = attrs.field(factory=dict)
+    content_type: str | None = None
+    message_id: str | None = None
+    redelivered: bool = False
+    _decision: Actions | None = attrs.field(default=None, init=False)
+
+    @property
+    def decision(self) -> Actions | None:
+        """The action this message asked for itself, if any."""
+        return self._decision
+
+    def ack(self) -> None:
+        """Settle as processed, whatever happens to the rest of the bulk."""
+        self._decision = Actions.ACK
+
+    def requeue(self) -> None:
+        """Return to the queue for another attempt."""
+        self._decision = Actions.REQUEUE
+
+    def reject(self, requeue: bool = False) -> None:
+        """Refuse; ``requeue=True`` is the same as :meth:`requeue`."""
+        self._decision = Actions.REQUEUE if requeue else Actions.REJECT
+
+    def __repr__(self) -> str:
+        return (
+            f"<Message queue={self.queue!r} message_id={self.message_id!r} "
+            f"tag={self.delivery.tag} size={len(self.raw)} decision={self._decision}>"
+        )

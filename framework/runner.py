@@ -1,0 +1,64 @@
+"""One consumer class at work: its instance, engine, subscription and worker task."""
+
+import asyncio
+import contextlib
+
+from aio_pika.abc import AbstractRobustConnection
+
+from framework.clock import Clock
+from framework.consumer import BulkConsumer, ConsumerSettings
+from framework.engine import BulkEngine
+from framework.log import EventLog
+from framework.transport import Subscription
+
+
+class ConsumerRunner:
+    """Starts consuming for one consumer and stops it in the safe order."""
+
+    def __init__(
+        self,
+        consumer: BulkConsumer,
+        settings: ConsumerSettings,
+        connection: AbstractRobustConnection,
+        *,
+        clock: Clock,
+        log: EventLog,
+    ) -> None:
+        self.settings = settings
+        self.engine = BulkEngine(settings, consumer.handle, clock=clock, log=log)
+        self.subscription = Subscription(connection, self.engine, log)
+        self.worker: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<ConsumerRunner {self.settings.name} running={self.running}>"
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None and not self.worker.done()
+
+    async def start(self) -> None:
+        # The worker exists before the first delivery can arrive.
+        self.worker = asyncio.create_task(
+            self.engine.run(), name=f"bulkworker:{self.settings.name}"
+        )
+        await self.subscription.open()
+
+    async def cancel(self) -> None:
+        """Stop new deliveries; what has arrived stays buffered."""
+        await self.subscription.cancel()
+
+    async def drain(self) -> None:
+        """Let the running bulk finish, then hand over the partial bulk and settle it."""
+        self.engine.close()
+        if self.worker is not None:
+            await asyncio.shield(self.worker)
+
+    async def abort(self) -> None:
+        """Stop the worker now; the broker requeues what it held once the channel closes."""
+        if self.worker is not None and not self.worker.done():
+            self.worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.worker
+
+    async def close(self) -> None:
+        await self.subscription.close()

@@ -1,0 +1,86 @@
+"""Deployment settings: environment variables read into the container's ``config``."""
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+from dependency_injector import providers
+
+from framework.errors import ConfigurationError
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
+
+
+def positive_seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigurationError(f"{name} must be a number of seconds above 0, got {raw!r}")
+    return value
+
+
+def text(name: str, raw: str) -> str:
+    return raw
+
+
+@attrs.frozen
+class Setting:
+    """One deployment setting: its ``config`` key, environment variable and default."""
+
+    key: str
+    env: str
+    default: Any
+    parse: Callable[[str, str], Any]
+    meaning: str
+
+
+SETTINGS = (
+    Setting(
+        "amqp_url",
+        "BULKWORKER_AMQP_URL",
+        DEFAULT_AMQP_URL,
+        text,
+        "RabbitMQ URL; the path selects the vhost (`amqp://user:pass@host:5672/vhost`)",
+    ),
+    Setting(
+        "flush_interval",
+        "BULKWORKER_FLUSH_INTERVAL",
+        60.0,
+        positive_seconds,
+        "seconds a partial bulk waits, for consumers that set no `flush_interval`",
+    ),
+    Setting(
+        "log_level",
+        "BULKWORKER_LOG_LEVEL",
+        "INFO",
+        text,
+        "DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    ),
+    Setting(
+        "shutdown_timeout",
+        "BULKWORKER_SHUTDOWN_TIMEOUT",
+        30.0,
+        positive_seconds,
+        "seconds a graceful shutdown may take before unsettled messages are left to the broker",
+    ),
+)
+
+
+def load_environment(
+    config: providers.Configuration, environ: Mapping[str, str] | None = None
+) -> None:
+    """Fill each setting ``config`` does not have yet from the environment, else its default.
+
+    Values set on ``config`` in code (``container.config.amqp_url.from_value(...)``)
+    are kept: they win over the environment.
+    """
+    environ = os.environ if environ is None else environ
+    for setting in SETTINGS:
+        if config.get(setting.key) is not None:
+            continue
+        raw = environ.get(setting.env, "")
+        value = setting.parse(setting.env, raw) if raw else setting.default
+        config.set(setting.key, value)

@@ -1,0 +1,139 @@
+"""Settling deliveries with the broker: each exactly once, acks coalesced where safe.
+
+``basic.ack(multiple=True)`` acks *every* unsettled tag up to the one given on
+its channel, including messages still buffered or in another bulk. So the
+ledger records every delivery in tag order from arrival to settlement, and a
+multiple ack only ever covers the leading run of unsettled tags that are all
+being acked now. That holds however many bulks of one channel are in flight.
+"""
+
+import contextlib
+from collections.abc import Iterable, Sequence
+
+import attrs
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
+
+from framework.actions import Actions
+from framework.message import Delivery, SettlementChannel
+
+# What a settlement on a channel that closed under it raises.
+CLOSED_CHANNEL_ERRORS = (ChannelInvalidStateError, AMQPError, ConnectionError)
+
+
+@attrs.define
+class Ledger:
+    """Unsettled delivery tags per channel, in the order they arrived."""
+
+    _unsettled: dict[SettlementChannel, dict[int, None]] = attrs.field(factory=dict)
+
+    def track(self, delivery: Delivery) -> None:
+        self._unsettled.setdefault(delivery.channel, {})[delivery.tag] = None
+
+    def discard(self, delivery: Delivery) -> None:
+        tags = self._unsettled.get(delivery.channel)
+        if tags is not None:
+            tags.pop(delivery.tag, None)
+
+    def forget(self, channel: SettlementChannel) -> None:
+        self._unsettled.pop(channel, None)
+
+    def forget_closed(self) -> None:
+        for channel in [channel for channel in self._unsettled if channel.is_closed]:
+            self.forget(channel)
+
+    def unsettled_count(self) -> int:
+        return sum(len(tags) for tags in self._unsettled.values())
+
+    def take_leading_run(self, channel: SettlementChannel, tags: set[int]) -> list[int]:
+        """Remove and return the lowest unsettled tags of ``channel`` while all are in ``tags``."""
+        unsettled = self._unsettled.get(channel, {})
+        run = []
+        for tag in unsettled:
+            if tag not in tags:
+                break
+            run.append(tag)
+        for tag in run:
+            del unsettled[tag]
+        return run
+
+
+@attrs.define
+class SettlementReport:
+    """What one settlement sent; ``stale`` counts deliveries of closed channels."""
+
+    acked: int = 0
+    requeued: int = 0
+    rejected: int = 0
+    stale: int = 0
+    ack_frames: int = 0
+
+    @property
+    def sent(self) -> int:
+        return self.acked + self.requeued + self.rejected
+
+    def add(self, other: "SettlementReport") -> None:
+        self.acked += other.acked
+        self.requeued += other.requeued
+        self.rejected += other.rejected
+        self.stale += other.stale
+        self.ack_frames += other.ack_frames
+
+
+@attrs.define
+class Settler:
+    """Sends the decisions of settled work to the channels the messages came on."""
+
+    ledger: Ledger = attrs.field(factory=Ledger)
+
+    async def settle(self, outcomes: Iterable[tuple[Delivery, Actions]]) -> SettlementReport:
+        report = SettlementReport()
+        for channel, decisions in group_by_channel(outcomes).items():
+            part = SettlementReport()
+            if not channel.is_closed:
+                with contextlib.suppress(*CLOSED_CHANNEL_ERRORS):
+                    await self._settle_on(channel, decisions, part)
+            part.stale = len(decisions) - part.sent
+            if part.stale:
+                # The broker requeues whatever a closed channel held; a tag sent
+                # on any other channel could settle a different message.
+                self.ledger.forget(channel)
+            report.add(part)
+        return report
+
+    async def _settle_on(
+        self,
+        channel: SettlementChannel,
+        decisions: Sequence[tuple[int, Actions]],
+        report: SettlementReport,
+    ) -> None:
+        acks: set[int] = set()
+        for tag, action in decisions:
+            if action is Actions.ACK:
+                acks.add(tag)
+                continue
+            # Refusals first: once they leave the ledger the run of acks behind them grows.
+            self.ledger.discard(Delivery(channel, tag))
+            await channel.basic_reject(tag, requeue=action is Actions.REQUEUE, wait=False)
+            if action is Actions.REQUEUE:
+                report.requeued += 1
+            else:
+                report.rejected += 1
+        run = self.ledger.take_leading_run(channel, acks)
+        if run:
+            await channel.basic_ack(run[-1], multiple=len(run) > 1, wait=False)
+            report.acked += len(run)
+            report.ack_frames += 1
+        for tag in sorted(acks.difference(run)):
+            self.ledger.discard(Delivery(channel, tag))
+            await channel.basic_ack(tag, wait=False)
+            report.acked += 1
+            report.ack_frames += 1
+
+
+def group_by_channel(
+    outcomes: Iterable[tuple[Delivery, Actions]],
+) -> dict[SettlementChannel, list[tuple[int, Actions]]]:
+    groups: dict[SettlementChannel, list[tuple[int, Actions]]] = {}
+    for delivery, action in outcomes:
+        groups.setdefault(delivery.channel, []).append((delivery.tag, action))
+    return groups
