@@ -69,7 +69,7 @@ def is_runnable(cls: type[BulkConsumer]) -> bool:
 
 
 def fail(cls: type, attribute: str, problem: str) -> ConsumerDefinitionError:
-    return ConsumerDefinitionError(f"{cls.__qualname__}.{attribute} {problem}")
+    return ConsumerDefinitionError(f"{cls.__name__}.{attribute} {problem}")
 
 
 def check_unknown_attributes(cls: type) -> None:
@@ -182,7 +182,7 @@ class ConsumerSettings:
             raise fail(consumer, "queues", "is required: name at least one queue to consume")
         check_handle(consumer)
         return cls(
-            name=consumer.__qualname__,
+            name=consumer.__name__,
             queues=tuple(consumer.queues),
             bulk_size=consumer.bulk_size,
             flush_interval=float(consumer.flush_interval or default_flush_interval),

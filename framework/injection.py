@@ -1,42 +1,143 @@
-"""Wiring consumers to the container, and catching what it cannot provide."""
+"""Dependency injection into consumers, resolved in one typed place.
 
+A consumer asks for services with dependency-injector markers: as defaults of
+``__init__`` or ``handle`` parameters (``store: Store = Provide["store"]``, with
+or without ``@inject``), in ``Annotated[...]``, or as class attributes. They are
+resolved here against the running container, for any consumer class, wherever
+it is defined; the consumers' modules are also wired, so ``@inject`` helpers in
+them work too. A marker the container cannot resolve fails the start.
+"""
+
+import inspect
 import sys
-import warnings
-from collections.abc import Iterable
-from types import ModuleType
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, cast, get_args, get_origin
 
-from dependency_injector import containers
+import attrs
+from dependency_injector import containers, providers
+from dependency_injector.wiring import Closing, Provide, Provider, ProvidersMap
 
 from framework.consumer import BulkConsumer
+from framework.engine import Handler
 from framework.errors import ConsumerDefinitionError
+from framework.message import Message
+
+# The stubs type markers as instances; at run time they are classes.
+PROVIDE = cast(type, Provide)
+PROVIDER = cast(type, Provider)
+CLOSING = cast(type, Closing)
+MARKERS = (PROVIDE, PROVIDER, CLOSING)
 
 
-def modules_of(classes: Iterable[type[BulkConsumer]]) -> list[ModuleType]:
-    return list(dict.fromkeys(sys.modules[cls.__module__] for cls in classes))
+@attrs.frozen
+class Injection:
+    """One parameter or attribute and the provider that fills it."""
+
+    name: str
+    provider: Any
+    gives_provider: bool
+
+    async def value(self) -> Any:
+        if self.gives_provider:
+            return self.provider
+        value = self.provider()
+        return await value if inspect.isawaitable(value) else value
 
 
-def wire(container: containers.Container, classes: Iterable[type[BulkConsumer]]) -> None:
-    """Wire the consumers' modules; a marker the container cannot resolve is an error."""
-    modules = modules_of(classes)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        container.wire(modules=modules, warn_unresolved=True)
-    unresolved = [str(warning.message) for warning in caught]
-    if unresolved:
-        container.unwire()
-        names = ", ".join(module.__name__ for module in modules)
-        raise ConsumerDefinitionError(
-            f"{type(container).__name__} cannot provide what consumers in {names} ask for: "
-            f"{'; '.join(unresolved)}. Add the provider to your container and pass it with "
-            "--container (or Orchestrator(container=...))"
-        )
-
-
-def instantiate(cls: type[BulkConsumer]) -> BulkConsumer:
+async def build_consumer(
+    cls: type[BulkConsumer], container: containers.Container
+) -> tuple[BulkConsumer, Handler]:
+    """Instantiate ``cls`` with its services and return it with its injecting handler."""
+    resolver = Resolver(container)
+    constructor = resolver.injections(cls.__init__, f"{cls.__name__}.__init__")
+    attributes = resolver.attribute_injections(cls)
+    per_bulk = resolver.injections(cls.handle, f"{cls.__name__}.handle")
     try:
-        return cls()
+        consumer = cls(**{i.name: await i.value() for i in constructor})
     except TypeError as error:
         raise ConsumerDefinitionError(
-            f"{cls.__qualname__}.__init__ cannot be called by the framework ({error}): give "
+            f"{cls.__name__}.__init__ cannot be called by the framework ({error}): give "
             "every parameter a Provide[...] marker or a default"
         ) from None
+    for injection in attributes:
+        setattr(consumer, injection.name, await injection.value())
+    return consumer, injecting_handler(consumer, per_bulk)
+
+
+def injecting_handler(consumer: BulkConsumer, injections: list[Injection]) -> Handler:
+    if not injections:
+        return consumer.handle
+
+    async def handle(messages: list[Message[Any]]) -> None:
+        # Resolved per bulk, so a Factory gives each bulk its own object.
+        services = {injection.name: await injection.value() for injection in injections}
+        await consumer.handle(messages, **services)
+
+    return handle
+
+
+class Resolver:
+    """Finds markers and resolves them against one container."""
+
+    def __init__(self, container: containers.Container) -> None:
+        self._container = container
+        self._map = ProvidersMap(container)
+
+    def injections(self, function: Callable[..., Any], owner: str) -> list[Injection]:
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):
+            return []
+        found = []
+        for parameter in signature.parameters.values():
+            marker = marker_of(parameter)
+            if marker is not None:
+                found.append(self._resolve(parameter.name, marker, f"{owner} parameter"))
+        return found
+
+    def attribute_injections(self, cls: type) -> list[Injection]:
+        names = {name for klass in cls.__mro__ for name in vars(klass)}
+        return [
+            self._resolve(name, getattr(cls, name), f"{cls.__name__} attribute")
+            for name in sorted(names)
+            if isinstance(getattr(cls, name, None), MARKERS)
+        ]
+
+    def _resolve(self, name: str, marker: Any, where: str) -> Injection:
+        if isinstance(marker, CLOSING):
+            marker = cast(Any, marker).provider
+        provider = self._map.resolve_provider(marker.provider, marker.modifier)
+        if provider is None:
+            raise ConsumerDefinitionError(
+                f"{where} {name!r} asks for {describe(marker.provider)}, which "
+                f"{container_name(self._container)} cannot provide: add the provider to your "
+                "container and pass it with --container (or Orchestrator(container=...))"
+            )
+        if isinstance(marker, PROVIDER) and not isinstance(provider, providers.Delegate):
+            return Injection(name, provider.provider, gives_provider=True)
+        return Injection(name, provider, gives_provider=isinstance(marker, PROVIDER))
+
+
+def marker_of(parameter: inspect.Parameter) -> Any:
+    if isinstance(parameter.default, MARKERS):
+        return parameter.default
+    if get_origin(parameter.annotation) is Annotated:
+        for extra in get_args(parameter.annotation)[1:]:
+            if isinstance(extra, MARKERS):
+                return extra
+    return None
+
+
+def container_name(container: containers.Container) -> str:
+    declared = getattr(container, "declarative_parent", None) or type(container)
+    return str(declared.__name__)
+
+
+def describe(reference: Any) -> str:
+    return repr(reference) if isinstance(reference, str) else f"provider {reference!r}"
+
+
+def wire_modules(container: containers.Container, classes: Iterable[type[BulkConsumer]]) -> None:
+    """Wire the consumers' modules, so ``@inject`` functions beside them work as well."""
+    modules = list(dict.fromkeys(sys.modules[cls.__module__] for cls in classes))
+    container.wire(modules=modules)

@@ -16,8 +16,9 @@ from framework.clock import Clock, LoopClock
 from framework.consumer import ConsumerSettings
 from framework.container import Container
 from framework.discovery import ConsumerSource, discover
+from framework.engine import Handler
 from framework.errors import BulkworkerError
-from framework.injection import instantiate, wire
+from framework.injection import build_consumer, wire_modules
 from framework.log import EventLog
 from framework.runner import ConsumerRunner
 from framework.settings import load_environment
@@ -100,22 +101,23 @@ class Orchestrator:
         try:
             await resolve(self.container.init_resources())
             self._log = await resolve(self.container.logger())
-            wire(self.container, classes)
+            wire_modules(self.container, classes)
             self._wired = True
             for hook in self._startup_hooks:
                 await hook(self.container)
             connection = await resolve(self.container.connection())
-            for cls, consumer_settings in zip(classes, settings, strict=True):
-                await self._start_consumer(instantiate(cls), consumer_settings, connection)
+            built = [await build_consumer(cls, self.container) for cls in classes]
+            for (_, handler), consumer_settings in zip(built, settings, strict=True):
+                await self._start_consumer(handler, consumer_settings, connection)
         except BaseException:
             await self.stop()
             raise
 
     async def _start_consumer(
-        self, consumer: Any, settings: ConsumerSettings, connection: Any
+        self, handler: Handler, settings: ConsumerSettings, connection: Any
     ) -> None:
         assert self._log is not None
-        runner = ConsumerRunner(consumer, settings, connection, clock=self._clock, log=self._log)
+        runner = ConsumerRunner(handler, settings, connection, clock=self._clock, log=self._log)
         self.runners.append(runner)
         await runner.start()
         assert runner.worker is not None

@@ -6,8 +6,8 @@ import contextlib
 from aio_pika.abc import AbstractRobustConnection
 
 from framework.clock import Clock
-from framework.consumer import BulkConsumer, ConsumerSettings
-from framework.engine import BulkEngine
+from framework.consumer import ConsumerSettings
+from framework.engine import BulkEngine, Handler
 from framework.log import EventLog
 from framework.transport import Subscription
 
@@ -17,7 +17,7 @@ class ConsumerRunner:
 
     def __init__(
         self,
-        consumer: BulkConsumer,
+        handler: Handler,
         settings: ConsumerSettings,
         connection: AbstractRobustConnection,
         *,
@@ -25,7 +25,7 @@ class ConsumerRunner:
         log: EventLog,
     ) -> None:
         self.settings = settings
-        self.engine = BulkEngine(settings, consumer.handle, clock=clock, log=log)
+        self.engine = BulkEngine(settings, handler, clock=clock, log=log)
         self.subscription = Subscription(connection, self.engine, log)
         self.worker: asyncio.Task[None] | None = None
 

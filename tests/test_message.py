@@ -1,0 +1,27 @@
+"""A message's own decision."""
+
+from framework import Actions
+from framework.testing import FakeChannel, make_message
+
+
+def test_last_decision_wins() -> None:
+    """Each decision method replaces the previous one."""
+    message = make_message({"a": 1}, channel=FakeChannel(), tag=1)
+    assert message.decision is None
+    message.reject()
+    assert Actions.REJECT == message.decision
+    message.ack()
+    assert Actions.ACK == message.decision
+    message.reject(requeue=True)
+    assert Actions.REQUEUE == message.decision
+    message.requeue()
+    assert Actions.REQUEUE == message.decision
+
+
+def test_repr_shows_identity_not_body() -> None:
+    """The repr names queue, id and tag, and leaves the (possibly large) body out."""
+    message = make_message({"secret": "x"}, channel=FakeChannel(), tag=7, message_id="m7")
+    text = repr(message)
+    assert "m7" in text
+    assert "tag=7" in text
+    assert "secret" not in text

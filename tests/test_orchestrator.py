@@ -1,0 +1,444 @@
+"""Consumers on the real RabbitMQ: bulks, settlement, decoding, injection, hooks, shutdown."""
+
+import asyncio
+import time
+from typing import Any
+
+import aiormq
+import pytest
+from dependency_injector import providers
+from dependency_injector.wiring import Provide, inject
+
+from framework import (
+    Actions,
+    BrokerUnreachableError,
+    BulkConsumer,
+    ConsumerDefinitionError,
+    Container,
+    Message,
+    Orchestrator,
+    QueueError,
+)
+from tests.broker import AMQP_URL, Broker, wait_until
+from tests.conftest import make_container
+
+
+async def test_full_bulks_are_handed_over_at_once(broker: Broker, container: Container) -> None:
+    """Three full bulks of 10 arrive without waiting for the flush interval."""
+    queue = broker.queue_name("full")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(30))
+    bulks: list[list[int]] = []
+
+    class Full(BulkConsumer):
+        queues = [queue]
+        bulk_size = 10
+        flush_interval = 600
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            bulks.append([m.body["id"] for m in messages])
+
+    started = time.monotonic()
+    async with Orchestrator([Full], container):
+        await wait_until(lambda: len(bulks) == 3, timeout=20)
+        elapsed = time.monotonic() - started
+    assert list(range(30)) == [n for bulk in bulks for n in bulk]
+    assert [10, 10, 10] == [len(bulk) for bulk in bulks]
+    assert elapsed < 60
+    assert 0 == await broker.ready_count(queue)
+
+
+async def test_partial_bulk_waits_for_the_flush_interval(
+    broker: Broker, container: Container
+) -> None:
+    """Seven messages with bulk_size 100 arrive as one bulk after flush_interval."""
+    queue = broker.queue_name("partial")
+    await broker.declare(queue)
+    handed: list[tuple[float, int]] = []
+
+    class Partial(BulkConsumer):
+        queues = [queue]
+        bulk_size = 100
+        flush_interval = 0.5
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            handed.append((time.monotonic(), len(messages)))
+
+    async with Orchestrator([Partial], container):
+        published = time.monotonic()
+        await broker.publish_ids(queue, range(7))
+        await wait_until(lambda: handed)
+        await asyncio.sleep(0.6)
+    assert 1 == len(handed)
+    handed_at, size = handed[0]
+    assert 7 == size
+    assert handed_at - published >= 0.45
+    assert 0 == await broker.ready_count(queue)
+
+
+async def test_one_consumer_on_several_queues(broker: Broker, container: Container) -> None:
+    """Messages of both queues share bulks, and Message.queue tells which queue."""
+    first, second = broker.queue_name("multi-a"), broker.queue_name("multi-b")
+    await broker.declare(first)
+    await broker.declare(second)
+    await broker.publish_ids(first, range(5))
+    await broker.publish_ids(second, range(5, 10))
+    seen: dict[int, str] = {}
+    bulk_sizes: list[int] = []
+
+    class Both(BulkConsumer):
+        queues = [first, second]
+        bulk_size = 10
+        flush_interval = 5
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            bulk_sizes.append(len(messages))
+            seen.update({m.body["id"]: m.queue for m in messages})
+
+    async with Orchestrator([Both], container):
+        await wait_until(lambda: len(seen) == 10)
+    assert {n: first for n in range(5)} | {n: second for n in range(5, 10)} == seen
+    assert 10 in bulk_sizes
+
+
+async def test_each_message_is_settled_by_its_decision_or_the_bulk_action(
+    broker: Broker, container: Container
+) -> None:
+    """reject() dead-letters, requeue() redelivers, the rest are acked: each exactly once."""
+    queue = broker.queue_name("decide")
+    dead, arguments = await broker.declare_with_dead_letters(queue)
+    await broker.publish_ids(queue, range(6))
+    handled: list[tuple[int, bool]] = []
+
+    class Decide(BulkConsumer):
+        queues = [queue]
+        queue_arguments = arguments
+        bulk_size = 6
+        flush_interval = 0.3
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            for message in messages:
+                handled.append((message.body["id"], message.redelivered))
+                if message.body["id"] == 0:
+                    message.reject()
+                elif message.body["id"] == 1 and not message.redelivered:
+                    message.reject(requeue=True)
+
+    async with Orchestrator([Decide], container):
+        await wait_until(lambda: len(handled) == 7)
+        await wait_until(lambda: broker.ready_count(dead))
+    assert [(1, True)] == [entry for entry in handled if entry[1]]
+    assert ["0"] == [m.message_id for m in await broker.drain(dead)]
+    assert 0 == await broker.ready_count(queue)
+
+
+async def test_exception_requeues_the_bulk_by_default(broker: Broker, container: Container) -> None:
+    """When handle raises, on_exception (REQUEUE) returns every message for another try."""
+    queue = broker.queue_name("raise")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(4))
+    attempts: list[list[int]] = []
+
+    class Flaky(BulkConsumer):
+        queues = [queue]
+        bulk_size = 4
+        flush_interval = 0.3
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            attempts.append(sorted(m.body["id"] for m in messages))
+            if len(attempts) == 1:
+                raise RuntimeError("store unavailable")
+
+    async with Orchestrator([Flaky], container):
+        await wait_until(lambda: len(attempts) >= 2 and sum(map(len, attempts)) >= 8)
+    assert [0, 1, 2, 3] == attempts[0]
+    assert [0, 1, 2, 3] == sorted(n for bulk in attempts[1:] for n in bulk)
+    assert 0 == await broker.ready_count(queue)
+
+
+async def test_on_exception_reject_dead_letters(broker: Broker, container: Container) -> None:
+    """on_exception = REJECT sends the failed bulk to the dead-letter exchange, not back."""
+    queue = broker.queue_name("reject")
+    dead, arguments = await broker.declare_with_dead_letters(queue)
+    await broker.publish_ids(queue, range(3))
+    calls = 0
+
+    class Refuses(BulkConsumer):
+        queues = [queue]
+        queue_arguments = arguments
+        bulk_size = 3
+        on_exception = Actions.REJECT
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            nonlocal calls
+            calls += 1
+            raise ValueError("bad bulk")
+
+    async with Orchestrator([Refuses], container):
+        await wait_until(lambda: calls == 1)
+        await wait_until(lambda: broker.ready_count(dead))
+        await asyncio.sleep(0.2)
+    assert 1 == calls
+    assert ["0", "1", "2"] == sorted(m.message_id or "" for m in await broker.drain(dead))
+
+
+async def test_handle_runs_in_the_frameworks_own_task(
+    broker: Broker, container: Container
+) -> None:
+    """handle never runs in the client library's per-delivery task."""
+    queue = broker.queue_name("task")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(2))
+    task_names: list[str] = []
+
+    class Where(BulkConsumer):
+        queues = [queue]
+        bulk_size = 2
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            task_names.append(task.get_name())
+
+    async with Orchestrator([Where], container):
+        await wait_until(lambda: task_names)
+    assert ["bulkworker:Where"] == task_names
+
+
+async def test_undecodable_message_from_another_client_never_reaches_handle(
+    broker: Broker, container: Container
+) -> None:
+    """Invalid JSON with a JSON type is dead-lettered; a non-JSON body without type is bytes."""
+    queue = broker.queue_name("undecodable")
+    dead, arguments = await broker.declare_with_dead_letters(queue)
+    raw_connection = await aiormq.connect(AMQP_URL)
+    raw_channel = await raw_connection.channel()
+    await raw_channel.basic_publish(
+        b"{not json",
+        routing_key=queue,
+        properties=aiormq.spec.Basic.Properties(
+            content_type="application/json", message_id="broken"
+        ),
+    )
+    await raw_channel.basic_publish(
+        b"plain \xff bytes", routing_key=queue, properties=aiormq.spec.Basic.Properties()
+    )
+    await raw_connection.close()
+    bodies: list[Any] = []
+
+    class Tolerant(BulkConsumer):
+        queues = [queue]
+        queue_arguments = arguments
+        bulk_size = 1
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            bodies.extend(m.body for m in messages)
+
+    async with Orchestrator([Tolerant], container):
+        await wait_until(lambda: bodies)
+        await wait_until(lambda: broker.ready_count(dead))
+    assert [b"plain \xff bytes"] == bodies
+    [dead_letter] = await broker.drain(dead)
+    assert ("broken", b"{not json") == (dead_letter.message_id, dead_letter.body)
+    assert 0 == await broker.ready_count(queue)
+
+
+class Store:
+    """A user's service: remembers what it was given."""
+
+    def __init__(self) -> None:
+        self.saved: list[Any] = []
+
+
+class AppContainer(Container):
+    store = providers.Singleton(Store)
+
+
+async def test_services_from_a_user_container_are_injected(broker: Broker) -> None:
+    """Markers in __init__ and handle (with and without @inject) get the user's providers."""
+    queue = broker.queue_name("inject")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(6))
+    container = make_container(container_class=AppContainer)
+
+    class Injected(BulkConsumer):
+        queues = [queue]
+        bulk_size = 3
+        flush_interval = 0.2
+
+        def __init__(self, store: Store = Provide["store"]) -> None:
+            self.store = store
+
+        async def handle(
+            self,
+            messages: list[Message[Any]],
+            state: dict[str, Any] = Provide["state"],
+            logger: Any = Provide[Container.logger],
+        ) -> None:
+            self.store.saved.extend(m.body["id"] for m in messages)
+            state["logger"] = logger
+
+    class Decorated(BulkConsumer):
+        queues = [queue]
+        bulk_size = 3
+        flush_interval = 0.2
+
+        @inject
+        async def handle(
+            self, messages: list[Message[Any]], store: Store = Provide[AppContainer.store]
+        ) -> None:
+            store.saved.extend(m.body["id"] for m in messages)
+
+    async with Orchestrator([Injected, Decorated], container):
+        await wait_until(lambda: len(container.store().saved) == 6)
+        logger = await container.logger()
+        assert logger is container.state()["logger"]
+    assert list(range(6)) == sorted(container.store().saved)
+
+
+async def test_unresolvable_marker_fails_at_start_naming_it(broker: Broker) -> None:
+    """A consumer asking for a provider the container lacks fails before consuming."""
+    queue = broker.queue_name("unresolved")
+
+    class Needy(BulkConsumer):
+        queues = [queue]
+
+        async def handle(self, messages: list[Message[Any]], store: Any = Provide["store"]) -> None:
+            pass
+
+    container = make_container()
+    with pytest.raises(ConsumerDefinitionError, match="Needy.handle parameter 'store' asks for 'store', which Container cannot provide"):
+        async with Orchestrator([Needy], container):
+            pass
+
+
+async def test_startup_hooks_finish_before_handling_and_shutdown_hooks_after_stop(
+    broker: Broker, container: Container
+) -> None:
+    """Every startup hook completes before the first handle; shutdown hooks see no consumers."""
+    queue = broker.queue_name("hooks")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(5))
+    events: list[str] = []
+
+    class Hooked(BulkConsumer):
+        queues = [queue]
+        bulk_size = 5
+
+        async def handle(
+            self, messages: list[Message[Any]], state: dict[str, Any] = Provide["state"]
+        ) -> None:
+            events.append(f"handle:{state['ready']}")
+
+    orchestrator = Orchestrator([Hooked], container)
+
+    @orchestrator.on_startup
+    async def warm_up(container: Container) -> None:
+        await asyncio.sleep(0.3)
+        container.state()["ready"] = "yes"
+        events.append("startup")
+
+    @orchestrator.on_shutdown
+    async def report(container: Container) -> None:
+        events.append(f"shutdown:consumers={await broker.consumer_count(queue)}")
+
+    async with orchestrator:
+        await wait_until(lambda: len(events) == 2)
+    assert ["startup", "handle:yes", "shutdown:consumers=0"] == events
+
+
+async def test_leaving_hands_over_the_buffered_partial_bulk(
+    broker: Broker, container: Container
+) -> None:
+    """Stopping cancels consumers, hands the partial bulk to handle, and acks it."""
+    queue = broker.queue_name("drain")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(5))
+    handled: list[int] = []
+
+    class Slow(BulkConsumer):
+        queues = [queue]
+        bulk_size = 100
+        flush_interval = 600
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            handled.extend(m.body["id"] for m in messages)
+
+    orchestrator = Orchestrator([Slow], container)
+    async with orchestrator:
+        await wait_until(lambda: orchestrator.runners[0].engine.buffered == 5)
+        assert [] == handled
+    assert list(range(5)) == handled
+    assert 0 == await broker.ready_count(queue)
+    assert 0 == await broker.consumer_count(queue)
+
+
+async def test_stop_twice_is_harmless(broker: Broker, container: Container) -> None:
+    """stop() may be called again: it waits for the first and does nothing more."""
+    queue = broker.queue_name("twice")
+
+    class Idle(BulkConsumer):
+        queues = [queue]
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            pass
+
+    orchestrator = Orchestrator([Idle], container)
+    await orchestrator.start()
+    await asyncio.gather(orchestrator.stop(), orchestrator.stop())
+    await orchestrator.stop()
+    assert "<Orchestrator(consumers=1, running=0)>" == repr(orchestrator)
+
+
+async def test_missing_queue_with_declare_false_is_a_clear_error(
+    broker: Broker, container: Container
+) -> None:
+    """declare = False on a queue that does not exist names the queue and the fix."""
+    queue = broker.queue_name("missing")
+
+    class Strict(BulkConsumer):
+        queues = [queue]
+        declare = False
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            pass
+
+    with pytest.raises(QueueError, match=f"queue '{queue}' does not exist and Strict.declare"):
+        async with Orchestrator([Strict], container):
+            pass
+
+
+async def test_queue_with_other_arguments_is_a_clear_error(
+    broker: Broker, container: Container
+) -> None:
+    """A queue declared differently names the queue and what the broker says differs."""
+    queue = broker.queue_name("mismatch")
+    await broker.declare(queue, **{"x-max-length": 10})
+
+    class Quorum(BulkConsumer):
+        queues = [queue]
+        queue_arguments = {"x-queue-type": "quorum"}
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            pass
+
+    with pytest.raises(QueueError, match=f"queue '{queue}' exists with other arguments") as caught:
+        async with Orchestrator([Quorum], container):
+            pass
+    assert "x-queue-type" in str(caught.value) or "x-max-length" in str(caught.value)
+
+
+async def test_unreachable_broker_is_a_clear_error() -> None:
+    """No broker at the URL: BrokerUnreachableError with the redacted URL."""
+
+    class Lonely(BulkConsumer):
+        queues = ["never"]
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            pass
+
+    container = make_container("amqp://guest:secret@127.0.0.1:1/")
+    with pytest.raises(BrokerUnreachableError, match=r"guest:\*\*\*\*\*\*@127.0.0.1:1") as caught:
+        async with Orchestrator([Lonely], container):
+            pass
+    assert "secret" not in str(caught.value)
