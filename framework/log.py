@@ -7,6 +7,9 @@ duplicate of the descriptor instead: closing it closes only the duplicate.
 """
 
 import asyncio
+import datetime
+import json
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol
@@ -110,3 +113,56 @@ async def open_logger(level: str | int = "INFO", fd: int = 1) -> AsyncIterator[B
         yield logger
     finally:
         await logger.shutdown()
+
+
+LIBRARY_LOGGERS = ("aio_pika", "aiormq")
+
+
+class JsonLinesHandler(logging.Handler):
+    """Standard-library records as the same JSON lines, on a duplicate descriptor."""
+
+    def __init__(self, fd: int = 1, level: int = logging.WARNING) -> None:
+        super().__init__(level=level)
+        self._fd = os.dup(fd)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = {
+            "logged_at": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exc_text"] = logging.Formatter().formatException(record.exc_info)
+        try:
+            write_all(self._fd, (json.dumps(line, default=str) + "\n").encode())
+        except OSError:
+            self.handleError(record)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        super().close()
+
+
+def route_library_logs(level: str | int = "INFO", fd: int = 1) -> JsonLinesHandler:
+    """Send aio-pika's and aiormq's own records to the JSON log instead of stderr.
+
+    At WARNING or above whatever ``level`` says: their INFO lines are noise here.
+    Returns the handler, for :func:`unroute_library_logs`.
+    """
+    handler = JsonLinesHandler(fd, level=max(logging.WARNING, parse_level(level)))
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.addHandler(handler)
+        library.propagate = False
+    return handler
+
+
+def unroute_library_logs(handler: JsonLinesHandler) -> None:
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.removeHandler(handler)
+        library.propagate = True
+    handler.close()

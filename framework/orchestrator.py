@@ -19,7 +19,7 @@ from framework.discovery import ConsumerSource, discover
 from framework.engine import Handler
 from framework.errors import BulkworkerError
 from framework.injection import build_consumer, wire_modules
-from framework.log import EventLog
+from framework.log import EventLog, route_library_logs, unroute_library_logs
 from framework.runner import ConsumerRunner
 from framework.settings import load_environment
 
@@ -206,6 +206,8 @@ class Orchestrator:
         signals = SignalCounter(stop)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, signals.received)
+        load_environment(self.config)
+        library_logs = route_library_logs(self.config.get("log_level"))
         try:
             async with self:
                 assert self._crashed is not None
@@ -213,6 +215,7 @@ class Orchestrator:
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+            unroute_library_logs(library_logs)
         if self._crashed is not None and self._crashed.is_set():
             raise WorkerCrashedError("a consumer's worker crashed; see the log for the traceback")
 

@@ -69,7 +69,10 @@ def test_settings_are_inherited_from_a_base() -> None:
         ({"queues": ["items"], "on_success": "ack"}, "Bad.on_success must be one of"),
         ({"queues": ["items"], "declare": "yes"}, "Bad.declare must be True or False"),
         ({"queues": ["items"], "queue_arguments": [1]}, "Bad.queue_arguments must be a dict"),
-        ({"queues": ["items"], "bulksize": 10}, "Bad.bulksize is not a consumer setting (did you mean 'bulk_size'?"),
+        (
+            {"queues": ["items"], "bulksize": 10},
+            "Bad.bulksize is not a consumer setting (did you mean 'bulk_size'?",
+        ),
     ],
 )
 def test_wrong_declarations_fail_at_class_definition(

@@ -182,9 +182,7 @@ async def test_on_exception_reject_dead_letters(broker: Broker, container: Conta
     assert ["0", "1", "2"] == sorted(m.message_id or "" for m in await broker.drain(dead))
 
 
-async def test_handle_runs_in_the_frameworks_own_task(
-    broker: Broker, container: Container
-) -> None:
+async def test_handle_runs_in_the_frameworks_own_task(broker: Broker, container: Container) -> None:
     """handle never runs in the client library's per-delivery task."""
     queue = broker.queue_name("task")
     await broker.declare(queue)
@@ -307,7 +305,10 @@ async def test_unresolvable_marker_fails_at_start_naming_it(broker: Broker) -> N
             pass
 
     container = make_container()
-    with pytest.raises(ConsumerDefinitionError, match="Needy.handle parameter 'store' asks for 'store', which Container cannot provide"):
+    with pytest.raises(
+        ConsumerDefinitionError,
+        match="Needy.handle parameter 'store' asks for 'store', which Container cannot provide",
+    ):
         async with Orchestrator([Needy], container):
             pass
 

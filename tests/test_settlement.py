@@ -74,7 +74,9 @@ async def test_channel_closing_during_settlement_counts_the_rest_as_stale() -> N
     """A channel that closes between two sends: the unsent part is stale, nothing raises."""
 
     class ClosingChannel(FakeChannel):
-        async def basic_reject(self, delivery_tag: int, *, requeue: bool = True, wait: bool = True) -> None:
+        async def basic_reject(
+            self, delivery_tag: int, *, requeue: bool = True, wait: bool = True
+        ) -> None:
             await super().basic_reject(delivery_tag, requeue=requeue, wait=wait)
             self.closed = True
 

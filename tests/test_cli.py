@@ -1,0 +1,184 @@
+"""The `bulkworker` command in a real process: clear startup errors, clean shutdown."""
+
+import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.broker import AMQP_URL, Broker, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+BULKWORKER = [sys.executable, "-m", "framework.cli"]
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TEST_")}
+    env.update({"BULKWORKER_AMQP_URL": AMQP_URL, "BULKWORKER_LOG_LEVEL": "INFO", **extra})
+    return env
+
+
+def run_cli(*arguments: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BULKWORKER, *arguments],
+        cwd=ROOT,
+        env=environment(**extra),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert 1 == result.returncode
+    lines = result.stderr.strip().splitlines()
+    assert 1 == len(lines), result.stderr
+    assert lines[0].startswith("bulkworker: error: ")
+    assert expected in lines[0]
+
+
+def test_unreachable_broker_exits_with_one_line() -> None:
+    """No RabbitMQ at the URL: exit 1, one line naming the URL without its password."""
+    result = run_cli(
+        "run",
+        "tests.apps.envconsumer",
+        BULKWORKER_AMQP_URL="amqp://guest:hunter2@127.0.0.1:1/",
+        TEST_OUTPUT="/dev/null",
+    )
+    assert_one_line_error(result, "cannot connect to RabbitMQ at amqp://guest:******@127.0.0.1:1/")
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+async def test_missing_queue_exits_with_one_line(broker: Broker) -> None:
+    """declare = False and no such queue: exit 1, one line naming the queue."""
+    queue = broker.queue_name("cli-missing")
+    result = run_cli(
+        "run", "tests.apps.envconsumer", TEST_QUEUE=queue, TEST_DECLARE="0", TEST_OUTPUT="/dev/null"
+    )
+    assert_one_line_error(result, f"queue '{queue}' does not exist")
+
+
+async def test_queue_with_other_arguments_exits_with_one_line(broker: Broker) -> None:
+    """A queue declared with other arguments: exit 1, one line with the broker's reason."""
+    queue = broker.queue_name("cli-mismatch")
+    await broker.declare(queue, **{"x-max-length": 5})
+    result = run_cli(
+        "run",
+        "tests.apps.envconsumer",
+        TEST_QUEUE=queue,
+        TEST_ARGUMENTS='{"x-max-length": 10}',
+        TEST_OUTPUT="/dev/null",
+    )
+    assert_one_line_error(result, "inequivalent arg 'x-max-length'")
+
+
+def test_invalid_consumer_exits_with_one_line() -> None:
+    """A misspelt setting: exit 1, one line naming class and attribute."""
+    result = run_cli("run", "tests.apps.misspelled")
+    assert_one_line_error(result, "Misspelled.bulksize is not a consumer setting")
+
+
+def test_unknown_package_exits_with_one_line() -> None:
+    """A package that does not exist: exit 1, one line."""
+    result = run_cli("run", "no_such_package_here")
+    assert_one_line_error(result, "cannot import consumers from 'no_such_package_here'")
+
+
+def test_list_prints_effective_settings() -> None:
+    """`bulkworker list` shows queues, bulk size, prefetch, flush interval and actions."""
+    result = run_cli("list", "tests.apps.envconsumer", TEST_QUEUE="q.listed", TEST_BULK_SIZE="25")
+    assert 0 == result.returncode, result.stderr
+    header, row = result.stdout.strip().splitlines()
+    assert header.split() == [
+        "consumer",
+        "queues",
+        "bulk_size",
+        "prefetch",
+        "flush_interval",
+        "on_success",
+        "on_exception",
+        "declare",
+        "queue_arguments",
+    ]
+    assert ["EnvConsumer", "q.listed", "25", "50", "600s", "ACK", "REQUEUE", "True", "-"] == (
+        row.split()
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["list"]])
+def test_help(command: list[str]) -> None:
+    """Every command has --help."""
+    result = run_cli(*command, "--help")
+    assert 0 == result.returncode
+    assert "usage: bulkworker" in result.stdout
+
+
+def read_terminal(controller: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the worker closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("stdout_kind", ["file", "pipe", "tty"])
+async def test_sigterm_hands_over_the_partial_bulk_and_exits_zero(
+    broker: Broker, tmp_path: Path, stdout_kind: str
+) -> None:
+    """`bulkworker run` with stdout a file, pipe or terminal: JSON logs, last flush on SIGTERM."""
+    queue = broker.queue_name("cli-run")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(25))
+    output, log_path = tmp_path / "handled.jsonl", tmp_path / "worker.log"
+    controller = -1
+    stdout: Any = subprocess.PIPE
+    if stdout_kind == "file":
+        stdout = log_path.open("wb")
+    elif stdout_kind == "tty":
+        controller, stdout = pty.openpty()
+    process = subprocess.Popen(
+        [*BULKWORKER, "run", "tests.apps.envconsumer"],
+        cwd=ROOT,
+        env=environment(TEST_QUEUE=queue, TEST_OUTPUT=str(output), TEST_BULK_SIZE="10"),
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+    )
+    if stdout_kind == "file":
+        stdout.close()
+    elif stdout_kind == "tty":
+        os.close(stdout)
+    try:
+        await wait_until(lambda: output.exists() and len(output.read_text().splitlines()) == 20)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        log = read_terminal(controller) if stdout_kind == "tty" else ""
+        piped, errors = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert 0 == process.returncode
+    assert b"" == errors
+    log = {
+        "file": log_path.read_text() if log_path.exists() else "",
+        "pipe": (piped or b"").decode(),
+        "tty": log,
+    }[stdout_kind]
+    handled = [json.loads(line)["id"] for line in output.read_text().splitlines()]
+    assert list(range(25)) == handled
+    records = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert "consumer started" in [record["msg"] for record in records]
+    assert 0 == await broker.ready_count(queue)
+    assert 0 == await broker.consumer_count(queue)
