@@ -16,17 +16,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from consumers.container import AppContainer  # noqa: E402
-from examples.publish_items import publish_items  # noqa: E402
-from framework import Orchestrator  # noqa: E402
+from consumers.container import AppContainer
+from examples.publish_items import publish_items
+from framework import Orchestrator
 
 DATABASE = "demo-items.db"
 
 
-async def run_demo(count: int, timeout: float) -> int:
-    Path(DATABASE).unlink(missing_ok=True)
-    os.environ["ITEMS_DB"] = DATABASE
-    os.environ.setdefault("BULKWORKER_LOG_LEVEL", "WARNING")
+async def run_demo(count: int, patience: float) -> int:
     await publish_items(count)
     print(f"published {count} items to 'items'")
     container = AppContainer()
@@ -35,8 +32,8 @@ async def run_demo(count: int, timeout: float) -> int:
         store = await container.store()
         wanted = {f"item-{number}" for number in range(count)}
         while not wanted <= store.ids():
-            if time.monotonic() - started > timeout:
-                print(f"only {len(wanted & store.ids())} of {count} items stored in {timeout}s")
+            if time.monotonic() - started > patience:
+                print(f"only {len(wanted & store.ids())} of {count} items stored in {patience}s")
                 return 1
             await asyncio.sleep(0.1)
         elapsed = time.monotonic() - started
@@ -51,6 +48,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=120.0)
     arguments = parser.parse_args()
+    Path(DATABASE).unlink(missing_ok=True)
+    os.environ["ITEMS_DB"] = DATABASE
+    os.environ.setdefault("BULKWORKER_LOG_LEVEL", "WARNING")
     sys.exit(asyncio.run(run_demo(arguments.count, arguments.timeout)))
 
 

@@ -1,6 +1,6 @@
 """Publish sample items to the ``items`` queue, each confirmed by the broker.
 
-    python examples/publish_items.py --count 10000
+python examples/publish_items.py --count 10000
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """One consumer on several queues: bulks mix them, Message.queue tells them apart.
 
-    python examples/several_queues.py
+python examples/several_queues.py
 """
 
 import asyncio

@@ -1,11 +1,13 @@
 """Turning a message body into a Python value, by its content type."""
 
+import functools
 import json
 from typing import Any
 
 from framework.errors import DecodeError
 
 
+@functools.lru_cache(maxsize=256)
 def is_json_type(content_type: str | None) -> bool:
     """True for ``application/json`` and ``+json`` types, parameters ignored."""
     if not content_type:

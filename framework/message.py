@@ -1,7 +1,7 @@
 """One delivered message, as ``handle`` sees it, and its decision."""
 
 from collections.abc import Mapping
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import attrs
 
@@ -25,8 +25,7 @@ class SettlementChannel(Protocol):
     ) -> None: ...
 
 
-@attrs.frozen(slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     """Where a message must be settled: delivery tags mean something on one channel only."""
 
     channel: SettlementChannel

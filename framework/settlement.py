@@ -27,7 +27,10 @@ class Ledger:
     _unsettled: dict[SettlementChannel, dict[int, None]] = attrs.field(factory=dict)
 
     def track(self, delivery: Delivery) -> None:
-        self._unsettled.setdefault(delivery.channel, {})[delivery.tag] = None
+        tags = self._unsettled.get(delivery.channel)
+        if tags is None:
+            tags = self._unsettled[delivery.channel] = {}
+        tags[delivery.tag] = None
 
     def discard(self, delivery: Delivery) -> None:
         tags = self._unsettled.get(delivery.channel)

@@ -131,7 +131,7 @@ def test_helpers_constants_and_markers_are_not_settings() -> None:
 
     class Rich(Items):
         TABLE = "items"
-        _cache: dict[str, int] = {}  # noqa: RUF012
+        _cache: dict[str, int] = {}
         store = Provide["store"]
 
         @property

@@ -97,7 +97,7 @@ async def test_one_consumer_on_several_queues(broker: Broker, container: Contain
 
     async with Orchestrator([Both], container):
         await wait_until(lambda: len(seen) == 10)
-    assert {n: first for n in range(5)} | {n: second for n in range(5, 10)} == seen
+    assert dict.fromkeys(range(5), first) | dict.fromkeys(range(5, 10), second) == seen
     assert 10 in bulk_sizes
 
 
@@ -307,7 +307,7 @@ async def test_unresolvable_marker_fails_at_start_naming_it(broker: Broker) -> N
     container = make_container()
     with pytest.raises(
         ConsumerDefinitionError,
-        match="Needy.handle parameter 'store' asks for 'store', which Container cannot provide",
+        match=r"Needy\.handle parameter 'store' asks for 'store', which Container cannot provide",
     ):
         async with Orchestrator([Needy], container):
             pass

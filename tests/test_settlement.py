@@ -43,7 +43,7 @@ async def test_multiple_ack_never_covers_an_unsettled_lower_tag() -> None:
     assert [("ack", 4, False), ("ack", 5, False), ("ack", 6, False)] == channel.calls
     await settler.settle((d, Actions.ACK) for d in deliveries[:3])
     assert ("ack", 3, True) == channel.calls[-1]
-    assert {tag: "ack" for tag in range(1, 7)} == channel.settled_tags(6)
+    assert dict.fromkeys(range(1, 7), "ack") == channel.settled_tags(6)
     assert 0 == settler.ledger.unsettled_count()
 
 

@@ -1,0 +1,32 @@
+# Every target sets up .venv itself: a fresh clone needs only Python >= 3.11 and RabbitMQ.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test demo bench clean
+
+$(BIN)/bulkworker: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,fast]'
+	touch $@
+
+install: $(BIN)/bulkworker
+
+## Lint, format check, strict types, then the whole test suite (needs RabbitMQ).
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+## The main job: publish sample items, store them in bulk in SQLite, show the result.
+demo: install
+	$(BIN)/python examples/demo.py
+
+## Throughput against plain aio-pika, and peak RSS (takes a few minutes).
+bench: install
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache *.egg-info demo-items.db
