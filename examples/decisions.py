@@ -7,6 +7,7 @@ requeued once, and every other number is acked.
 """
 
 import asyncio
+import json
 import os
 from typing import Any
 
@@ -56,7 +57,7 @@ async def main() -> None:
         dead_numbers = []
         while (message := await dead.get(fail=False)) is not None:
             await message.ack()
-            dead_numbers.append(int(message.body.decode().split(":")[1].strip(" }")))
+            dead_numbers.append(json.loads(message.body)["n"])
         await channel.queue_delete(QUEUE)
         await channel.queue_delete(DEAD)
     for number in sorted(outcomes):

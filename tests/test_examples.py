@@ -1,0 +1,60 @@
+"""The runnable examples and the main job, run as a user would run them."""
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.broker import AMQP_URL, Broker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_example(*arguments: str, cwd: Path = ROOT) -> str:
+    result = subprocess.run(
+        [sys.executable, *arguments],
+        cwd=cwd,
+        env={"BULKWORKER_AMQP_URL": AMQP_URL, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == result.returncode, result.stderr
+    assert "" == result.stderr
+    return result.stdout
+
+
+def test_decisions() -> None:
+    """Multiples of three are dead-lettered, 4 is requeued once, the rest acked."""
+    output = run_example("examples/decisions.py")
+    assert "4 requeued then acked" in output
+    assert "dead-lettered: [3, 6]" in output
+
+
+def test_several_queues() -> None:
+    """Both queues' messages are handled and told apart."""
+    output = run_example("examples/several_queues.py")
+    assert "handled per queue: {'examples.orders': 12, 'examples.refunds': 8}" in output
+
+
+def test_hooks_and_state() -> None:
+    """The startup hook runs before handling; the shutdown hook sees the totals."""
+    output = run_example("examples/hooks_and_state.py")
+    assert "startup: prices loaded\nshutdown: 7 sales, total 480\n" == output
+
+
+async def test_publish_items(broker: Broker) -> None:
+    """The publisher script publishes every item, confirmed, and says so."""
+    queue = broker.queue_name("publish")
+    output = run_example("examples/publish_items.py", "--count", "20", "--queue", queue)
+    assert f"published 20 items to '{queue}'" in output
+    assert 20 == await broker.ready_count(queue)
+
+
+def test_main_job_stores_every_item_in_bulk(tmp_path: Path) -> None:
+    """The demo publishes items and the shipped consumer stores every one of them."""
+    output = run_example(str(ROOT / "examples" / "demo.py"), "--count", "2000", cwd=tmp_path)
+    assert "published 2000 items to 'items'" in output
+    assert "demo-items.db now holds 2000 rows" in output
+    with sqlite3.connect(tmp_path / "demo-items.db") as database:
+        assert 2000 == database.execute("SELECT COUNT(*) FROM items").fetchone()[0]
