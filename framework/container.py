@@ -37,6 +37,8 @@ async def open_connection(url: str, logger: EventLog) -> AsyncIterator[AbstractR
         yield connection
     finally:
         await connection.close()
+        # The logger is a direct dependency, so it is still open here.
+        await logger.info("RabbitMQ connection closed", extra={"url": redact(url)})
 
 
 class Container(containers.DeclarativeContainer):

@@ -7,6 +7,7 @@ duplicate of the descriptor instead: closing it closes only the duplicate.
 """
 
 import asyncio
+import contextlib
 import datetime
 import json
 import logging
@@ -55,6 +56,16 @@ class DescriptorHandler(Handler):  # type: ignore[misc]
             write_all(self._fd, (self.formatter.format(record) + "\n").encode())
         except OSError as error:
             await self.handle_error(record, error)
+
+    async def handle_error(self, record: Any, exception: Exception) -> None:
+        # aiologger's own fallback calls datetime.utcnow(), deprecated on 3.12+.
+        line = {
+            "level": "ERROR",
+            "msg": "a log record could not be written",
+            "error": repr(exception),
+        }
+        with contextlib.suppress(OSError):
+            write_all(2, (json.dumps(line) + "\n").encode())
 
     async def close(self) -> None:
         if self._fd >= 0:

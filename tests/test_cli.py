@@ -4,6 +4,7 @@ import json
 import os
 import pty
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -182,3 +183,79 @@ async def test_sigterm_hands_over_the_partial_bulk_and_exits_zero(
     assert "consumer started" in [record["msg"] for record in records]
     assert 0 == await broker.ready_count(queue)
     assert 0 == await broker.consumer_count(queue)
+
+
+async def test_second_signal_exits_at_once_and_the_broker_requeues(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A second SIGTERM during a slow handle exits now; the unsettled bulk returns to the queue."""
+    queue = broker.queue_name("cli-twice")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(5))
+    started = tmp_path / "started"
+    process = subprocess.Popen(
+        [*BULKWORKER, "run", "tests.apps.envconsumer"],
+        cwd=ROOT,
+        env=environment(
+            TEST_QUEUE=queue,
+            TEST_OUTPUT=str(tmp_path / "out"),
+            TEST_STARTED=str(started),
+            TEST_BULK_SIZE="5",
+            TEST_HANDLE_SECONDS="60",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await wait_until(started.exists)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert 1 == process.returncode
+    assert b"bulkworker: second signal, exiting now\n" == errors
+    await wait_until(lambda: broker.ready_count(queue))
+    assert 5 == await broker.ready_count(queue)
+    assert not (tmp_path / "out").exists()
+
+
+async def test_run_processes_the_shipped_applications_items(broker: Broker, tmp_path: Path) -> None:
+    """`bulkworker run consumers --container ...` stores published items in SQLite."""
+    await broker.declare("items")
+    ids = [f"cli-{number}" for number in range(50)]
+    for item_id in ids:
+        await broker.publish("items", {"id": item_id, "name": "lamp", "price": 30})
+    await broker.publish("items", {"name": "no id"}, message_id="invalid")
+    database = tmp_path / "items.db"
+    process = subprocess.Popen(
+        [*BULKWORKER, "run", "consumers", "--container", "consumers.container:AppContainer"],
+        cwd=ROOT,
+        env=environment(ITEMS_DB=str(database)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+    def stored() -> set[str]:
+        if not database.exists():
+            return set()
+        with sqlite3.connect(database) as connection:
+            try:
+                return {row[0] for row in connection.execute("SELECT id FROM items")}
+            except sqlite3.OperationalError:
+                return set()
+
+    try:
+        await wait_until(lambda: set(ids) <= stored(), timeout=30)
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert 0 == process.returncode
+    assert b"" == errors

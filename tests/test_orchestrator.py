@@ -443,3 +443,67 @@ async def test_unreachable_broker_is_a_clear_error() -> None:
         async with Orchestrator([Lonely], container):
             pass
     assert "secret" not in str(caught.value)
+
+
+async def unacked(queue: str) -> int:
+    """Messages delivered and not yet settled, as the broker counts them."""
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl",
+        "-q",
+        "list_queues",
+        "name",
+        "messages_unacknowledged",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await process.communicate()
+    for line in output.decode().splitlines():
+        name, _, count = line.partition("\t")
+        if name == queue:
+            return int(count)
+    raise AssertionError(f"queue {queue} not listed")
+
+
+async def test_prefetch_bounds_what_the_broker_sends_ahead(
+    broker: Broker, container: Container
+) -> None:
+    """With handle held, the broker has exactly prefetch messages out: one bulk plus the next."""
+    queue = broker.queue_name("prefetch")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(30))
+    gate = asyncio.Event()
+
+    class Held(BulkConsumer):
+        queues = [queue]
+        bulk_size = 5
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            await gate.wait()
+
+    orchestrator = Orchestrator([Held], container)
+    async with orchestrator:
+        engine = orchestrator.runners[0].engine
+        await wait_until(lambda: engine.buffered == 5)
+        await asyncio.sleep(0.2)
+        assert 10 == await unacked(queue)
+        assert 20 == await broker.ready_count(queue)
+        gate.set()
+        await wait_until(lambda: engine.bulks_handled == 6)
+    assert 0 == await broker.ready_count(queue)
+
+
+async def test_connection_closes_before_the_logger(
+    broker: Broker, container: Container, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Shutdown closes the connection first, so its last record is still written."""
+    queue = broker.queue_name("order")
+
+    class Quiet(BulkConsumer):
+        queues = [queue]
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            pass
+
+    async with Orchestrator([Quiet], container):
+        pass
+    lines = capfd.readouterr().out.splitlines()
+    assert '"msg": "RabbitMQ connection closed"' in lines[-1]

@@ -16,6 +16,8 @@ class EnvConsumer(BulkConsumer):
     flush_interval = float(os.environ.get("TEST_FLUSH_INTERVAL", "600"))
 
     async def handle(self, messages: list[Message[Any]]) -> None:
+        if "TEST_STARTED" in os.environ:
+            open(os.environ["TEST_STARTED"], "a").close()
         await asyncio.sleep(float(os.environ.get("TEST_HANDLE_SECONDS", "0")))
         with open(os.environ["TEST_OUTPUT"], "a") as output:
             for message in messages:
