@@ -1,5 +1,6 @@
 """The `bulkworker` command in a real process: clear startup errors, clean shutdown."""
 
+import contextlib
 import json
 import os
 import pty
@@ -243,7 +244,7 @@ async def test_run_processes_the_shipped_applications_items(broker: Broker, tmp_
     def stored() -> set[str]:
         if not database.exists():
             return set()
-        with sqlite3.connect(database) as connection:
+        with contextlib.closing(sqlite3.connect(database)) as connection:
             try:
                 return {row[0] for row in connection.execute("SELECT id FROM items")}
             except sqlite3.OperationalError:

@@ -1,5 +1,6 @@
 """The runnable examples and the main job, run as a user would run them."""
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -56,5 +57,5 @@ def test_main_job_stores_every_item_in_bulk(tmp_path: Path) -> None:
     output = run_example(str(ROOT / "examples" / "demo.py"), "--count", "2000", cwd=tmp_path)
     assert "published 2000 items to 'items'" in output
     assert "demo-items.db now holds 2000 rows" in output
-    with sqlite3.connect(tmp_path / "demo-items.db") as database:
+    with contextlib.closing(sqlite3.connect(tmp_path / "demo-items.db")) as database:
         assert 2000 == database.execute("SELECT COUNT(*) FROM items").fetchone()[0]
