@@ -50,7 +50,7 @@ def main() -> None:
     arguments = parser.parse_args()
     Path(DATABASE).unlink(missing_ok=True)
     os.environ["ITEMS_DB"] = DATABASE
-    os.environ.setdefault("BULKWORKER_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("BULKWORKER_LOG_LEVEL", "ERROR")
     sys.exit(asyncio.run(run_demo(arguments.count, arguments.timeout)))
 
 

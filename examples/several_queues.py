@@ -45,5 +45,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("BULKWORKER_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("BULKWORKER_LOG_LEVEL", "ERROR")
     asyncio.run(main())

@@ -14,6 +14,8 @@ from framework.message import Message
 
 # Quorum queues refuse a larger prefetch; see RabbitMQ's quorum queue docs.
 QUORUM_PREFETCH_LIMIT = 2000
+# "{queue}" stands for the queue a message came from.
+DEFAULT_DEAD_LETTER_QUEUE = "{queue}.dlq"
 
 
 class BulkConsumer(abc.ABC):
@@ -36,6 +38,11 @@ class BulkConsumer(abc.ABC):
     on_exception: ClassVar[Actions] = Actions.REQUEUE
     declare: ClassVar[bool] = True
     queue_arguments: ClassVar[Mapping[str, Any]] = {}
+    dead_letter_queue: ClassVar[str | None] = DEFAULT_DEAD_LETTER_QUEUE
+    max_retries: ClassVar[int | None] = 5
+    retry_delay: ClassVar[float] = 0.0
+    isolate_failures: ClassVar[bool] = False
+    handler_timeout: ClassVar[float | None] = None
     __bulkworker_abstract__: ClassVar[bool] = True
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
@@ -60,6 +67,11 @@ SETTING_NAMES = (
     "on_exception",
     "declare",
     "queue_arguments",
+    "dead_letter_queue",
+    "max_retries",
+    "retry_delay",
+    "isolate_failures",
+    "handler_timeout",
 )
 
 
@@ -145,6 +157,45 @@ def check_queue_arguments(cls: type, value: object) -> None:
         raise fail(cls, "queue_arguments", f"must be a dict with string keys, got {value!r}")
 
 
+def check_dead_letter_queue(cls: type, value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        raise fail(cls, "dead_letter_queue", f"must be a queue name or None, got {value!r}")
+    try:
+        value.format(queue="q")
+    except (KeyError, IndexError, ValueError):
+        raise fail(
+            cls, "dead_letter_queue", f"may only use {{queue}} as a placeholder, got {value!r}"
+        ) from None
+
+
+def check_max_retries(cls: type, value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise fail(
+            cls, "max_retries", f"must be a whole number of at least 0, or None, got {value!r}"
+        )
+
+
+def check_retry_delay(cls: type, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise fail(cls, "retry_delay", f"must be a number of seconds of at least 0, got {value!r}")
+
+
+def check_isolate_failures(cls: type, value: object) -> None:
+    if not isinstance(value, bool):
+        raise fail(cls, "isolate_failures", f"must be True or False, got {value!r}")
+
+
+def check_handler_timeout(cls: type, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise fail(
+            cls, "handler_timeout", f"must be a number of seconds above 0, or None, got {value!r}"
+        )
+
+
 VALIDATORS = {
     "queues": check_queues,
     "bulk_size": lambda cls, value: check_positive_int(cls, "bulk_size", value),
@@ -154,6 +205,11 @@ VALIDATORS = {
     "on_exception": check_action("on_exception"),
     "declare": check_declare,
     "queue_arguments": check_queue_arguments,
+    "dead_letter_queue": check_dead_letter_queue,
+    "max_retries": check_max_retries,
+    "retry_delay": check_retry_delay,
+    "isolate_failures": check_isolate_failures,
+    "handler_timeout": check_handler_timeout,
 }
 
 
@@ -170,6 +226,26 @@ class ConsumerSettings:
     on_exception: Actions
     declare: bool
     queue_arguments: Mapping[str, Any]
+    dead_letter_queue: str | None = DEFAULT_DEAD_LETTER_QUEUE
+    max_retries: int | None = 5
+    retry_delay: float = 0.0
+    isolate_failures: bool = False
+    handler_timeout: float | None = None
+
+    def dead_letter_queue_for(self, queue: str) -> str | None:
+        """Where messages of ``queue`` are dead-lettered; None: discarded."""
+        if self.dead_letter_queue is None:
+            return None
+        return self.dead_letter_queue.format(queue=queue)
+
+    def retry_queue_for(self, queue: str) -> str | None:
+        """Where retries of ``queue`` wait out ``retry_delay``; None: straight back."""
+        return f"{queue}.retry" if self.retry_delay > 0 else None
+
+    @property
+    def bounded_retries(self) -> bool:
+        """False for asyncworker's behaviour: REQUEUE is a plain broker requeue."""
+        return self.max_retries is not None or self.retry_delay > 0
 
     @classmethod
     def of(
@@ -191,6 +267,13 @@ class ConsumerSettings:
             on_exception=consumer.on_exception,
             declare=consumer.declare,
             queue_arguments=dict(consumer.queue_arguments),
+            dead_letter_queue=consumer.dead_letter_queue,
+            max_retries=consumer.max_retries,
+            retry_delay=float(consumer.retry_delay),
+            isolate_failures=consumer.isolate_failures,
+            handler_timeout=None
+            if consumer.handler_timeout is None
+            else float(consumer.handler_timeout),
         )
 
 

@@ -2,37 +2,26 @@
 
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import aio_pika
 from aio_pika.abc import AbstractRobustConnection
-from aiormq.exceptions import AMQPError
 from dependency_injector import containers, providers
 
-from framework.errors import BrokerUnreachableError
+from framework.connection import connect, redact
 from framework.log import EventLog, open_logger
+from framework.publisher import open_publisher
 
 
-def redact(url: str) -> str:
-    """``url`` with its password masked, for logs and error messages."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":******@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-async def open_connection(url: str, logger: EventLog) -> AsyncIterator[AbstractRobustConnection]:
-    """Container resource: a robust aio-pika connection, closed on shutdown."""
-    try:
-        connection = await aio_pika.connect_robust(url)
-    except (AMQPError, OSError) as error:
-        reason = str(error).replace(url, redact(url)) or type(error).__name__
-        raise BrokerUnreachableError(
-            f"cannot connect to RabbitMQ at {redact(url)} ({reason}): start RabbitMQ "
-            "or point BULKWORKER_AMQP_URL at it"
-        ) from None
-    await logger.info("connected to RabbitMQ", extra={"url": redact(url)})
+async def open_connection(
+    url: str, logger: EventLog, connect_timeout: float = 60.0, reconnect_max_delay: float = 30.0
+) -> AsyncIterator[AbstractRobustConnection]:
+    """Container resource: the consumers' robust connection, closed on shutdown."""
+    connection = await connect(
+        url,
+        logger,
+        purpose="consuming",
+        connect_timeout=connect_timeout,
+        reconnect_max_delay=reconnect_max_delay,
+    )
     try:
         yield connection
     finally:
@@ -45,12 +34,29 @@ class Container(containers.DeclarativeContainer):
     """Providers the framework and consumers share; subclass it to add your own.
 
     ``config`` is filled from the environment when an Orchestrator starts
-    (see ``framework.settings``). ``logger`` depends on nothing and
-    ``connection`` on ``logger``, so shutting resources down closes the
-    connection before the logger.
+    (see ``framework.settings``). ``connection`` consumes; ``publisher`` has a
+    connection of its own, so a broker alarm that blocks publishing never
+    blocks acks. Both depend directly on ``logger``, so shutting resources down
+    closes them before the logger.
     """
 
     config = providers.Configuration()
     logger = providers.Resource(open_logger, level=config.log_level)
-    connection = providers.Resource(open_connection, url=config.amqp_url, logger=logger)
+    connection = providers.Resource(
+        open_connection,
+        url=config.amqp_url,
+        logger=logger,
+        connect_timeout=config.connect_timeout,
+        reconnect_max_delay=config.reconnect_max_delay,
+    )
+    publisher = providers.Resource(
+        open_publisher,
+        url=config.amqp_url,
+        logger=logger,
+        connect_timeout=config.connect_timeout,
+        reconnect_max_delay=config.reconnect_max_delay,
+    )
     state = providers.Singleton[dict[str, Any]](dict)
+
+
+__all__ = ["Container", "open_connection", "redact"]

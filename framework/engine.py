@@ -1,24 +1,41 @@
 """The bulk engine: buffers one consumer's messages and hands them over in bulks.
 
 Pure asyncio, no I/O of its own: the transport feeds it messages, a clock
-decides when a partial bulk is due, and a settler sends the outcomes. One
-worker task calls ``handle``, so at most one bulk per consumer is handled at a
-time while the next one fills.
+decides when a partial bulk is due, a settler sends the outcomes, and a
+publisher carries out retries and dead letters. One worker task calls
+``handle``, so at most one bulk per consumer is handled at a time while the
+next one fills.
 """
 
 import asyncio
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from framework.actions import Actions
 from framework.clock import Clock, Timer
 from framework.consumer import ConsumerSettings
+from framework.errors import HandlerTimeoutError
 from framework.log import EventLog
 from framework.message import Delivery, Message
+from framework.routing import Move, Router, Verdict, describe_error
 from framework.settlement import SettlementReport, Settler
 
 Handler = Callable[[list[Message[Any]]], Awaitable[None]]
+
+
+class MovePublisher(Protocol):
+    """Publishes copies of messages with broker confirms (``Publisher`` has it)."""
+
+    async def publish_raw(
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        properties: Any,
+        exchange: str = "",
+        mandatory: bool = True,
+    ) -> None: ...
 
 
 class BulkEngine:
@@ -31,12 +48,15 @@ class BulkEngine:
         *,
         clock: Clock,
         log: EventLog,
+        publisher: MovePublisher,
         settler: Settler | None = None,
     ) -> None:
         self.settings = settings
         self._handler = handler
         self._clock = clock
         self._log = log
+        self._publisher = publisher
+        self._router = Router(settings)
         self.settler = settler or Settler()
         self._buffer: deque[Message[Any]] = deque()
         self._arrivals: deque[float] = deque()
@@ -44,7 +64,9 @@ class BulkEngine:
         self._timer: Timer | None = None
         self._due = False
         self._closing = False
+        self._moving: set[asyncio.Task[None]] = set()
         self.bulks_handled = 0
+        self.handle_calls = 0
 
     def __repr__(self) -> str:
         return (
@@ -66,33 +88,31 @@ class BulkEngine:
         if len(self._buffer) >= self.settings.bulk_size:
             self._wake.set()
 
-    async def refuse(
-        self, delivery: Delivery, queue: str, message_id: str | None, reason: str
-    ) -> None:
-        """Reject an undecodable delivery without requeue: it never reaches ``handle``."""
-        self.settler.ledger.track(delivery)
-        report = await self.settler.settle([(delivery, Actions.REJECT)])
+    async def refuse(self, message: Message[Any], reason: str) -> None:
+        """Dead-letter an undecodable message: it never reaches ``handle``."""
+        self.settler.ledger.track(message.delivery)
         await self._log.error(
-            "message rejected: it cannot be decoded",
+            "message cannot be decoded: dead-lettered, never handled",
             extra={
                 "consumer": self.settings.name,
-                "queue": queue,
-                "message_id": message_id,
+                "queue": message.queue,
+                "message_id": message.message_id,
                 "error": reason,
-                "rejected": report.rejected == 1,
+                "dead_letter_queue": self.settings.dead_letter_queue_for(message.queue),
             },
         )
+        await self._settle([Verdict(message, Actions.REJECT, "undecodable", reason)])
 
     def drop_closed(self) -> int:
         """Forget buffered messages whose channel closed: the broker redelivers them."""
         kept = [
-            (m, t)
-            for m, t in zip(self._buffer, self._arrivals, strict=True)
-            if not m.delivery.channel.is_closed
+            (message, arrival)
+            for message, arrival in zip(self._buffer, self._arrivals, strict=True)
+            if not message.delivery.channel.is_closed
         ]
         dropped = len(self._buffer) - len(kept)
-        self._buffer = deque(m for m, _ in kept)
-        self._arrivals = deque(t for _, t in kept)
+        self._buffer = deque(message for message, _ in kept)
+        self._arrivals = deque(arrival for _, arrival in kept)
         self.settler.ledger.forget_closed()
         self._rearm_timer()
         return dropped
@@ -111,6 +131,7 @@ class BulkEngine:
                 await self.process(bulk)
             if self._closing and not self._buffer:
                 self._cancel_timer()
+                await self.finish_moves()
                 return
 
     def _take_due_bulk(self) -> list[Message[Any]] | None:
@@ -145,26 +166,152 @@ class BulkEngine:
 
     async def process(self, bulk: list[Message[Any]]) -> SettlementReport:
         """Call the handler on one bulk and settle every message of it."""
-        failed = False
+        failures = await self._run(bulk)
+        self.bulks_handled += 1
+        return await self._settle([self._verdict(m, failures.get(id(m))) for m in bulk])
+
+    def _verdict(self, message: Message[Any], error: BaseException | None) -> Verdict:
+        default = self.settings.on_exception if error is not None else self.settings.on_success
+        action = message.decision or default
+        if error is None:
+            reason = "requeued" if action is Actions.REQUEUE else "rejected"
+            return Verdict(message, action, reason, None)
+        return Verdict(message, action, "exception", describe_error(error))
+
+    async def _run(self, bulk: list[Message[Any]]) -> dict[int, BaseException]:
+        """Handle ``bulk``; return the messages that failed, with their errors."""
+        error = await self._attempt(bulk)
+        if error is None:
+            return {}
+        await self._log.error(
+            "handle raised",
+            extra={
+                "consumer": self.settings.name,
+                "bulk_size": len(bulk),
+                "on_exception": self.settings.on_exception.name,
+                "isolating": self.settings.isolate_failures and len(bulk) > 1,
+            },
+            exc_info=error,
+        )
+        if not self.settings.isolate_failures or len(bulk) == 1:
+            return {id(message): error for message in bulk}
+        failures: dict[int, BaseException] = {}
+        await self._bisect(bulk, failures)
+        await self._log.warning(
+            "failures isolated",
+            extra={
+                "consumer": self.settings.name,
+                "bulk_size": len(bulk),
+                "failed": len(failures),
+                "failed_message_ids": [m.message_id for m in bulk if id(m) in failures][:50],
+            },
+        )
+        return failures
+
+    async def _bisect(self, part: list[Message[Any]], failures: dict[int, BaseException]) -> None:
+        # Each half runs again alone; only what still fails alone is a failure.
+        middle = len(part) // 2
+        for half in (part[:middle], part[middle:]):
+            for message in half:
+                message.forget_decision()
+            error = await self._attempt(half)
+            if error is None:
+                continue
+            if len(half) == 1:
+                failures[id(half[0])] = error
+            else:
+                await self._bisect(half, failures)
+
+    async def _attempt(self, part: list[Message[Any]]) -> Exception | None:
+        self.handle_calls += 1
+        timeout = self.settings.handler_timeout
         try:
-            await self._handler(bulk)
+            if timeout is None:
+                await self._handler(part)
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._handler(part)
+                except TimeoutError:
+                    raise HandlerTimeoutError(
+                        f"handle took longer than handler_timeout={timeout:g}s"
+                    ) from None
         except Exception as error:
-            failed = True
-            await self._log.error(
-                "handle raised: bulk settled with on_exception",
+            return error
+        return None
+
+    async def _settle(self, verdicts: list[Verdict]) -> SettlementReport:
+        now, moves = self._router.route(verdicts)
+        report = await self.settler.settle(now)
+        await self._warn_stale(report)
+        if moves:
+            # Moves wait for publisher confirms: the next bulk need not.
+            task = asyncio.create_task(self._carry_out(moves))
+            self._moving.add(task)
+            task.add_done_callback(self._moving.discard)
+        return report
+
+    async def _carry_out(self, moves: list[Move]) -> None:
+        results = await asyncio.gather(
+            *(self._publish(move) for move in moves), return_exceptions=True
+        )
+        done = [move for move, result in zip(moves, results, strict=True) if result is None]
+        failed = [
+            (move, result)
+            for move, result in zip(moves, results, strict=True)
+            if result is not None
+        ]
+        settled: list[tuple[Delivery, Actions]] = [(m.message.delivery, Actions.ACK) for m in done]
+        # A copy that was not confirmed: the original goes back rather than be lost.
+        settled += [(move.message.delivery, Actions.REQUEUE) for move, _ in failed]
+        report = await self.settler.settle(settled)
+        await self._report_moves(done, failed)
+        await self._warn_stale(report)
+
+    async def _publish(self, move: Move) -> None:
+        await self._publisher.publish_raw(
+            move.message.raw, routing_key=move.routing_key, properties=move.properties
+        )
+
+    async def _report_moves(
+        self, done: list[Move], failed: list[tuple[Move, BaseException]]
+    ) -> None:
+        dead = [move for move in done if move.kind == "dead-letter"]
+        if dead:
+            await self._log.warning(
+                "messages dead-lettered",
                 extra={
                     "consumer": self.settings.name,
-                    "bulk_size": len(bulk),
-                    "on_exception": self.settings.on_exception.name,
+                    "count": len(dead),
+                    "dead_letter_queues": sorted({move.routing_key for move in dead}),
+                    "reasons": dict(Counter(move.reason for move in dead)),
+                    "message_ids": [move.message.message_id for move in dead][:50],
                 },
-                exc_info=error,
             )
-        self.bulks_handled += 1
-        default = self.settings.on_exception if failed else self.settings.on_success
-        report = await self.settler.settle((m.delivery, m.decision or default) for m in bulk)
+        for move, error in failed:
+            await self._log.error(
+                f"could not publish the {move.kind} copy: the message goes back to its queue",
+                extra={
+                    "consumer": self.settings.name,
+                    "queue": move.message.queue,
+                    "destination": move.routing_key,
+                    "message_id": move.message.message_id,
+                    "error": describe_error(error),
+                },
+            )
+
+    async def _warn_stale(self, report: SettlementReport) -> None:
         if report.stale:
             await self._log.warning(
                 "channel closed before settlement: messages will be redelivered",
                 extra={"consumer": self.settings.name, "messages": report.stale},
             )
-        return report
+
+    async def finish_moves(self) -> None:
+        """Wait for retries and dead letters still waiting for their confirms."""
+        while self._moving:
+            await asyncio.gather(*self._moving, return_exceptions=True)
+
+    @property
+    def moves_pending(self) -> int:
+        return len(self._moving)

@@ -27,3 +27,11 @@ class QueueError(BulkworkerError, LookupError):
 
 class DecodeError(BulkworkerError, ValueError):
     """A message body does not match its content type."""
+
+
+class PublishError(BulkworkerError, ConnectionError):
+    """The broker did not confirm a published message (nacked, or returned unroutable)."""
+
+
+class HandlerTimeoutError(BulkworkerError, TimeoutError):
+    """``handle`` ran longer than the consumer's ``handler_timeout``."""

@@ -8,6 +8,8 @@ import attrs
 from framework.actions import Actions
 
 BodyT = TypeVar("BodyT")
+# How many attempts at a message failed before; set by the framework when it retries.
+ATTEMPTS_HEADER = "x-bulkworker-attempts"
 
 
 class SettlementChannel(Protocol):
@@ -51,7 +53,17 @@ class Message(Generic[BodyT]):
     content_type: str | None = None
     message_id: str | None = None
     redelivered: bool = False
+    properties: Any = None  # the AMQP properties as received, kept for retries and dead letters
     _decision: Actions | None = attrs.field(default=None, init=False)
+
+    @property
+    def attempts(self) -> int:
+        """Failed attempts before this delivery: 0 the first time, 1 after one retry..."""
+        value = self.headers.get(ATTEMPTS_HEADER, 0)
+        try:
+            return max(0, int(value))
+        except (TypeError, ValueError):
+            return 0
 
     @property
     def decision(self) -> Actions | None:
@@ -69,6 +81,10 @@ class Message(Generic[BodyT]):
     def reject(self, requeue: bool = False) -> None:
         """Refuse; ``requeue=True`` is the same as :meth:`requeue`."""
         self._decision = Actions.REQUEUE if requeue else Actions.REJECT
+
+    def forget_decision(self) -> None:
+        """Clear the decision, before the framework hands the message over again."""
+        self._decision = None
 
     def __repr__(self) -> str:
         return (

@@ -24,6 +24,9 @@ from framework.runner import ConsumerRunner
 from framework.settings import load_environment
 
 Hook = Callable[[Any], Awaitable[None]]
+# RabbitMQ's default consumer_timeout, and the share of it that earns a warning.
+BROKER_ACK_TIMEOUT = 1800.0
+ACK_TIMEOUT_WARNING = 0.8
 HookT = TypeVar("HookT", bound=Hook)
 
 
@@ -106,18 +109,28 @@ class Orchestrator:
             for hook in self._startup_hooks:
                 await hook(self.container)
             connection = await resolve(self.container.connection())
+            publisher = await resolve(self.container.publisher())
             built = [await build_consumer(cls, self.container) for cls in classes]
             for (_, handler), consumer_settings in zip(built, settings, strict=True):
-                await self._start_consumer(handler, consumer_settings, connection)
+                await self._start_consumer(handler, consumer_settings, connection, publisher)
         except BaseException:
             await self.stop()
             raise
 
     async def _start_consumer(
-        self, handler: Handler, settings: ConsumerSettings, connection: Any
+        self, handler: Handler, settings: ConsumerSettings, connection: Any, publisher: Any
     ) -> None:
         assert self._log is not None
-        runner = ConsumerRunner(handler, settings, connection, clock=self._clock, log=self._log)
+        await self._warn_about_ack_timeout(settings)
+        runner = ConsumerRunner(
+            handler,
+            settings,
+            connection,
+            clock=self._clock,
+            log=self._log,
+            publisher=publisher,
+            retry_max_delay=float(self.config.get("reconnect_max_delay") or 30.0),
+        )
         self.runners.append(runner)
         await runner.start()
         assert runner.worker is not None
@@ -132,6 +145,21 @@ class Orchestrator:
                 "flush_interval": settings.flush_interval,
             },
         )
+
+    async def _warn_about_ack_timeout(self, settings: ConsumerSettings) -> None:
+        # RabbitMQ closes a channel whose delivery stays unacked past its
+        # consumer timeout (30 minutes by default), requeueing everything on it.
+        worst_case = settings.flush_interval + (settings.handler_timeout or 0.0)
+        if self._log is not None and worst_case >= ACK_TIMEOUT_WARNING * BROKER_ACK_TIMEOUT:
+            await self._log.warning(
+                "flush_interval plus handler_timeout come near RabbitMQ's consumer ack timeout",
+                extra={
+                    "consumer": settings.name,
+                    "seconds": worst_case,
+                    "broker_ack_timeout": BROKER_ACK_TIMEOUT,
+                    "handler_timeout": settings.handler_timeout,
+                },
+            )
 
     def _on_worker_done(self, worker: "asyncio.Task[None]") -> None:
         if not worker.cancelled() and worker.exception() is not None and self._crashed:

@@ -7,7 +7,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from framework.clock import Clock
 from framework.consumer import ConsumerSettings
-from framework.engine import BulkEngine, Handler
+from framework.engine import BulkEngine, Handler, MovePublisher
 from framework.log import EventLog
 from framework.transport import Subscription
 
@@ -23,10 +23,14 @@ class ConsumerRunner:
         *,
         clock: Clock,
         log: EventLog,
+        publisher: MovePublisher,
+        retry_max_delay: float = 30.0,
     ) -> None:
         self.settings = settings
-        self.engine = BulkEngine(settings, handler, clock=clock, log=log)
-        self.subscription = Subscription(connection, self.engine, log)
+        self.engine = BulkEngine(settings, handler, clock=clock, log=log, publisher=publisher)
+        self.subscription = Subscription(
+            connection, self.engine, log, retry_max_delay=retry_max_delay
+        )
         self.worker: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:

@@ -60,6 +60,20 @@ SETTINGS = (
         "DEBUG, INFO, WARNING, ERROR or CRITICAL",
     ),
     Setting(
+        "connect_timeout",
+        "BULKWORKER_CONNECT_TIMEOUT",
+        60.0,
+        positive_seconds,
+        "seconds to keep retrying the first connection, with backoff, before giving up",
+    ),
+    Setting(
+        "reconnect_max_delay",
+        "BULKWORKER_RECONNECT_MAX_DELAY",
+        30.0,
+        positive_seconds,
+        "longest pause between reconnection attempts (the pause doubles up to it)",
+    ),
+    Setting(
         "shutdown_timeout",
         "BULKWORKER_SHUTDOWN_TIMEOUT",
         30.0,

@@ -1,5 +1,6 @@
 """Test doubles for the pure engine: a clock you move, a channel that records."""
 
+import asyncio
 import heapq
 import itertools
 import json
@@ -95,6 +96,37 @@ class FakeChannel:
                 if covered_tag <= upto_known:
                     outcome.setdefault(covered_tag, action)
         return outcome
+
+
+class FakePublisher:
+    """Records the copies the engine publishes (retries, dead letters); can fail or hold."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes, Any]] = []
+        self.fail_with: Exception | None = None
+        self.gate: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<FakePublisher published={len(self.published)}>"
+
+    async def publish_raw(
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        properties: Any,
+        exchange: str = "",
+        mandatory: bool = True,
+    ) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.published.append((routing_key, body, properties))
+
+    def to(self, routing_key: str) -> list[Any]:
+        """The properties of each copy published to ``routing_key``."""
+        return [properties for key, _, properties in self.published if key == routing_key]
 
 
 class RecordingLog:

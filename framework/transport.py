@@ -7,6 +7,7 @@ a reconnect, the subscription drops what the dead channel had buffered (the
 broker redelivers it) and consumes again on the new one.
 """
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from aiormq.exceptions import (
     ChannelPreconditionFailed,
 )
 
+from framework.consumer import ConsumerSettings
 from framework.decoding import decode_body
 from framework.engine import BulkEngine
 from framework.errors import DecodeError, QueueError
@@ -30,93 +32,197 @@ from framework.message import Delivery, Message
 class Subscription:
     """Declares a consumer's queues and feeds their deliveries to its engine."""
 
-    def __init__(self, connection: AbstractRobustConnection, engine: BulkEngine, log: EventLog):
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        engine: BulkEngine,
+        log: EventLog,
+        *,
+        retry_max_delay: float = 30.0,
+    ) -> None:
         self._connection = connection
         self._engine = engine
         self._log = log
         self._settings = engine.settings
+        self._retry_max_delay = retry_max_delay
         self._channel: AbstractRobustChannel | None = None
         self._underlay: aiormq.abc.AbstractChannel | None = None
-        self._consumer_tags: list[str] = []
+        self._consumers: dict[str, str] = {}  # consumer tag -> queue
+        self._waiting: set[asyncio.Task[None]] = set()
+        self._cancelled = False
 
     def __repr__(self) -> str:
-        return f"<Subscription {self._settings.name} consumers={len(self._consumer_tags)}>"
+        return f"<Subscription {self._settings.name} consumers={len(self._consumers)}>"
+
+    @property
+    def consuming(self) -> list[str]:
+        """The queues consumed right now."""
+        return sorted(self._consumers.values())
 
     async def open(self) -> None:
         """Open the channel, check or declare the queues, set QoS, start consuming."""
         channel = await self._connection.channel()
         self._channel = channel
         await channel.set_qos(prefetch_count=self._settings.prefetch)
+        underlay = await channel.get_underlay_channel()
+        for queue, arguments, role in self._declarations():
+            await declare(underlay, queue, arguments, role, self._settings)
+        await self._consume_all(underlay)
+        channel.reopen_callbacks.add(self._on_reopen)
+
+    def _declarations(self) -> list[tuple[str, Mapping[str, Any], str]]:
+        settings = self._settings
+        wanted: dict[str, tuple[Mapping[str, Any], str]] = {}
+        for queue in settings.queues:
+            wanted[queue] = (settings.queue_arguments, "queue")
+        for queue in settings.queues:
+            dead = settings.dead_letter_queue_for(queue)
+            if dead is not None:
+                wanted.setdefault(dead, ({}, "dead-letter queue"))
+            retry = settings.retry_queue_for(queue)
+            if retry is not None:
+                back = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}
+                wanted.setdefault(retry, (back, "retry queue"))
+        return [(queue, arguments, role) for queue, (arguments, role) in wanted.items()]
+
+    async def _consume_all(self, underlay: aiormq.abc.AbstractChannel) -> None:
+        self._underlay = underlay
+        underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
+        self._consumers = {}
         for queue in self._settings.queues:
-            await self._declare(channel, queue)
-        await self._consume()
-        self._channel.reopen_callbacks.add(self._on_reopen)
+            await self._consume(underlay, queue)
 
-    async def _declare(self, channel: Any, queue: str) -> None:
-        arguments = dict(self._settings.queue_arguments) or None
-        try:
-            await channel.declare_queue(
-                queue, durable=True, passive=not self._settings.declare, arguments=arguments
-            )
-        except ChannelNotFoundEntity:
-            raise QueueError(
-                f"queue {queue!r} does not exist and {self._settings.name}.declare is False: "
-                "create the queue, or set declare = True"
-            ) from None
-        except ChannelPreconditionFailed as error:
-            raise QueueError(
-                f"queue {queue!r} exists with other arguments than {self._settings.name} "
-                f"declares ({describe(arguments)}); the broker says: {broker_reason(error)}. "
-                "Match queue_arguments to the queue, or delete the queue"
-            ) from None
-        except ChannelAccessRefused as error:
-            raise QueueError(
-                f"queue {queue!r}: access refused for this user ({broker_reason(error)}); "
-                "grant configure/read permissions on it"
-            ) from None
+    async def _consume(self, underlay: aiormq.abc.AbstractChannel, queue: str) -> None:
+        consume_ok = await underlay.basic_consume(queue, QueueFeed(queue, self._engine).deliver)
+        assert consume_ok.consumer_tag is not None
+        self._consumers[consume_ok.consumer_tag] = queue
 
-    async def _consume(self) -> None:
+    async def _on_reopen(self, *_: Any) -> None:
+        dropped = self._engine.drop_closed()
         assert self._channel is not None
         underlay = await self._channel.get_underlay_channel()
         self._underlay = underlay
         underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
-        self._consumer_tags = []
+        self._consumers = {}
         for queue in self._settings.queues:
-            consume_ok = await underlay.basic_consume(queue, QueueFeed(queue, self._engine).deliver)
-            assert consume_ok.consumer_tag is not None
-            self._consumer_tags.append(consume_ok.consumer_tag)
-
-    async def _on_reopen(self, *_: Any) -> None:
-        dropped = self._engine.drop_closed()
-        await self._consume()
+            try:
+                await self._ensure(underlay, queue)
+                await self._consume(underlay, queue)
+            except QueueError as error:
+                await self._wait_for(queue, str(error))
         await self._log.warning(
             "channel reopened: consuming again",
-            extra={"consumer": self._settings.name, "dropped_from_buffer": dropped},
+            extra={
+                "consumer": self._settings.name,
+                "queues": self.consuming,
+                "dropped_from_buffer": dropped,
+            },
         )
 
+    async def _ensure(self, underlay: aiormq.abc.AbstractChannel, queue: str) -> None:
+        for name, arguments, role in self._declarations():
+            if name == queue or role != "queue":
+                await declare(underlay, name, arguments, role, self._settings)
+
     async def _on_broker_cancel(self, frame: Any) -> None:
+        queue = self._consumers.pop(frame.consumer_tag, None)
+        if queue is None or self._cancelled:
+            return
+        await self._wait_for(queue, "the broker cancelled the consumer (was the queue deleted?)")
+
+    async def _wait_for(self, queue: str, why: str) -> None:
         await self._log.error(
-            "the broker cancelled a consumer (was its queue deleted?)",
-            extra={"consumer": self._settings.name, "consumer_tag": frame.consumer_tag},
+            "not consuming a queue: will consume it again when it is back",
+            extra={"consumer": self._settings.name, "queue": queue, "reason": why},
         )
+        task = asyncio.create_task(self._resubscribe(queue))
+        self._waiting.add(task)
+        task.add_done_callback(self._waiting.discard)
+
+    async def _resubscribe(self, queue: str) -> None:
+        delay = 0.5
+        while not self._cancelled:
+            underlay = self._underlay
+            if underlay is not None and not underlay.is_closed:
+                try:
+                    await self._ensure(underlay, queue)
+                    await self._consume(underlay, queue)
+                except (QueueError, *CHANNEL_ERRORS):
+                    pass
+                else:
+                    await self._log.warning(
+                        "consuming the queue again",
+                        extra={"consumer": self._settings.name, "queue": queue},
+                    )
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._retry_max_delay)
 
     async def cancel(self) -> None:
         """Stop deliveries and wait for the broker to confirm: then nothing more arrives."""
+        self._cancelled = True
+        for task in list(self._waiting):
+            task.cancel()
+        await asyncio.gather(*self._waiting, return_exceptions=True)
         underlay, self._underlay = self._underlay, None
         if self._channel is not None:
             self._channel.reopen_callbacks.discard(self._on_reopen)
         if underlay is None or underlay.is_closed:
             return
-        for tag in self._consumer_tags:
+        for tag in list(self._consumers):
             try:
                 await underlay.basic_cancel(tag)
-            except (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError):
+            except CHANNEL_ERRORS:
                 return
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed:
             await channel.close()
+
+
+CHANNEL_ERRORS = (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError)
+
+
+async def declare(
+    underlay: aiormq.abc.AbstractChannel,
+    queue: str,
+    arguments: Mapping[str, Any],
+    role: str,
+    settings: ConsumerSettings,
+) -> None:
+    """Declare ``queue`` (or check it exists, with ``declare = False``), on a channel of its own.
+
+    A failed declaration closes its channel; a throwaway one keeps the
+    consuming channel, and its deliveries, alive.
+    """
+    probe = await underlay.connection.channel()
+    try:
+        await probe.queue_declare(
+            queue,
+            durable=True,
+            passive=not settings.declare,
+            arguments=dict(arguments) or None,
+        )
+    except ChannelNotFoundEntity:
+        raise QueueError(
+            f"{role} {queue!r} does not exist and {settings.name}.declare is False: "
+            "create the queue, or set declare = True"
+        ) from None
+    except ChannelPreconditionFailed as error:
+        raise QueueError(
+            f"{role} {queue!r} exists with other arguments than {settings.name} declares "
+            f"({describe(arguments)}); the broker says: {broker_reason(error)}. "
+            "Match queue_arguments to the queue, or delete the queue"
+        ) from None
+    except ChannelAccessRefused as error:
+        raise QueueError(
+            f"{role} {queue!r}: access refused for this user ({broker_reason(error)}); "
+            "grant it configure, write and read permissions on the queue"
+        ) from None
+    finally:
+        if not probe.is_closed:
+            await probe.close()
 
 
 class QueueFeed:
@@ -131,26 +237,29 @@ class QueueFeed:
     async def deliver(self, delivered: DeliveredMessage) -> None:
         # Runs once per message in aiormq's delivery task: keep it short and
         # never await on the accepting path, so arrival order is kept.
+        properties = delivered.header.properties
+        raw = delivered.body
+        try:
+            body = decode_body(raw, properties.content_type)
+        except DecodeError as error:
+            await self.engine.refuse(self._message(delivered, raw), str(error))
+            return
+        self.engine.accept(self._message(delivered, body))
+
+    def _message(self, delivered: DeliveredMessage, body: Any) -> Message[Any]:
         frame = delivered.delivery
         properties = delivered.header.properties
-        delivery = Delivery(delivered.channel, frame.delivery_tag)  # type: ignore[union-attr,arg-type]
-        try:
-            body = decode_body(delivered.body, properties.content_type)
-        except DecodeError as error:
-            await self.engine.refuse(delivery, self.queue, properties.message_id, str(error))
-            return
-        self.engine.accept(
-            Message(
-                body,
-                delivered.body,
-                self.queue,
-                frame.routing_key,  # type: ignore[union-attr,arg-type]
-                delivery,
-                properties.headers or {},
-                properties.content_type,
-                properties.message_id,
-                frame.redelivered,  # type: ignore[union-attr]
-            )
+        return Message(
+            body,
+            delivered.body,
+            self.queue,
+            frame.routing_key,  # type: ignore[union-attr,arg-type]
+            Delivery(delivered.channel, frame.delivery_tag),  # type: ignore[union-attr,arg-type]
+            properties.headers or {},
+            properties.content_type,
+            properties.message_id,
+            frame.redelivered,  # type: ignore[union-attr]
+            properties,
         )
 
 

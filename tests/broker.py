@@ -30,7 +30,8 @@ class Broker:
 
     def queue_name(self, label: str) -> str:
         name = f"bulkworker.test.{label}.{uuid.uuid4().hex[:8]}"
-        self.names.append(name)
+        # The framework declares <queue>.dlq (and <queue>.retry with a delay) beside it.
+        self.names.extend([name, f"{name}.dlq", f"{name}.retry"])
         return name
 
     async def declare(self, name: str, **arguments: Any) -> None:

@@ -51,9 +51,18 @@ def test_unreachable_broker_exits_with_one_line() -> None:
         "run",
         "tests.apps.envconsumer",
         BULKWORKER_AMQP_URL="amqp://guest:hunter2@127.0.0.1:1/",
+        BULKWORKER_CONNECT_TIMEOUT="1.5",
         TEST_OUTPUT="/dev/null",
     )
     assert_one_line_error(result, "cannot connect to RabbitMQ at amqp://guest:******@127.0.0.1:1/")
+    assert "attempts in 1.5s: start RabbitMQ or point BULKWORKER_AMQP_URL at it" in result.stderr
+    retries = [json.loads(line) for line in result.stdout.splitlines()]
+    attempts = [
+        r["attempt"]
+        for r in retries
+        if r["msg"] == "RabbitMQ unreachable, retrying" and r["for"] == "consuming"
+    ]
+    assert attempts[:2] == [1, 2]
     assert "hunter2" not in result.stderr + result.stdout
 
 

@@ -104,31 +104,32 @@ async def test_one_consumer_on_several_queues(broker: Broker, container: Contain
 async def test_each_message_is_settled_by_its_decision_or_the_bulk_action(
     broker: Broker, container: Container
 ) -> None:
-    """reject() dead-letters, requeue() redelivers, the rest are acked: each exactly once."""
+    """reject() dead-letters, requeue() retries once, the rest are acked: each exactly once."""
     queue = broker.queue_name("decide")
-    dead, arguments = await broker.declare_with_dead_letters(queue)
+    await broker.declare(queue)
     await broker.publish_ids(queue, range(6))
-    handled: list[tuple[int, bool]] = []
+    handled: list[tuple[int, int]] = []
 
     class Decide(BulkConsumer):
         queues = [queue]
-        queue_arguments = arguments
         bulk_size = 6
         flush_interval = 0.3
 
         async def handle(self, messages: list[Message[Any]]) -> None:
             for message in messages:
-                handled.append((message.body["id"], message.redelivered))
+                handled.append((message.body["id"], message.attempts))
                 if message.body["id"] == 0:
                     message.reject()
-                elif message.body["id"] == 1 and not message.redelivered:
+                elif message.body["id"] == 1 and message.attempts == 0:
                     message.reject(requeue=True)
 
     async with Orchestrator([Decide], container):
         await wait_until(lambda: len(handled) == 7)
-        await wait_until(lambda: broker.ready_count(dead))
-    assert [(1, True)] == [entry for entry in handled if entry[1]]
-    assert ["0"] == [m.message_id for m in await broker.drain(dead)]
+        await wait_until(lambda: broker.ready_count(f"{queue}.dlq"))
+    assert [(1, 1)] == [entry for entry in handled if entry[1]]
+    [dead] = await broker.drain(f"{queue}.dlq")
+    assert "0" == dead.message_id
+    assert {"rejected", queue, "Decide", 0} <= set(dead.headers.values())
     assert 0 == await broker.ready_count(queue)
 
 
@@ -156,16 +157,17 @@ async def test_exception_requeues_the_bulk_by_default(broker: Broker, container:
     assert 0 == await broker.ready_count(queue)
 
 
-async def test_on_exception_reject_dead_letters(broker: Broker, container: Container) -> None:
-    """on_exception = REJECT sends the failed bulk to the dead-letter exchange, not back."""
+async def test_on_exception_reject_dead_letters_with_the_reason(
+    broker: Broker, container: Container
+) -> None:
+    """on_exception = REJECT moves the failed bulk to <queue>.dlq, headers saying why."""
     queue = broker.queue_name("reject")
-    dead, arguments = await broker.declare_with_dead_letters(queue)
+    await broker.declare(queue)
     await broker.publish_ids(queue, range(3))
     calls = 0
 
     class Refuses(BulkConsumer):
         queues = [queue]
-        queue_arguments = arguments
         bulk_size = 3
         on_exception = Actions.REJECT
 
@@ -176,10 +178,16 @@ async def test_on_exception_reject_dead_letters(broker: Broker, container: Conta
 
     async with Orchestrator([Refuses], container):
         await wait_until(lambda: calls == 1)
-        await wait_until(lambda: broker.ready_count(dead))
+        await wait_until(lambda: broker.ready_count(f"{queue}.dlq"))
         await asyncio.sleep(0.2)
     assert 1 == calls
-    assert ["0", "1", "2"] == sorted(m.message_id or "" for m in await broker.drain(dead))
+    dead = await broker.drain(f"{queue}.dlq")
+    assert ["0", "1", "2"] == sorted(m.message_id or "" for m in dead)
+    headers = dead[0].headers
+    assert "exception" == headers["x-bulkworker-reason"]
+    assert "ValueError: bad bulk" == headers["x-bulkworker-error"]
+    assert queue == headers["x-bulkworker-queue"]
+    assert 0 == await broker.ready_count(queue)
 
 
 async def test_handle_runs_in_the_frameworks_own_task(broker: Broker, container: Container) -> None:
@@ -208,7 +216,7 @@ async def test_undecodable_message_from_another_client_never_reaches_handle(
 ) -> None:
     """Invalid JSON with a JSON type is dead-lettered; a non-JSON body without type is bytes."""
     queue = broker.queue_name("undecodable")
-    dead, arguments = await broker.declare_with_dead_letters(queue)
+    await broker.declare(queue)
     raw_connection = await aiormq.connect(AMQP_URL)
     raw_channel = await raw_connection.channel()
     await raw_channel.basic_publish(
@@ -226,7 +234,6 @@ async def test_undecodable_message_from_another_client_never_reaches_handle(
 
     class Tolerant(BulkConsumer):
         queues = [queue]
-        queue_arguments = arguments
         bulk_size = 1
 
         async def handle(self, messages: list[Message[Any]]) -> None:
@@ -234,10 +241,12 @@ async def test_undecodable_message_from_another_client_never_reaches_handle(
 
     async with Orchestrator([Tolerant], container):
         await wait_until(lambda: bodies)
-        await wait_until(lambda: broker.ready_count(dead))
+        await wait_until(lambda: broker.ready_count(f"{queue}.dlq"))
     assert [b"plain \xff bytes"] == bodies
-    [dead_letter] = await broker.drain(dead)
-    assert ("broken", b"{not json") == (dead_letter.message_id, dead_letter.body)
+    [dead] = await broker.drain(f"{queue}.dlq")
+    assert ("broken", b"{not json") == (dead.message_id, dead.body)
+    assert "undecodable" == dead.headers["x-bulkworker-reason"]
+    assert "invalid JSON" in str(dead.headers["x-bulkworker-error"])
     assert 0 == await broker.ready_count(queue)
 
 
@@ -439,6 +448,7 @@ async def test_unreachable_broker_is_a_clear_error() -> None:
             pass
 
     container = make_container("amqp://guest:secret@127.0.0.1:1/")
+    container.config.connect_timeout.from_value(0.5)
     with pytest.raises(BrokerUnreachableError, match=r"guest:\*\*\*\*\*\*@127.0.0.1:1") as caught:
         async with Orchestrator([Lonely], container):
             pass

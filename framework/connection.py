@@ -1,0 +1,119 @@
+"""Connections to RabbitMQ: retried at start, reconnected with exponential backoff."""
+
+import asyncio
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+from aio_pika import RobustConnection
+from aio_pika.abc import AbstractRobustConnection
+from aiormq.exceptions import AMQPError, AuthenticationError, ProbableAuthenticationError
+
+from framework.errors import BrokerUnreachableError
+from framework.log import EventLog
+
+FIRST_RETRY_DELAY = 0.5
+
+
+def redact(url: str) -> str:
+    """``url`` with its password masked, for logs and error messages."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":******@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class BackoffConnection(RobustConnection):
+    """A robust connection whose reconnect delay doubles while the broker stays away.
+
+    aio-pika sleeps ``reconnect_interval`` between attempts; here that is the
+    time the connection has been down so far (at least the base interval, at
+    most ``max_reconnect_delay``), which doubles it attempt after attempt.
+    """
+
+    max_reconnect_delay = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._down_since: float | None = None
+        super().__init__(*args, **kwargs)
+
+    @property
+    def reconnect_interval(self) -> float:
+        base = self._base_interval
+        if self._down_since is None:
+            return base
+        down_for = self.loop.time() - self._down_since
+        return min(self.max_reconnect_delay, max(base, down_for))
+
+    @reconnect_interval.setter
+    def reconnect_interval(self, value: float) -> None:
+        self._base_interval = float(value)
+
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        if self._down_since is None:
+            self._down_since = self.loop.time()
+        await super()._on_connection_close(closing)
+
+    async def _on_connected(self) -> None:
+        await super()._on_connected()
+        self._down_since = None
+
+    def __repr__(self) -> str:
+        return f"<BackoffConnection {redact(str(self.url))}>"
+
+    def __str__(self) -> str:
+        return redact(str(self.url))
+
+
+def unreachable(url: str, error: BaseException) -> str:
+    reason = str(error).replace(url, redact(url)) or type(error).__name__
+    return f"cannot connect to RabbitMQ at {redact(url)} ({reason})"
+
+
+async def connect(
+    url: str,
+    logger: EventLog,
+    *,
+    purpose: str,
+    connect_timeout: float = 60.0,
+    reconnect_max_delay: float = 30.0,
+) -> AbstractRobustConnection:
+    """Connect, retrying with backoff for ``connect_timeout`` seconds, logging each attempt."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + connect_timeout
+    delay = FIRST_RETRY_DELAY
+    attempt = 1
+    while True:
+        try:
+            connection = await aio_pika.connect_robust(
+                url, connection_class=BackoffConnection, reconnect_interval=FIRST_RETRY_DELAY
+            )
+        except (AuthenticationError, ProbableAuthenticationError) as error:
+            raise BrokerUnreachableError(
+                f"{unreachable(url, error)}: check the user and password in BULKWORKER_AMQP_URL"
+            ) from None
+        except (AMQPError, OSError) as error:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise BrokerUnreachableError(
+                    f"{unreachable(url, error)} after {attempt} attempts in {connect_timeout:g}s: "
+                    "start RabbitMQ or point BULKWORKER_AMQP_URL at it"
+                ) from None
+            await logger.warning(
+                "RabbitMQ unreachable, retrying",
+                extra={
+                    "for": purpose,
+                    "url": redact(url),
+                    "attempt": attempt,
+                    "retry_in": round(min(delay, remaining), 2),
+                    "error": str(error),
+                },
+            )
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, reconnect_max_delay)
+            attempt += 1
+            continue
+        connection.max_reconnect_delay = reconnect_max_delay
+        await logger.info("connected to RabbitMQ", extra={"url": redact(url), "for": purpose})
+        return connection
