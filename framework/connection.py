@@ -1,6 +1,7 @@
 """Connections to RabbitMQ: retried at start, reconnected with exponential backoff."""
 
 import asyncio
+import dataclasses
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,6 +34,13 @@ class BackoffConnection(RobustConnection):
     """
 
     max_reconnect_delay = 30.0
+    # The first pause after a drop: short, since most drops are brief.
+    PARAMETERS = tuple(
+        dataclasses.replace(parameter, default=str(FIRST_RETRY_DELAY))
+        if parameter.name == "reconnect_interval"
+        else parameter
+        for parameter in RobustConnection.PARAMETERS
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._down_since: float | None = None
@@ -86,9 +94,7 @@ async def connect(
     attempt = 1
     while True:
         try:
-            connection = await aio_pika.connect_robust(
-                url, connection_class=BackoffConnection, reconnect_interval=FIRST_RETRY_DELAY
-            )
+            connection = await aio_pika.connect_robust(url, connection_class=BackoffConnection)
         except (AuthenticationError, ProbableAuthenticationError) as error:
             raise BrokerUnreachableError(
                 f"{unreachable(url, error)}: check the user and password in BULKWORKER_AMQP_URL"
@@ -117,3 +123,24 @@ async def connect(
         connection.max_reconnect_delay = reconnect_max_delay
         await logger.info("connected to RabbitMQ", extra={"url": redact(url), "for": purpose})
         return connection
+
+
+def close_timeout(shutdown_timeout: float) -> float:
+    """How long one connection or channel may take to close: a share of the shutdown."""
+    return min(5.0, shutdown_timeout / 4)
+
+
+async def close_within(closable: Any, seconds: float) -> bool:
+    """Close a connection or channel, giving up after ``seconds`` (a dead peer never answers).
+
+    Returns False when it gave up; the broker then requeues whatever the
+    connection held, once it notices the connection is gone.
+    """
+    if closable.is_closed:
+        return True
+    try:
+        async with asyncio.timeout(seconds):
+            await closable.close()
+    except TimeoutError:
+        return False
+    return True

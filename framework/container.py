@@ -6,13 +6,17 @@ from typing import Any
 from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers, providers
 
-from framework.connection import connect, redact
+from framework.connection import close_timeout, close_within, connect, redact
 from framework.log import EventLog, open_logger
 from framework.publisher import open_publisher
 
 
 async def open_connection(
-    url: str, logger: EventLog, connect_timeout: float = 60.0, reconnect_max_delay: float = 30.0
+    url: str,
+    logger: EventLog,
+    connect_timeout: float = 60.0,
+    reconnect_max_delay: float = 30.0,
+    shutdown_timeout: float = 30.0,
 ) -> AsyncIterator[AbstractRobustConnection]:
     """Container resource: the consumers' robust connection, closed on shutdown."""
     connection = await connect(
@@ -25,9 +29,15 @@ async def open_connection(
     try:
         yield connection
     finally:
-        await connection.close()
+        closed = await close_within(connection, close_timeout(shutdown_timeout))
         # The logger is a direct dependency, so it is still open here.
-        await logger.info("RabbitMQ connection closed", extra={"url": redact(url)})
+        if closed:
+            await logger.info("RabbitMQ connection closed", extra={"url": redact(url)})
+        else:
+            await logger.warning(
+                "RabbitMQ did not answer the close in time: connection abandoned",
+                extra={"url": redact(url)},
+            )
 
 
 class Container(containers.DeclarativeContainer):
@@ -48,6 +58,7 @@ class Container(containers.DeclarativeContainer):
         logger=logger,
         connect_timeout=config.connect_timeout,
         reconnect_max_delay=config.reconnect_max_delay,
+        shutdown_timeout=config.shutdown_timeout,
     )
     publisher = providers.Resource(
         open_publisher,
@@ -55,6 +66,7 @@ class Container(containers.DeclarativeContainer):
         logger=logger,
         connect_timeout=config.connect_timeout,
         reconnect_max_delay=config.reconnect_max_delay,
+        shutdown_timeout=config.shutdown_timeout,
     )
     state = providers.Singleton[dict[str, Any]](dict)
 

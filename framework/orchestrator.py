@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 from dependency_injector import containers, providers
 
 from framework.clock import Clock, LoopClock
+from framework.connection import close_timeout
 from framework.consumer import ConsumerSettings
 from framework.container import Container
 from framework.discovery import ConsumerSource, discover
@@ -181,17 +182,21 @@ class Orchestrator:
             self._stopping.set_result(None)
 
     async def _stop_consumers(self) -> None:
+        # The shutdown timeout covers it all: draining first, then a reserve
+        # for closing channels, and one for closing connections.
         timeout = float(self.config.get("shutdown_timeout") or 30.0)
+        reserve = close_timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout - 2 * reserve):
                 await asyncio.gather(*(runner.cancel() for runner in self.runners))
                 await asyncio.gather(*(runner.drain() for runner in self.runners))
         except TimeoutError:
             await self._warn_unsettled(timeout)
             for runner in self.runners:
                 await runner.abort()
-        for runner in self.runners:
-            await self._quietly(runner.close(), f"closing {runner.settings.name}'s channel")
+        closed = await asyncio.gather(*(runner.close(reserve) for runner in self.runners))
+        if not all(closed) and self._log is not None:
+            await self._log.warning("RabbitMQ did not answer channel closes in time")
         for runner in self.runners:
             await self._report_crash(runner)
 

@@ -15,7 +15,7 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq import spec
 from aiormq.abc import DeliveredMessage
 
-from framework.connection import connect
+from framework.connection import close_timeout, close_within, connect
 from framework.errors import PublishError
 from framework.log import EventLog
 
@@ -49,10 +49,10 @@ class Publisher:
     async def open(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=True)
 
-    async def close(self) -> None:
+    async def close(self, within: float = 5.0) -> None:
         channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            await channel.close()
+        if channel is not None:
+            await close_within(channel, within)
 
     async def publish(
         self,
@@ -150,7 +150,11 @@ def describe_refusal(result: Any) -> str:
 
 
 async def open_publisher(
-    url: str, logger: EventLog, connect_timeout: float = 60.0, reconnect_max_delay: float = 30.0
+    url: str,
+    logger: EventLog,
+    connect_timeout: float = 60.0,
+    reconnect_max_delay: float = 30.0,
+    shutdown_timeout: float = 30.0,
 ) -> AsyncIterator[Publisher]:
     """Container resource: a publisher on its own robust connection."""
     connection = await connect(
@@ -161,9 +165,11 @@ async def open_publisher(
         reconnect_max_delay=reconnect_max_delay,
     )
     publisher = Publisher(connection)
+    seconds = close_timeout(shutdown_timeout)
     try:
         await publisher.open()
         yield publisher
     finally:
-        await publisher.close()
-        await connection.close()
+        await publisher.close(seconds)
+        if not await close_within(connection, seconds):
+            await logger.warning("RabbitMQ did not answer the close in time: connection abandoned")

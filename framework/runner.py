@@ -64,5 +64,5 @@ class ConsumerRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.worker
 
-    async def close(self) -> None:
-        await self.subscription.close()
+    async def close(self, within: float) -> bool:
+        return await self.subscription.close(within)

@@ -21,6 +21,7 @@ from aiormq.exceptions import (
     ChannelPreconditionFailed,
 )
 
+from framework.connection import close_within
 from framework.consumer import ConsumerSettings
 from framework.decoding import decode_body
 from framework.engine import BulkEngine
@@ -175,10 +176,10 @@ class Subscription:
             except CHANNEL_ERRORS:
                 return
 
-    async def close(self) -> None:
+    async def close(self, within: float = 5.0) -> bool:
+        """Close the channel; False if the broker did not answer ``within`` seconds."""
         channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            await channel.close()
+        return channel is None or await close_within(channel, within)
 
 
 CHANNEL_ERRORS = (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError)

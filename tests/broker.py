@@ -23,8 +23,8 @@ class Broker:
         self.names: list[str] = []
 
     @classmethod
-    async def connect(cls) -> "Broker":
-        connection = await aio_pika.connect(AMQP_URL)
+    async def connect(cls, url: str = AMQP_URL) -> "Broker":
+        connection = await aio_pika.connect(url)
         channel = await connection.channel(publisher_confirms=True)
         return cls(connection, channel)
 
@@ -69,17 +69,25 @@ class Broker:
         for number in ids:
             await self.publish(queue, {"id": number}, message_id=str(number))
 
+    async def _inspect(self, queue: str) -> Any:
+        # A throwaway channel: a missing queue closes the channel that asked.
+        channel = await self.connection.channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return None
+        await channel.close()
+        return declared.declaration_result
+
     async def ready_count(self, queue: str) -> int:
-        result = await self.channel.declare_queue(queue, passive=True)
-        count = result.declaration_result.message_count
-        assert count is not None
-        return count
+        """Messages ready in ``queue``; 0 when it does not exist."""
+        result = await self._inspect(queue)
+        return 0 if result is None else int(result.message_count)
 
     async def consumer_count(self, queue: str) -> int:
-        result = await self.channel.declare_queue(queue, passive=True)
-        count = result.declaration_result.consumer_count
-        assert count is not None
-        return count
+        """Consumers on ``queue``; 0 when it does not exist."""
+        result = await self._inspect(queue)
+        return 0 if result is None else int(result.consumer_count)
 
     async def drain(self, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
         """Take every ready message off ``queue`` (acked), in order."""
@@ -91,6 +99,8 @@ class Broker:
         return taken
 
     async def close(self) -> None:
+        if self.connection.is_closed:
+            return
         for name in self.names:
             try:
                 await self.channel.queue_delete(name)

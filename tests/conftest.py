@@ -1,11 +1,12 @@
 """Fixtures: a real broker connection, a fresh container per test, a cuttable proxy."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from framework import Container
 from tests.broker import AMQP_URL, Broker
+from tests.private_broker import PrivateBroker, rabbitmq_installed
 from tests.proxy import TcpProxy
 
 
@@ -39,3 +40,16 @@ async def proxy() -> AsyncIterator[TcpProxy]:
         yield proxy
     finally:
         await proxy.close()
+
+
+@pytest.fixture(scope="session")
+def private_broker() -> Iterator[PrivateBroker]:
+    """A RabbitMQ node of the suite's own, for faults that stop or alarm a broker."""
+    if not rabbitmq_installed():
+        pytest.skip("rabbitmq-server is not installed here: broker-restart tests need it")
+    node = PrivateBroker()
+    node.start()
+    try:
+        yield node
+    finally:
+        node.close()

@@ -14,6 +14,7 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._pumps: set[asyncio.Task[None]] = set()
         self.connections = 0
+        self.black_holed = False
 
     @property
     def url(self) -> str:
@@ -35,9 +36,15 @@ class TcpProxy:
     async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await source.read(65536):
+                if self.black_holed:
+                    continue  # swallowed: both ends wait for answers that never come
                 sink.write(data)
                 await sink.drain()
         sink.close()
+
+    def black_hole(self) -> None:
+        """Keep connections open but deliver nothing more, either way."""
+        self.black_holed = True
 
     def cut(self) -> None:
         """Drop every open connection at once, as a network failure would."""
