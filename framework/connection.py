@@ -5,10 +5,10 @@ import dataclasses
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aio_pika
 from aio_pika import RobustConnection
 from aio_pika.abc import AbstractRobustConnection
 from aiormq.exceptions import AMQPError, AuthenticationError, ProbableAuthenticationError
+from yarl import URL
 
 from framework.errors import BrokerUnreachableError
 from framework.log import EventLog
@@ -79,6 +79,17 @@ def unreachable(url: str, error: BaseException) -> str:
     return f"cannot connect to RabbitMQ at {redact(url)} ({reason})"
 
 
+async def open_robust(url: str) -> BackoffConnection:
+    connection = BackoffConnection(URL(url))
+    try:
+        await connection.connect()
+    except BaseException:
+        # Closed now, or aio-pika's finalizer would leave a close() never awaited.
+        await connection.close()
+        raise
+    return connection
+
+
 async def connect(
     url: str,
     logger: EventLog,
@@ -94,7 +105,7 @@ async def connect(
     attempt = 1
     while True:
         try:
-            connection = await aio_pika.connect_robust(url, connection_class=BackoffConnection)
+            connection = await open_robust(url)
         except (AuthenticationError, ProbableAuthenticationError) as error:
             raise BrokerUnreachableError(
                 f"{unreachable(url, error)}: check the user and password in BULKWORKER_AMQP_URL"

@@ -3,7 +3,8 @@
 import abc
 import difflib
 import inspect
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -43,6 +44,8 @@ class BulkConsumer(abc.ABC):
     retry_delay: ClassVar[float] = 0.0
     isolate_failures: ClassVar[bool] = False
     handler_timeout: ClassVar[float | None] = None
+    model: ClassVar[Any] = None
+    decoder: ClassVar[Callable[[bytes, str | None], Any] | None] = None
     __bulkworker_abstract__: ClassVar[bool] = True
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
@@ -72,6 +75,8 @@ SETTING_NAMES = (
     "retry_delay",
     "isolate_failures",
     "handler_timeout",
+    "model",
+    "decoder",
 )
 
 
@@ -196,6 +201,23 @@ def check_handler_timeout(cls: type, value: object) -> None:
         )
 
 
+def check_model(cls: type, value: object) -> None:
+    if value is None or isinstance(value, type) or typing.get_origin(value) is not None:
+        return
+    raise fail(
+        cls,
+        "model",
+        f"must be a class (e.g. an attrs class) or a type like list[int], got {value!r}",
+    )
+
+
+def check_decoder(cls: type, value: object) -> None:
+    if value is not None and not callable(value):
+        raise fail(
+            cls, "decoder", f"must be a function (raw: bytes, content_type) -> body, got {value!r}"
+        )
+
+
 VALIDATORS = {
     "queues": check_queues,
     "bulk_size": lambda cls, value: check_positive_int(cls, "bulk_size", value),
@@ -210,6 +232,8 @@ VALIDATORS = {
     "retry_delay": check_retry_delay,
     "isolate_failures": check_isolate_failures,
     "handler_timeout": check_handler_timeout,
+    "model": check_model,
+    "decoder": check_decoder,
 }
 
 
@@ -231,6 +255,8 @@ class ConsumerSettings:
     retry_delay: float = 0.0
     isolate_failures: bool = False
     handler_timeout: float | None = None
+    model: Any = None
+    decoder: Callable[[bytes, str | None], Any] | None = None
 
     def dead_letter_queue_for(self, queue: str) -> str | None:
         """Where messages of ``queue`` are dead-lettered; None: discarded."""
@@ -274,6 +300,8 @@ class ConsumerSettings:
             handler_timeout=None
             if consumer.handler_timeout is None
             else float(consumer.handler_timeout),
+            model=consumer.model,
+            decoder=consumer.decoder,
         )
 
 

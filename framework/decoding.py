@@ -1,37 +1,131 @@
-"""Turning a message body into a Python value, by its content type."""
+"""Turning a message body into a Python value: by content type, a custom decoder, a model.
+
+Never pickle, never eval: a body is data, whoever published it.
+"""
 
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
+
+import cattrs
 
 from framework.errors import DecodeError
 
 
+def fast_json() -> Callable[[bytes], Any] | None:
+    """orjson's parser, from the `fast` extra: about 5x faster on small bodies."""
+    try:
+        import orjson
+    except ImportError:
+        return None
+    parse: Callable[[bytes], Any] = orjson.loads
+    return parse
+
+
+FAST_LOADS = fast_json()
+
+Decoder = Callable[[bytes, str | None], Any]
+CONVERTER = cattrs.Converter()
+
+
+def loads(raw: bytes) -> Any:
+    """Parse JSON; orjson when installed, the standard library where orjson refuses.
+
+    orjson rejects a few things the standard library accepts (integers beyond 64
+    bits, NaN); falling back keeps what counts as valid JSON the same either way.
+    """
+    if FAST_LOADS is not None:
+        try:
+            return FAST_LOADS(raw)
+        except ValueError:  # orjson.JSONDecodeError is one
+            pass
+    return json.loads(raw)
+
+
 @functools.lru_cache(maxsize=256)
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def is_json_type(content_type: str | None) -> bool:
     """True for ``application/json`` and ``+json`` types, parameters ignored."""
-    if not content_type:
-        return False
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or media_type.endswith("+json")
+    media = media_type(content_type)
+    return media == "application/json" or media.endswith("+json")
+
+
+@functools.lru_cache(maxsize=256)
+def charset(content_type: str) -> str:
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"') or "utf-8"
+    return "utf-8"
 
 
 def decode_body(raw: bytes, content_type: str | None) -> Any:
     """Decode ``raw`` once, the way ``Message.body`` presents it.
 
-    A JSON content type must hold JSON, or :class:`DecodeError` says why not.
-    Without a content type the body is JSON if it parses as JSON, else bytes:
+    A JSON content type must hold JSON; a ``text/*`` type is text in its
+    charset (UTF-8 unless said), or :class:`DecodeError` says why not. Without
+    a content type the body is JSON if it parses as JSON, else bytes:
     publishers that forget the header still get their objects back. Any other
     content type is left as bytes.
     """
     if is_json_type(content_type):
         try:
-            return json.loads(raw)
+            return loads(raw)
         except ValueError as error:
             raise DecodeError(f"invalid JSON for content type {content_type!r}: {error}") from None
-    if content_type:
-        return raw
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
+    if not content_type:
+        try:
+            return loads(raw)
+        except ValueError:
+            return raw
+    if media_type(content_type).startswith("text/"):
+        try:
+            return raw.decode(charset(content_type))
+        except (UnicodeDecodeError, LookupError) as error:
+            raise DecodeError(f"invalid text for content type {content_type!r}: {error}") from None
+    return raw
+
+
+def body_decoder(custom: Decoder | None, model: Any | None) -> Decoder:
+    """The function that turns one consumer's raw bodies into ``Message.body``."""
+    decode = custom or decode_body
+    if model is None:
+        return decode if custom is None else guarded(custom)
+    structure = CONVERTER.get_structure_hook(model)
+    if custom is not None:
+        decode = guarded(custom)
+
+    def decode_into_model(raw: bytes, content_type: str | None) -> Any:
+        value = decode(raw, content_type)
+        try:
+            return structure(value, model)
+        except Exception as error:
+            raise DecodeError(describe_invalid(error, model), reason="invalid") from None
+
+    return decode_into_model
+
+
+def guarded(custom: Decoder) -> Decoder:
+    def decode(raw: bytes, content_type: str | None) -> Any:
+        try:
+            return custom(raw, content_type)
+        except DecodeError:
+            raise
+        except Exception as error:
+            raise DecodeError(f"the decoder raised {type(error).__name__}: {error}") from None
+
+    return decode
+
+
+def describe_invalid(error: Exception, model: Any) -> str:
+    """Each problem with its field path, e.g. ``required field missing @ $.name``."""
+    name = getattr(model, "__name__", repr(model))
+    if isinstance(error, cattrs.BaseValidationError):
+        problems = "; ".join(cattrs.transform_error(error))
+    else:
+        problems = f"{type(error).__name__}: {error}"
+    return f"does not fit {name}: {problems}"

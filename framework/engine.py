@@ -12,16 +12,39 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import attrs
+
 from framework.actions import Actions
 from framework.clock import Clock, Timer
 from framework.consumer import ConsumerSettings
-from framework.errors import HandlerTimeoutError
+from framework.decoding import body_decoder
+from framework.errors import DecodeError, HandlerTimeoutError
 from framework.log import EventLog
 from framework.message import Delivery, Message
 from framework.routing import Move, Router, Verdict, describe_error
 from framework.settlement import SettlementReport, Settler
 
 Handler = Callable[[list[Message[Any]]], Awaitable[None]]
+
+
+@attrs.frozen
+class Outcome:
+    """What became of one message: for observers such as the test harness and metrics.
+
+    ``kind`` is ``ack``, ``retry`` (a copy went back for another attempt),
+    ``dead-letter`` (a copy went to ``destination``), ``requeue`` (returned by
+    the broker) or ``reject`` (refused to the broker, not requeued).
+    """
+
+    message: Message[Any]
+    kind: str
+    reason: str | None = None
+    error: str | None = None
+    destination: str | None = None
+
+
+Observer = Callable[[Outcome], None]
+BROKER_KINDS = {Actions.ACK: "ack", Actions.REQUEUE: "requeue", Actions.REJECT: "reject"}
 
 
 class MovePublisher(Protocol):
@@ -57,6 +80,7 @@ class BulkEngine:
         self._log = log
         self._publisher = publisher
         self._router = Router(settings)
+        self.decode = body_decoder(settings.decoder, settings.model)
         self.settler = settler or Settler()
         self._buffer: deque[Message[Any]] = deque()
         self._arrivals: deque[float] = deque()
@@ -65,6 +89,8 @@ class BulkEngine:
         self._due = False
         self._closing = False
         self._moving: set[asyncio.Task[None]] = set()
+        self._observers: list[Observer] = []
+        self._busy = False
         self.bulks_handled = 0
         self.handle_calls = 0
 
@@ -78,6 +104,39 @@ class BulkEngine:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing due, nothing being handled, no copy waiting for its confirm."""
+        return not self._busy and not self._moving and not self._due_now()
+
+    def _due_now(self) -> bool:
+        return bool(self._buffer) and (
+            self._closing or self._due or len(self._buffer) >= self.settings.bulk_size
+        )
+
+    def observe(self, observer: Observer) -> None:
+        """Call ``observer`` with the outcome of every message settled from now on."""
+        self._observers.append(observer)
+
+    def flush_now(self) -> None:
+        """Hand over the partial bulk without waiting for its flush interval."""
+        if self._buffer:
+            self._due = True
+            self._wake.set()
+
+    def receive(self, message: Message[Any]) -> Awaitable[None] | None:
+        """Decode a delivered message and take it in, or return the refusal to await.
+
+        ``message.body`` arrives as the raw bytes. The accepting path never
+        awaits, so the transport keeps the arrival order.
+        """
+        try:
+            message.body = self.decode(message.raw, message.content_type)
+        except DecodeError as error:
+            return self.refuse(message, error)
+        self.accept(message)
+        return None
+
     def accept(self, message: Message[Any]) -> None:
         """Take a decoded message into the next bulk; called for every delivery."""
         self.settler.ledger.track(message.delivery)
@@ -88,8 +147,8 @@ class BulkEngine:
         if len(self._buffer) >= self.settings.bulk_size:
             self._wake.set()
 
-    async def refuse(self, message: Message[Any], reason: str) -> None:
-        """Dead-letter an undecodable message: it never reaches ``handle``."""
+    async def refuse(self, message: Message[Any], error: DecodeError) -> None:
+        """Dead-letter a message that cannot be decoded: it never reaches ``handle``."""
         self.settler.ledger.track(message.delivery)
         await self._log.error(
             "message cannot be decoded: dead-lettered, never handled",
@@ -97,11 +156,12 @@ class BulkEngine:
                 "consumer": self.settings.name,
                 "queue": message.queue,
                 "message_id": message.message_id,
-                "error": reason,
+                "reason": error.reason,
+                "error": str(error),
                 "dead_letter_queue": self.settings.dead_letter_queue_for(message.queue),
             },
         )
-        await self._settle([Verdict(message, Actions.REJECT, "undecodable", reason)])
+        await self._settle([Verdict(message, Actions.REJECT, error.reason, str(error))])
 
     def drop_closed(self) -> int:
         """Forget buffered messages whose channel closed: the broker redelivers them."""
@@ -128,16 +188,18 @@ class BulkEngine:
             await self._wake.wait()
             self._wake.clear()
             while (bulk := self._take_due_bulk()) is not None:
-                await self.process(bulk)
+                self._busy = True
+                try:
+                    await self.process(bulk)
+                finally:
+                    self._busy = False
             if self._closing and not self._buffer:
                 self._cancel_timer()
                 await self.finish_moves()
                 return
 
     def _take_due_bulk(self) -> list[Message[Any]] | None:
-        if not self._buffer or not (
-            self._closing or self._due or len(self._buffer) >= self.settings.bulk_size
-        ):
+        if not self._due_now():
             return None
         size = min(self.settings.bulk_size, len(self._buffer))
         bulk = [self._buffer.popleft() for _ in range(size)]
@@ -243,6 +305,13 @@ class BulkEngine:
     async def _settle(self, verdicts: list[Verdict]) -> SettlementReport:
         now, moves = self._router.route(verdicts)
         report = await self.settler.settle(now)
+        if self._observers:
+            by_delivery = {verdict.message.delivery: verdict for verdict in verdicts}
+            for delivery, action in now:
+                verdict = by_delivery[delivery]
+                self._tell(
+                    Outcome(verdict.message, BROKER_KINDS[action], verdict.reason, verdict.error)
+                )
         await self._warn_stale(report)
         if moves:
             # Moves wait for publisher confirms: the next bulk need not.
@@ -265,8 +334,16 @@ class BulkEngine:
         # A copy that was not confirmed: the original goes back rather than be lost.
         settled += [(move.message.delivery, Actions.REQUEUE) for move, _ in failed]
         report = await self.settler.settle(settled)
+        for move in done:
+            self._tell(Outcome(move.message, move.kind, move.reason, move.error, move.routing_key))
+        for move, _ in failed:
+            self._tell(Outcome(move.message, "requeue", move.reason, move.error))
         await self._report_moves(done, failed)
         await self._warn_stale(report)
+
+    def _tell(self, outcome: Outcome) -> None:
+        for observer in self._observers:
+            observer(outcome)
 
     async def _publish(self, move: Move) -> None:
         await self._publisher.publish_raw(
@@ -311,6 +388,12 @@ class BulkEngine:
         """Wait for retries and dead letters still waiting for their confirms."""
         while self._moving:
             await asyncio.gather(*self._moving, return_exceptions=True)
+
+    async def abandon_moves(self) -> None:
+        """Stop waiting for confirms: the originals stay unacked, and the broker requeues them."""
+        for task in list(self._moving):
+            task.cancel()
+        await asyncio.gather(*self._moving, return_exceptions=True)
 
     @property
     def moves_pending(self) -> int:

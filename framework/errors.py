@@ -26,7 +26,15 @@ class QueueError(BulkworkerError, LookupError):
 
 
 class DecodeError(BulkworkerError, ValueError):
-    """A message body does not match its content type."""
+    """A message body does not match its content type, decoder or model.
+
+    ``reason`` is ``"undecodable"`` (not the format it claims) or ``"invalid"``
+    (the format is right, the content does not fit the consumer's model).
+    """
+
+    def __init__(self, message: str, reason: str = "undecodable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class PublishError(BulkworkerError, ConnectionError):
@@ -35,3 +43,7 @@ class PublishError(BulkworkerError, ConnectionError):
 
 class HandlerTimeoutError(BulkworkerError, TimeoutError):
     """``handle`` ran longer than the consumer's ``handler_timeout``."""
+
+
+class ChannelGoneError(BulkworkerError, ConnectionError):
+    """A channel closed, or stopped taking frames, while the framework was using it."""

@@ -172,9 +172,10 @@ class Orchestrator:
             await asyncio.shield(self._stopping)
             return
         self._stopping = asyncio.get_running_loop().create_future()
+        reserve = close_timeout(float(self.config.get("shutdown_timeout") or 30.0))
         try:
             await self._stop_consumers()
-            await self._run_shutdown_hooks()
+            await self._run_shutdown_hooks(reserve)
         finally:
             if self._wired:
                 self.container.unwire()
@@ -182,12 +183,12 @@ class Orchestrator:
             self._stopping.set_result(None)
 
     async def _stop_consumers(self) -> None:
-        # The shutdown timeout covers it all: draining first, then a reserve
-        # for closing channels, and one for closing connections.
+        # The shutdown timeout covers it all: draining first, then one reserve
+        # each for shutdown hooks, closing channels, and closing connections.
         timeout = float(self.config.get("shutdown_timeout") or 30.0)
         reserve = close_timeout(timeout)
         try:
-            async with asyncio.timeout(timeout - 2 * reserve):
+            async with asyncio.timeout(timeout - 3 * reserve):
                 await asyncio.gather(*(runner.cancel() for runner in self.runners))
                 await asyncio.gather(*(runner.drain() for runner in self.runners))
         except TimeoutError:
@@ -220,9 +221,17 @@ class Orchestrator:
                 exc_info=error,
             )
 
-    async def _run_shutdown_hooks(self) -> None:
-        for hook in self._shutdown_hooks:
-            await self._quietly(hook(self.container), f"shutdown hook {hook_name(hook)}")
+    async def _run_shutdown_hooks(self, within: float) -> None:
+        try:
+            async with asyncio.timeout(within):
+                for hook in self._shutdown_hooks:
+                    await self._quietly(hook(self.container), f"shutdown hook {hook_name(hook)}")
+        except TimeoutError:
+            if self._log is not None:
+                await self._log.error(
+                    "shutdown hooks did not finish in time: the rest were skipped",
+                    extra={"seconds": within},
+                )
 
     async def _quietly(self, step: Awaitable[Any], what: str) -> None:
         # One failing cleanup must not keep the others from running.

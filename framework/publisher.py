@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq import spec
 from aiormq.abc import DeliveredMessage
 
+from framework.closing import unless_closed
 from framework.connection import close_timeout, close_within, connect
 from framework.errors import PublishError
 from framework.log import EventLog
@@ -125,12 +126,16 @@ class Publisher:
         if self._channel is None:
             raise PublishError("the publisher is not open")
         channel = await self._channel.get_underlay_channel()
-        result = await channel.basic_publish(
-            body,
-            exchange=exchange,
-            routing_key=routing_key,
-            properties=properties,
-            mandatory=mandatory,
+        # No time limit: under a broker alarm, confirms rightly wait for it to clear.
+        result = await unless_closed(
+            channel,
+            channel.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=mandatory,
+            ),
         )
         if not isinstance(result, spec.Basic.Ack):
             raise PublishError(

@@ -63,6 +63,7 @@ class ConsumerRunner:
             self.worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.worker
+        await self.engine.abandon_moves()
 
     async def close(self, within: float) -> bool:
         return await self.subscription.close(within)

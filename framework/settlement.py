@@ -7,6 +7,7 @@ multiple ack only ever covers the leading run of unsettled tags that are all
 being acked now. That holds however many bulks of one channel are in flight.
 """
 
+import asyncio
 import contextlib
 from collections.abc import Iterable, Sequence
 
@@ -14,10 +15,14 @@ import attrs
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from framework.actions import Actions
+from framework.closing import unless_closed
 from framework.message import Delivery, SettlementChannel
 
 # What a settlement on a channel that closed under it raises.
 CLOSED_CHANNEL_ERRORS = (ChannelInvalidStateError, AMQPError, ConnectionError)
+# Settlement frames are tiny: a live connection takes them at once. Longer than
+# this means the connection is wedged, and the broker will redeliver.
+SEND_TIMEOUT = 30.0
 
 
 @attrs.define
@@ -87,14 +92,20 @@ class Settler:
     """Sends the decisions of settled work to the channels the messages came on."""
 
     ledger: Ledger = attrs.field(factory=Ledger)
+    # Frames must reach the channel in the order the ledger was updated: a
+    # multiple ack sent before an earlier reject would ack that message too.
+    _sending: asyncio.Lock = attrs.field(factory=asyncio.Lock)
 
     async def settle(self, outcomes: Iterable[tuple[Delivery, Actions]]) -> SettlementReport:
         report = SettlementReport()
         for channel, decisions in group_by_channel(outcomes).items():
             part = SettlementReport()
             if not channel.is_closed:
-                with contextlib.suppress(*CLOSED_CHANNEL_ERRORS):
-                    await self._settle_on(channel, decisions, part)
+                async with self._sending:
+                    with contextlib.suppress(*CLOSED_CHANNEL_ERRORS):
+                        await unless_closed(
+                            channel, self._settle_on(channel, decisions, part), SEND_TIMEOUT
+                        )
             part.stale = len(decisions) - part.sent
             if part.stale:
                 # The broker requeues whatever a closed channel held; a tag sent

@@ -23,9 +23,8 @@ from aiormq.exceptions import (
 
 from framework.connection import close_within
 from framework.consumer import ConsumerSettings
-from framework.decoding import decode_body
 from framework.engine import BulkEngine
-from framework.errors import DecodeError, QueueError
+from framework.errors import QueueError
 from framework.log import EventLog
 from framework.message import Delivery, Message
 
@@ -49,7 +48,7 @@ class Subscription:
         self._channel: AbstractRobustChannel | None = None
         self._underlay: aiormq.abc.AbstractChannel | None = None
         self._consumers: dict[str, str] = {}  # consumer tag -> queue
-        self._waiting: set[asyncio.Task[None]] = set()
+        self._waiting: dict[str, asyncio.Task[None]] = {}  # queue -> resubscribing task
         self._cancelled = False
 
     def __repr__(self) -> str:
@@ -106,6 +105,8 @@ class Subscription:
         underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
         self._consumers = {}
         for queue in self._settings.queues:
+            if queue in self._waiting:
+                continue  # its own task consumes it once it is back
             try:
                 await self._ensure(underlay, queue)
                 await self._consume(underlay, queue)
@@ -136,9 +137,10 @@ class Subscription:
             "not consuming a queue: will consume it again when it is back",
             extra={"consumer": self._settings.name, "queue": queue, "reason": why},
         )
-        task = asyncio.create_task(self._resubscribe(queue))
-        self._waiting.add(task)
-        task.add_done_callback(self._waiting.discard)
+        if queue not in self._waiting:
+            task = asyncio.create_task(self._resubscribe(queue))
+            self._waiting[queue] = task
+            task.add_done_callback(lambda _: self._waiting.pop(queue, None))
 
     async def _resubscribe(self, queue: str) -> None:
         delay = 0.5
@@ -162,9 +164,9 @@ class Subscription:
     async def cancel(self) -> None:
         """Stop deliveries and wait for the broker to confirm: then nothing more arrives."""
         self._cancelled = True
-        for task in list(self._waiting):
+        for task in list(self._waiting.values()):
             task.cancel()
-        await asyncio.gather(*self._waiting, return_exceptions=True)
+        await asyncio.gather(*self._waiting.values(), return_exceptions=True)
         underlay, self._underlay = self._underlay, None
         if self._channel is not None:
             self._channel.reopen_callbacks.discard(self._on_reopen)
@@ -236,32 +238,25 @@ class QueueFeed:
         self.engine = engine
 
     async def deliver(self, delivered: DeliveredMessage) -> None:
-        # Runs once per message in aiormq's delivery task: keep it short and
-        # never await on the accepting path, so arrival order is kept.
-        properties = delivered.header.properties
-        raw = delivered.body
-        try:
-            body = decode_body(raw, properties.content_type)
-        except DecodeError as error:
-            await self.engine.refuse(self._message(delivered, raw), str(error))
-            return
-        self.engine.accept(self._message(delivered, body))
-
-    def _message(self, delivered: DeliveredMessage, body: Any) -> Message[Any]:
+        # Runs once per message in aiormq's delivery task: keep it short.
         frame = delivered.delivery
         properties = delivered.header.properties
-        return Message(
-            body,
-            delivered.body,
-            self.queue,
-            frame.routing_key,  # type: ignore[union-attr,arg-type]
-            Delivery(delivered.channel, frame.delivery_tag),  # type: ignore[union-attr,arg-type]
-            properties.headers or {},
-            properties.content_type,
-            properties.message_id,
-            frame.redelivered,  # type: ignore[union-attr]
-            properties,
+        refusal = self.engine.receive(
+            Message(
+                delivered.body,
+                delivered.body,
+                self.queue,
+                frame.routing_key,  # type: ignore[union-attr,arg-type]
+                Delivery(delivered.channel, frame.delivery_tag),  # type: ignore[union-attr,arg-type]
+                properties.headers or {},
+                properties.content_type,
+                properties.message_id,
+                frame.redelivered,  # type: ignore[union-attr]
+                properties,
+            )
         )
+        if refusal is not None:
+            await refusal
 
 
 def broker_reason(error: Exception) -> str:

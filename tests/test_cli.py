@@ -269,3 +269,72 @@ async def test_run_processes_the_shipped_applications_items(broker: Broker, tmp_
             process.communicate()
     assert 0 == process.returncode
     assert b"" == errors
+
+
+async def test_sigterm_during_a_slow_handle_finishes_it_and_the_partial_bulk(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """SIGTERM while handle runs and a partial bulk waits: both are handled, exit 0."""
+    queue = broker.queue_name("cli-slow")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(8))
+    started, output = tmp_path / "started", tmp_path / "handled.jsonl"
+    process = subprocess.Popen(
+        [*BULKWORKER, "run", "tests.apps.envconsumer"],
+        cwd=ROOT,
+        env=environment(
+            TEST_QUEUE=queue,
+            TEST_OUTPUT=str(output),
+            TEST_STARTED=str(started),
+            TEST_BULK_SIZE="5",
+            TEST_HANDLE_SECONDS="1.5",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await wait_until(started.exists)
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert 0 == process.returncode
+    assert b"" == errors
+    assert list(range(8)) == [json.loads(line)["id"] for line in output.read_text().splitlines()]
+    assert 0 == await broker.ready_count(queue)
+
+
+async def test_sigkill_mid_bulk_acks_nothing_unprocessed(broker: Broker, tmp_path: Path) -> None:
+    """A worker killed inside handle has acked nothing: every message is back in the queue."""
+    queue = broker.queue_name("cli-kill")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(12))
+    started, output = tmp_path / "started", tmp_path / "handled.jsonl"
+    process = subprocess.Popen(
+        [*BULKWORKER, "run", "tests.apps.envconsumer"],
+        cwd=ROOT,
+        env=environment(
+            TEST_QUEUE=queue,
+            TEST_OUTPUT=str(output),
+            TEST_STARTED=str(started),
+            TEST_BULK_SIZE="5",
+            TEST_HANDLE_SECONDS="60",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await wait_until(started.exists)
+        process.kill()
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    await wait_until(lambda: ready_is(broker, queue, 12))
+    assert not output.exists()
+
+
+async def ready_is(broker: Broker, queue: str, expected: int) -> bool:
+    return expected == await broker.ready_count(queue)

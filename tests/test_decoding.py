@@ -1,8 +1,9 @@
 """Decoding bodies by content type."""
 
+import attrs
 import pytest
 
-from framework.decoding import decode_body
+from framework.decoding import body_decoder, decode_body
 from framework.errors import DecodeError
 
 
@@ -16,7 +17,9 @@ from framework.errors import DecodeError
         (b"[1, 2]", "", [1, 2]),
         (b"not json", None, b"not json"),
         (b"\xff\xfe", None, b"\xff\xfe"),
-        (b'{"a": 1}', "text/plain", b'{"a": 1}'),
+        (b'{"a": 1}', "text/plain", '{"a": 1}'),
+        ("caf\u00e9".encode("latin-1"), "text/plain; charset=latin-1", "caf\u00e9"),
+        (b"18446744073709551616", None, 18446744073709551616),
         (b"\x00\x01", "application/octet-stream", b"\x00\x01"),
     ],
 )
@@ -32,3 +35,41 @@ def test_invalid_json_with_json_type_is_an_error(raw: bytes) -> None:
     """A body that lies about being JSON raises DecodeError with the reason."""
     with pytest.raises(DecodeError, match="invalid JSON for content type 'application/json'"):
         decode_body(raw, "application/json")
+
+
+def test_invalid_text_is_an_error() -> None:
+    """A text body that is not valid in its charset is undecodable."""
+    with pytest.raises(DecodeError, match="invalid text for content type 'text/plain'"):
+        decode_body(b"\xff", "text/plain")
+
+
+def test_custom_decoder_and_its_failures() -> None:
+    """A consumer's decoder replaces the built-in one; anything it raises is undecodable."""
+
+    def csv_row(raw: bytes, content_type: str | None) -> list[str]:
+        if not raw:
+            raise ValueError("empty row")
+        return raw.decode().split(",")
+
+    decode = body_decoder(csv_row, None)
+    assert ["a", "b"] == decode(b"a,b", "text/csv")
+    with pytest.raises(DecodeError, match="the decoder raised ValueError: empty row") as caught:
+        decode(b"", "text/csv")
+    assert "undecodable" == caught.value.reason
+
+
+def test_model_structures_and_names_the_bad_fields() -> None:
+    """With a model, bodies become instances; misfits say which field and why."""
+
+    @attrs.frozen
+    class Point:
+        x: int
+        y: int
+
+    decode = body_decoder(None, Point)
+    assert Point(1, 2) == decode(b'{"x": 1, "y": 2}', "application/json")
+    with pytest.raises(DecodeError) as caught:
+        decode(b'{"x": 1}', "application/json")
+    assert "invalid" == caught.value.reason
+    assert "does not fit Point: required field missing @ $.y" == str(caught.value)
+    assert [1, 2] == body_decoder(None, list[int])(b"[1, 2]", None)

@@ -8,6 +8,7 @@ import pytest
 
 from framework import Actions, ConsumerSettings, Message
 from framework.engine import BulkEngine
+from framework.errors import DecodeError
 from framework.routing import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER
 from framework.testing import FakeChannel, FakeClock, FakePublisher, RecordingLog, make_message
 
@@ -313,7 +314,9 @@ async def test_undecodable_message_is_dead_lettered_and_logged(
     engine = make_engine()
     task = await started(engine)
     feed(engine, channel, 1, 1)
-    await engine.refuse(make_message(b"{bad", channel=channel, tag=2, message_id="m-2"), "bad JSON")
+    await engine.refuse(
+        make_message(b"{bad", channel=channel, tag=2, message_id="m-2"), DecodeError("bad JSON")
+    )
     feed(engine, channel, 3, 4)
     await let_run()
     assert [[1, 3, 4]] == handler.bulks

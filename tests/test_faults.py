@@ -358,3 +358,30 @@ async def test_shutdown_with_a_black_holed_network_ends_on_time(
     assert time.monotonic() - started < 15
     proxy.cut()
     await wait_until(lambda: ready_is(broker, queue, 3), timeout=30)
+
+
+async def test_retries_are_counted_the_same_on_a_quorum_queue(
+    broker: Broker, container: Container
+) -> None:
+    """The framework's own attempt count bounds retries on quorum queues too."""
+    queue = broker.queue_name("quorum")
+    handlings: list[int] = []
+
+    class Quorum(BulkConsumer):
+        queues = [queue]
+        queue_arguments = {"x-queue-type": "quorum"}
+        max_retries = 1
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            handlings.append(messages[0].attempts)
+            raise ValueError("always")
+
+    async with Orchestrator([Quorum], container):
+        await broker.publish_ids(queue, range(1))
+        await wait_until(lambda: ready_is(broker, f"{queue}.dlq", 1))
+    [dead] = await broker.drain(f"{queue}.dlq")
+    assert [0, 1] == handlings
+    assert ("retries-exhausted", 2) == (
+        dead.headers["x-bulkworker-reason"],
+        dead.headers["x-bulkworker-attempts"],
+    )

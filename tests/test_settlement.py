@@ -88,3 +88,28 @@ async def test_channel_closing_during_settlement_counts_the_rest_as_stale() -> N
     assert [("reject", 1, False)] == channel.calls
     assert (1, 3) == (report.rejected, report.stale)
     assert 0 == settler.ledger.unsettled_count()
+
+
+async def test_a_channel_that_dies_mid_send_does_not_hang_settlement() -> None:
+    """A send blocked on a dead connection is abandoned when the channel closes: stale."""
+    import asyncio
+
+    class WedgedChannel(FakeChannel):
+        def __init__(self) -> None:
+            super().__init__("wedged")
+            self.closing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def basic_ack(
+            self, delivery_tag: int, multiple: bool = False, wait: bool = True
+        ) -> None:
+            await asyncio.Event().wait()  # the connection's write queue never drains
+
+    channel = WedgedChannel()
+    settler = Settler()
+    deliveries = tracked(settler, channel, range(1, 4))
+    settling = asyncio.create_task(settler.settle((d, Actions.ACK) for d in deliveries))
+    await asyncio.sleep(0)
+    assert not settling.done()
+    channel.closing.set_result(None)
+    report = await asyncio.wait_for(settling, 5)
+    assert 3 == report.stale
