@@ -1,44 +1,51 @@
-"""The ``bulkworker`` command: run consumers, or list what would run."""
+"""The ``bulkworker`` command: run consumers, check them, publish, look after dead letters."""
 
 import argparse
+import asyncio
 import importlib
+import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TextIO
 
+from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers
 
+from framework.checks import QueueCheck, check_injections, check_queues
+from framework.connection import connect, redact
 from framework.consumer import ConsumerSettings
 from framework.container import Container
+from framework.dead_letters import DeadLetterQueue, dead_letter_queue_name
 from framework.discovery import discover
 from framework.errors import BulkworkerError, DiscoveryError
-from framework.orchestrator import Orchestrator
+from framework.log import build_logger
+from framework.orchestrator import Orchestrator, loop_factory
+from framework.publisher import CONFIRM_WINDOW, Publisher
 from framework.settings import load_environment
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_CODES = "exit codes: 0 done, 1 an error or a problem found (said on stderr), 2 wrong usage"
+
+
+class CheckFailedError(BulkworkerError):
+    """``bulkworker check`` found problems; the table says which."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bulkworker",
-        description="Run bulk consumers for RabbitMQ.",
-        epilog="Exit codes: 0 done, 1 startup or runtime error (one line on stderr), 2 usage.",
+        prog="bulkworker", description="Bulk consumers for RabbitMQ.", epilog=EXIT_CODES
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = commands.add_parser(
-        "run",
-        help="consume until SIGINT or SIGTERM, then shut down gracefully",
-        description="Consume with every consumer in PACKAGE until SIGINT or SIGTERM.",
-    )
-    listing = commands.add_parser(
-        "list",
-        help="print each consumer with its effective settings",
-        description="Print each consumer in PACKAGE with its effective settings.",
-    )
-    for command in (run, listing):
+    for name, text in (
+        ("run", "consume until SIGINT or SIGTERM, then shut down gracefully"),
+        ("list", "print each consumer with its effective settings"),
+        ("check", "validate consumers and container, and check their queues on the broker"),
+    ):
+        command = commands.add_parser(name, help=text, description=text, epilog=EXIT_CODES)
         command.add_argument(
             "package",
             nargs="?",
@@ -46,14 +53,40 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="PACKAGE",
             help="package or module holding the consumers (default: consumers)",
         )
-        command.add_argument(
-            "--container",
-            metavar="MODULE:CLASS",
-            default=os.environ.get("BULKWORKER_CONTAINER"),
-            help="container class to use (default: $BULKWORKER_CONTAINER, else "
-            "framework.Container)",
+        add_container_option(command)
+    publish = commands.add_parser(
+        "publish",
+        help="publish a JSON-lines file (or stdin) to a queue, with confirms",
+        description="Publish one message per line of FILE (or stdin), each a JSON value, to "
+        "QUEUE; every message is confirmed by the broker. A bad line stops it all before "
+        "anything is published.",
+        epilog=EXIT_CODES,
+    )
+    publish.add_argument("queue", metavar="QUEUE")
+    publish.add_argument("file", nargs="?", default="-", metavar="FILE")
+    dlq = commands.add_parser(
+        "dlq", help="show or replay dead-lettered messages", epilog=EXIT_CODES
+    )
+    actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, text in (
+        ("show", "list dead-lettered messages with their reasons; they stay where they are"),
+        ("replay", "move dead-lettered messages back to their queue: confirmed publish, then ack"),
+    ):
+        action = actions.add_parser(name, help=text, description=text, epilog=EXIT_CODES)
+        action.add_argument(
+            "queue", metavar="QUEUE", help="the consumed queue (QUEUE.dlq is read) or a .dlq"
         )
+        action.add_argument("--limit", type=int, default=20 if name == "show" else 1_000_000)
     return parser
+
+
+def add_container_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--container",
+        metavar="MODULE:CLASS",
+        default=os.environ.get("BULKWORKER_CONTAINER"),
+        help="container class (default: $BULKWORKER_CONTAINER, else framework.Container)",
+    )
 
 
 def load_container(spec: str | None) -> containers.Container:
@@ -76,22 +109,22 @@ def load_container(spec: str | None) -> containers.Container:
     return container
 
 
+def configured(container: containers.Container) -> Any:
+    config: Any = container.config
+    load_environment(config)
+    return config
+
+
 def run_command(arguments: argparse.Namespace) -> int:
-    container = load_container(arguments.container)
-    Orchestrator(arguments.package, container).run()
+    Orchestrator(arguments.package, load_container(arguments.container)).run()
     return EXIT_OK
 
 
 def list_command(arguments: argparse.Namespace) -> int:
-    container = load_container(arguments.container)
-    config: Any = container.config
-    load_environment(config)
+    config = configured(load_container(arguments.container))
     flush_interval = float(config.get("flush_interval"))
-    rows = [
-        settings_row(ConsumerSettings.of(cls, flush_interval))
-        for cls in discover(arguments.package)
-    ]
-    print(format_table(rows))
+    consumers = discover(arguments.package)
+    print(format_table([settings_row(ConsumerSettings.of(c, flush_interval)) for c in consumers]))
     return EXIT_OK
 
 
@@ -119,7 +152,178 @@ def format_table(rows: Sequence[dict[str, str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-COMMANDS = {"run": run_command, "list": list_command}
+@asynccontextmanager
+async def broker_connection(config: Any) -> AsyncIterator[AbstractRobustConnection]:
+    """A connection for a command; warnings go to stderr, which the operator reads."""
+    logger = build_logger("WARNING", fd=2)
+    try:
+        connection = await connect(
+            config.get("amqp_url"),
+            logger,
+            purpose="command",
+            connect_timeout=float(config.get("connect_timeout")),
+        )
+        try:
+            yield connection
+        finally:
+            await connection.close()
+    finally:
+        await logger.shutdown()
+
+
+async def check_command(arguments: argparse.Namespace) -> int:
+    container = load_container(arguments.container)
+    config = configured(container)
+    consumers = discover(arguments.package)
+    settings = [ConsumerSettings.of(c, float(config.get("flush_interval"))) for c in consumers]
+    check_injections(consumers, container)
+    async with broker_connection(config) as connection:
+        checks = [check for s in settings for check in await check_queues(connection, s)]
+    print(f"broker: {redact(config.get('amqp_url'))}")
+    print(format_table([check_row(check) for check in checks]))
+    problems = [check for check in checks if check.problem]
+    if problems:
+        raise CheckFailedError(f"{len(problems)} of {len(checks)} queues are not in order")
+    print(f"{len(consumers)} consumers and {len(checks)} queues in order")
+    return EXIT_OK
+
+
+def check_row(check: QueueCheck) -> dict[str, str]:
+    return {
+        "consumer": check.consumer,
+        "queue": check.queue,
+        "role": check.role,
+        "status": check.status,
+        "messages": "-" if check.messages is None else str(check.messages),
+        "consumers": "-" if check.consumers is None else str(check.consumers),
+        "detail": check.detail or "-",
+    }
+
+
+def read_json_lines(source: TextIO) -> list[bytes]:
+    """Every non-blank line, checked to be JSON; all bad lines reported before anything is sent."""
+    bodies, errors = [], []
+    for number, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+        except ValueError as error:
+            errors.append(f"line {number}: invalid JSON: {error}")
+        else:
+            bodies.append(line.strip().encode())
+    if errors:
+        shown = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+        raise BulkworkerError(f"{shown}. Nothing was published")
+    return bodies
+
+
+def publish_command(arguments: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    if arguments.file == "-":
+        bodies = read_json_lines(sys.stdin)
+    else:
+        with open(arguments.file, encoding="utf-8") as source:
+            bodies = read_json_lines(source)
+    return publish_bodies(arguments, bodies)
+
+
+async def publish_bodies(arguments: argparse.Namespace, bodies: list[bytes]) -> int:
+    config = configured(Container())
+    async with broker_connection(config) as connection:
+        await require_queue(connection, arguments.queue)
+        publisher = Publisher(connection)
+        await publisher.open()
+        progress = Progress(len(bodies), sys.stderr)
+        for start in range(0, len(bodies), CONFIRM_WINDOW):
+            window = bodies[start : start + CONFIRM_WINDOW]
+            await publisher.publish_many(
+                window,
+                routing_key=arguments.queue,
+                content_type="application/json",
+                mandatory=True,
+            )
+            progress.update(start + len(window))
+        progress.done()
+        await publisher.close()
+    print(f"published {len(bodies)} messages to {arguments.queue!r}, each confirmed")
+    return EXIT_OK
+
+
+async def require_queue(connection: AbstractRobustConnection, queue: str) -> None:
+    channel = await connection.channel()
+    try:
+        await channel.declare_queue(queue, passive=True)
+    except Exception:
+        raise BulkworkerError(
+            f"queue {queue!r} does not exist: nothing was published "
+            "(start its consumer once, or declare the queue)"
+        ) from None
+    await channel.close()
+
+
+class Progress:
+    """A progress bar on a terminal; nothing when the output is a file or a pipe."""
+
+    def __init__(self, total: int, stream: TextIO, width: int = 30) -> None:
+        self.total = total
+        self.stream = stream
+        self.width = width
+        self.shown = stream.isatty() and total > 0
+
+    def update(self, count: int) -> None:
+        if self.shown:
+            filled = self.width * count // self.total
+            bar = "#" * filled + "." * (self.width - filled)
+            self.stream.write(f"\r[{bar}] {count}/{self.total}")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+
+
+async def dlq_command(arguments: argparse.Namespace) -> int:
+    config = configured(Container())
+    name = dead_letter_queue_name(arguments.queue)
+    origin = arguments.queue.removesuffix(".dlq")
+    async with broker_connection(config) as connection:
+        queue = DeadLetterQueue(connection, name, origin)
+        if arguments.action == "show":
+            letters, waiting = await queue.show(arguments.limit)
+            rows = [dead_letter_row(letter) for letter in letters]
+            if rows:
+                print(format_table(rows))
+            print(f"{len(letters)} of {waiting} dead letters in {name!r} shown; all stay there")
+            return EXIT_OK
+        publisher = Publisher(connection)
+        await publisher.open()
+        moved = await queue.replay(publisher, arguments.limit)
+        await publisher.close()
+    total = sum(moved.values())
+    where = ", ".join(f"{count} to {queue!r}" for queue, count in sorted(moved.items())) or "none"
+    print(f"replayed {total} dead letters from {name!r}: {where}")
+    return EXIT_OK
+
+
+def dead_letter_row(letter: Any) -> dict[str, str]:
+    body = letter.body.decode("utf-8", "replace")
+    return {
+        "message_id": letter.message_id or "-",
+        "reason": letter.reason,
+        "attempts": str(letter.attempts),
+        "dead_lettered_at": letter.dead_lettered_at,
+        "error": letter.error[:60],
+        "body": body[:60] + ("…" if len(body) > 60 else ""),
+    }
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int | Coroutine[Any, Any, int]]] = {
+    "run": run_command,
+    "list": list_command,
+    "check": check_command,
+    "publish": publish_command,
+    "dlq": dlq_command,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,7 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        return COMMANDS[arguments.command](arguments)
+        result = COMMANDS[arguments.command](arguments)
+        if isinstance(result, int):
+            return result
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(result)
     except BulkworkerError as error:
         print(f"bulkworker: error: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -1,0 +1,103 @@
+"""``bulkworker check``: are the consumers, the container and the broker's queues in order?"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from aio_pika.abc import AbstractRobustConnection
+from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
+
+from framework.consumer import BulkConsumer, ConsumerSettings
+from framework.injection import Resolver
+from framework.transport import broker_reason
+
+
+@attrs.frozen
+class QueueCheck:
+    """What the broker says about one queue a consumer needs."""
+
+    consumer: str
+    queue: str
+    role: str
+    status: str  # "ok", "will be declared", "missing", "differs"
+    detail: str = ""
+    messages: int | None = None
+    consumers: int | None = None
+
+    @property
+    def problem(self) -> bool:
+        return self.status in ("missing", "differs")
+
+
+def check_injections(classes: list[type[BulkConsumer]], container: Any) -> None:
+    """Raise ConsumerDefinitionError for any marker the container cannot resolve."""
+    resolver = Resolver(container)
+    for cls in classes:
+        resolver.injections(cls.__init__, f"{cls.__name__}.__init__")
+        resolver.attribute_injections(cls)
+        resolver.injections(cls.handle, f"{cls.__name__}.handle")
+
+
+def needed_queues(settings: ConsumerSettings) -> list[tuple[str, Mapping[str, Any], str]]:
+    needed: dict[str, tuple[Mapping[str, Any], str]] = {}
+    for queue in settings.queues:
+        needed[queue] = (settings.queue_arguments, "queue")
+        dead = settings.dead_letter_queue_for(queue)
+        if dead is not None:
+            needed.setdefault(dead, ({}, "dead-letter queue"))
+        retry = settings.retry_queue_for(queue)
+        if retry is not None:
+            back = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}
+            needed.setdefault(retry, (back, "retry queue"))
+    return [(queue, arguments, role) for queue, (arguments, role) in needed.items()]
+
+
+async def check_queues(
+    connection: AbstractRobustConnection, settings: ConsumerSettings
+) -> list[QueueCheck]:
+    """Check every queue ``settings`` needs, changing nothing on the broker."""
+    channel = await connection.channel()
+    underlay = await channel.get_underlay_channel()
+    try:
+        return [
+            await check_queue(underlay.connection, settings, queue, arguments, role)
+            for queue, arguments, role in needed_queues(settings)
+        ]
+    finally:
+        await channel.close()
+
+
+async def check_queue(
+    amqp: Any, settings: ConsumerSettings, queue: str, arguments: Mapping[str, Any], role: str
+) -> QueueCheck:
+    found = await declare_on_probe(amqp, queue, passive=True, arguments=None)
+    if isinstance(found, Exception):
+        if settings.declare:
+            return QueueCheck(settings.name, queue, role, "will be declared")
+        return QueueCheck(settings.name, queue, role, "missing", "declare is False")
+    # The queue exists, so declaring it again with our arguments changes nothing,
+    # and the broker refuses if its arguments differ.
+    same = await declare_on_probe(amqp, queue, passive=False, arguments=dict(arguments) or None)
+    if isinstance(same, Exception):
+        return QueueCheck(settings.name, queue, role, "differs", broker_reason(same))
+    return QueueCheck(
+        settings.name,
+        queue,
+        role,
+        "ok",
+        messages=int(found.message_count or 0),
+        consumers=int(found.consumer_count or 0),
+    )
+
+
+async def declare_on_probe(
+    amqp: Any, queue: str, *, passive: bool, arguments: dict[str, Any] | None
+) -> Any:
+    probe = await amqp.channel()
+    try:
+        return await probe.queue_declare(queue, passive=passive, durable=True, arguments=arguments)
+    except (ChannelNotFoundEntity, ChannelPreconditionFailed) as error:
+        return error
+    finally:
+        if not probe.is_closed:
+            await probe.close()

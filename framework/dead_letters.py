@@ -1,0 +1,127 @@
+"""Looking into a dead-letter queue, and moving its messages back where they came from."""
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from aio_pika.abc import AbstractRobustConnection
+from aiormq import spec
+
+from framework.errors import QueueError
+from framework.message import ATTEMPTS_HEADER
+from framework.publisher import Publisher
+from framework.routing import (
+    CONSUMER_HEADER,
+    ERROR_HEADER,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    TIME_HEADER,
+)
+
+DEAD_LETTER_HEADERS = (
+    REASON_HEADER,
+    ERROR_HEADER,
+    QUEUE_HEADER,
+    CONSUMER_HEADER,
+    TIME_HEADER,
+    ATTEMPTS_HEADER,
+)
+
+
+def dead_letter_queue_name(queue: str) -> str:
+    """``items`` means ``items.dlq``; a name that already ends in ``.dlq`` is taken as is."""
+    return queue if queue.endswith(".dlq") else f"{queue}.dlq"
+
+
+@attrs.frozen
+class DeadLetter:
+    """One dead-lettered message as an operator sees it."""
+
+    message_id: str | None
+    reason: str
+    error: str
+    queue: str
+    attempts: int
+    dead_lettered_at: str
+    body: bytes
+
+    @classmethod
+    def of(cls, delivered: Any, fallback_queue: str) -> "DeadLetter":
+        properties = delivered.header.properties
+        headers: Mapping[str, Any] = properties.headers or {}
+        return cls(
+            message_id=properties.message_id,
+            reason=str(headers.get(REASON_HEADER, "-")),
+            error=str(headers.get(ERROR_HEADER, "-")),
+            queue=str(headers.get(QUEUE_HEADER, fallback_queue)),
+            attempts=int(headers.get(ATTEMPTS_HEADER, 0) or 0),
+            dead_lettered_at=str(headers.get(TIME_HEADER, "-")),
+            body=delivered.body,
+        )
+
+
+class DeadLetterQueue:
+    """A dead-letter queue: read without taking (``show``), or replayed (``replay``)."""
+
+    def __init__(self, connection: AbstractRobustConnection, name: str, origin: str) -> None:
+        self.connection = connection
+        self.name = name
+        self.origin = origin
+
+    async def _channel(self) -> Any:
+        channel = await self.connection.channel()
+        underlay = await channel.get_underlay_channel()
+        probe = await underlay.connection.channel()
+        try:
+            declared = await probe.queue_declare(self.name, passive=True)
+        except Exception:
+            await channel.close()
+            raise QueueError(f"dead-letter queue {self.name!r} does not exist") from None
+        await probe.close()
+        return channel, underlay, int(declared.message_count or 0)
+
+    async def show(self, limit: int) -> tuple[list[DeadLetter], int]:
+        """Up to ``limit`` dead letters and how many wait; all stay in the queue."""
+        channel, underlay, waiting = await self._channel()
+        letters = []
+        try:
+            for _ in range(min(limit, waiting)):
+                delivered = await underlay.basic_get(self.name, no_ack=False)
+                if delivered.delivery_tag is None:
+                    break
+                letters.append(DeadLetter.of(delivered, self.origin))
+        finally:
+            # Closing the channel returns everything we looked at, unacked, to the queue.
+            await channel.close()
+        return letters, waiting
+
+    async def replay(self, publisher: Publisher, limit: int) -> dict[str, int]:
+        """Move up to ``limit`` dead letters back to their queues: confirmed publish, then ack."""
+        channel, underlay, waiting = await self._channel()
+        moved: dict[str, int] = {}
+        try:
+            for _ in range(min(limit, waiting)):
+                delivered = await underlay.basic_get(self.name, no_ack=False)
+                if delivered.delivery_tag is None:
+                    break
+                letter = DeadLetter.of(delivered, self.origin)
+                await publisher.publish_raw(
+                    delivered.body,
+                    routing_key=letter.queue,
+                    properties=fresh_properties(delivered.header.properties),
+                )
+                await underlay.basic_ack(delivered.delivery_tag)
+                moved[letter.queue] = moved.get(letter.queue, 0) + 1
+        finally:
+            await channel.close()
+        return moved
+
+
+def fresh_properties(properties: spec.Basic.Properties) -> spec.Basic.Properties:
+    """The original properties without the dead-letter headers: a replay starts afresh."""
+    replayed: spec.Basic.Properties = copy.copy(properties)
+    headers = {k: v for k, v in (properties.headers or {}).items() if k not in DEAD_LETTER_HEADERS}
+    replayed.headers = headers or None
+    replayed.user_id = None
+    return replayed
