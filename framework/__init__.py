@@ -10,10 +10,13 @@ from framework.errors import (
     ConsumerDefinitionError,
     DecodeError,
     DiscoveryError,
+    HandlerTimeoutError,
+    PublishError,
     QueueError,
 )
 from framework.message import Message
 from framework.orchestrator import Orchestrator, WorkerCrashedError
+from framework.publisher import Publisher
 
 __all__ = [
     "Actions",
@@ -26,8 +29,11 @@ __all__ = [
     "Container",
     "DecodeError",
     "DiscoveryError",
+    "HandlerTimeoutError",
     "Message",
     "Orchestrator",
+    "PublishError",
+    "Publisher",
     "QueueError",
     "WorkerCrashedError",
 ]

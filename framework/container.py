@@ -9,16 +9,21 @@ from dependency_injector import containers, providers
 from framework.connection import close_timeout, close_within, connect, redact
 from framework.log import EventLog, open_logger
 from framework.publisher import open_publisher
+from framework.settings import value_of
 
 
 async def open_connection(
-    url: str,
+    url: str | None,
     logger: EventLog,
-    connect_timeout: float = 60.0,
-    reconnect_max_delay: float = 30.0,
-    shutdown_timeout: float = 30.0,
+    connect_timeout: float | None = None,
+    reconnect_max_delay: float | None = None,
+    shutdown_timeout: float | None = None,
 ) -> AsyncIterator[AbstractRobustConnection]:
     """Container resource: the consumers' robust connection, closed on shutdown."""
+    url = value_of("amqp_url", url)
+    connect_timeout = value_of("connect_timeout", connect_timeout)
+    reconnect_max_delay = value_of("reconnect_max_delay", reconnect_max_delay)
+    shutdown_timeout = value_of("shutdown_timeout", shutdown_timeout)
     connection = await connect(
         url,
         logger,

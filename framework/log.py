@@ -21,6 +21,7 @@ from aiologger.levels import LogLevel
 from aiologger.loggers.json import JsonLogger
 
 from framework.errors import ConfigurationError
+from framework.settings import value_of
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -117,9 +118,11 @@ def build_logger(level: str | int = "INFO", fd: int = 1) -> BulkworkerLogger:
     return logger
 
 
-async def open_logger(level: str | int = "INFO", fd: int = 1) -> AsyncIterator[BulkworkerLogger]:
+async def open_logger(
+    level: str | int | None = None, fd: int = 1
+) -> AsyncIterator[BulkworkerLogger]:
     """Container resource: a JSON logger on ``fd`` (stdout), shut down last."""
-    logger = build_logger(level, fd)
+    logger = build_logger(value_of("log_level", level), fd)
     try:
         yield logger
     finally:

@@ -98,3 +98,19 @@ def load_environment(
         raw = environ.get(setting.env, "")
         value = setting.parse(setting.env, raw) if raw else setting.default
         config.set(setting.key, value)
+
+
+SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
+
+
+def value_of(key: str, given: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """``given`` if set, else the environment's value, else the default.
+
+    For resources used without an Orchestrator (``await container.init_resources()``),
+    whose ``config`` nobody filled from the environment.
+    """
+    if given is not None:
+        return given
+    setting = SETTINGS_BY_KEY[key]
+    raw = (os.environ if environ is None else environ).get(setting.env, "")
+    return setting.parse(setting.env, raw) if raw else setting.default

@@ -269,6 +269,8 @@ async def test_run_processes_the_shipped_applications_items(broker: Broker, tmp_
             process.communicate()
     assert 0 == process.returncode
     assert b"" == errors
+    invalid = [m for m in await broker.drain("items.dlq") if m.message_id == "invalid"]
+    assert ["rejected"] == [m.headers["x-bulkworker-reason"] for m in invalid]
 
 
 async def test_sigterm_during_a_slow_handle_finishes_it_and_the_partial_bulk(
