@@ -59,3 +59,33 @@ def test_main_job_stores_every_item_in_bulk(tmp_path: Path) -> None:
     assert "demo-items.db now holds 2000 rows" in output
     with contextlib.closing(sqlite3.connect(tmp_path / "demo-items.db")) as database:
         assert 2000 == database.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+
+def test_typed_items() -> None:
+    """Bodies become Price instances; the one that does not fit is dead-lettered with why."""
+    output = run_example("examples/typed_items.py")
+    assert "totals: {'EUR': 75.0, 'USD': 120.5}\n" in output
+    assert "dead-lettered: chair - does not fit Price: required field missing @ $.amount" in output
+
+
+def test_typed_handler_type_checks(tmp_path: Path) -> None:
+    """`list[Message[Price]]` type-checks under mypy --strict; a misuse of the body does not."""
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "examples/typed_items.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert 0 == checked.returncode, checked.stdout
+    misuse = tmp_path / "misuse.py"
+    source = (ROOT / "examples" / "typed_items.py").read_text()
+    misuse.write_text(source.replace("+ price.amount", "+ price.amount.upper()"))
+    wrong = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", str(misuse)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert '"float" has no attribute "upper"' in wrong.stdout
