@@ -1,4 +1,10 @@
-"""Every code block in README.md and docs/ runs, so the docs cannot rot."""
+"""Every code block in README.md and docs/ runs, so the docs cannot rot.
+
+Python blocks are executed; the consumers they define must resolve their
+services against the container they define; their `test_*` functions are run.
+Shell lines that call `bulkworker` are run against the suite's private RabbitMQ
+node, so that publishing and replaying touch nothing shared.
+"""
 
 import inspect
 import os
@@ -17,7 +23,9 @@ from framework import BulkConsumer, Container
 from framework.consumer import SETTING_NAMES, is_runnable
 from framework.injection import build_consumer
 from framework.settings import SETTINGS
-from tests.broker import AMQP_URL, Broker
+from framework.testing import ConsumerHarness
+from tests.broker import Broker
+from tests.private_broker import PrivateBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -28,6 +36,7 @@ NOT_RUN = {
     "make ": "the Makefile targets are this suite's own harness (make test runs it)",
     "sudo apt-get": "installing RabbitMQ: it is already running for the suite",
     "docker run": "installing RabbitMQ: it is already running for the suite",
+    "pip install": "installing bulkworker: the suite runs from the installed checkout",
     "python examples/": "run and checked by tests/test_examples.py",
 }
 
@@ -42,32 +51,53 @@ def blocks(language: str) -> list[Any]:
 
 
 def shell_lines() -> list[Any]:
-    lines = []
+    commands: dict[str, None] = {}
     for block in blocks("bash"):
         for line in block.values[0].splitlines():
             command = line.split("#")[0].strip()
             if command:
-                lines.append(pytest.param(command, id=command[:60]))
-    return lines
+                commands[command] = None
+    return [pytest.param(command, id=command[:70]) for command in commands]
 
 
-@pytest.mark.parametrize("source", blocks("python"))
-async def test_python_block_runs(source: str) -> None:
-    """Each Python block executes, and its consumers resolve their services."""
-    module = types.ModuleType("docs_block")
+def python_documents() -> list[Any]:
+    return [
+        pytest.param(document, id=document.name)
+        for document in DOCUMENTS
+        if any(m.group(1) == "python" for m in BLOCK.finditer(document.read_text()))
+    ]
+
+
+@pytest.mark.parametrize("document", python_documents())
+async def test_python_blocks_run(document: Path) -> None:
+    """Each document's Python blocks run in order, sharing names as a reader would read them;
+    the consumers they define resolve their services, and their tests pass."""
+    module = types.ModuleType(f"docs_{document.stem.replace('-', '_')}")
     sys.modules[module.__name__] = module
+    checked: set[type] = set()
     try:
-        exec(compile(source, "docs_block", "exec"), module.__dict__)
-        await check_consumers(module)
+        for match in BLOCK.finditer(document.read_text()):
+            if match.group(1) != "python":
+                continue
+            exec(compile(match.group(2), str(document), "exec"), module.__dict__)
+            await check_consumers(module, checked)
+            await run_tests(module)
     finally:
         del sys.modules[module.__name__]
 
 
-async def check_consumers(module: types.ModuleType) -> None:
+async def check_consumers(module: types.ModuleType, checked: set[type]) -> None:
+    """Consumers new in this block resolve against the latest container defined so far."""
     members = list(vars(module).values())
     consumers = [
-        m for m in members if inspect.isclass(m) and issubclass(m, BulkConsumer) and is_runnable(m)
+        m
+        for m in members
+        if inspect.isclass(m)
+        and issubclass(m, BulkConsumer)
+        and is_runnable(m)
+        and m not in checked
     ]
+    checked.update(consumers)
     container_classes = [
         m
         for m in members
@@ -81,8 +111,20 @@ async def check_consumers(module: types.ModuleType) -> None:
         assert isinstance(instance, consumer)
 
 
+async def run_tests(module: types.ModuleType) -> None:
+    for name, function in list(vars(module).items()):
+        if not (name.startswith("test_") and inspect.isfunction(function)):
+            continue
+        del module.__dict__[name]  # each test runs once, after the block that defines it
+        fixtures = {"consumer_harness": ConsumerHarness}
+        arguments = {p: fixtures[p] for p in inspect.signature(function).parameters}
+        result = function(**arguments)
+        if inspect.isawaitable(result):
+            await result
+
+
 @pytest.mark.parametrize("command", shell_lines())
-async def test_shell_line_runs(command: str, broker: Broker, tmp_path: Path) -> None:
+async def test_shell_line_runs(command: str, private_broker: PrivateBroker, tmp_path: Path) -> None:
     """Each shell command shown works; the few that are not run here say why."""
     reasons = [reason for prefix, reason in NOT_RUN.items() if command.startswith(prefix)]
     if reasons:
@@ -90,7 +132,15 @@ async def test_shell_line_runs(command: str, broker: Broker, tmp_path: Path) -> 
         return
     words = command.split()
     assert "bulkworker" == words[0], f"no rule to run {command!r} in the docs test"
-    env = {**os.environ, "BULKWORKER_AMQP_URL": AMQP_URL, "ITEMS_DB": str(tmp_path / "i.db")}
+    broker = await Broker.connect(private_broker.url)
+    for queue in ("items", "items.dlq"):
+        await broker.declare(queue)
+    await broker.connection.close()
+    env = {
+        **os.environ,
+        "BULKWORKER_AMQP_URL": private_broker.url,
+        "ITEMS_DB": str(tmp_path / "i.db"),
+    }
     argv = [sys.executable, "-m", "framework.cli", *words[1:]]
     if words[1] != "run":
         result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=60)
@@ -114,10 +164,13 @@ async def test_shell_line_runs(command: str, broker: Broker, tmp_path: Path) -> 
     assert b"" == errors
 
 
-def test_readme_settings_tables_name_every_setting() -> None:
-    """Every consumer attribute and every environment variable has a row in the README."""
+def test_settings_tables_name_every_setting() -> None:
+    """Every consumer attribute and environment variable has a row in README and reference."""
     readme = (ROOT / "README.md").read_text()
+    reference = (ROOT / "docs" / "configuration.md").read_text()
     for name in SETTING_NAMES:
         assert f"| `{name}` |" in readme
+        assert f"| `{name}` |" in reference
     for setting in SETTINGS:
         assert f"| `{setting.env}` |" in readme
+        assert f"| `{setting.env}` | `{setting.key}` |" in reference
