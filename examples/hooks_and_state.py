@@ -61,6 +61,7 @@ async def main() -> None:
             while state["sales"] < 7:
                 await asyncio.sleep(0.05)
         await channel.queue_delete(QUEUE)
+        await channel.queue_delete(f"{QUEUE}.dlq")  # declared by the framework
 
 
 if __name__ == "__main__":

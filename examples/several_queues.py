@@ -39,8 +39,9 @@ async def main() -> None:
         async with Orchestrator([LedgerConsumer], Container()):
             while sum(per_queue.values()) < 20:
                 await asyncio.sleep(0.05)
-        for queue in QUEUES:
+        for queue in QUEUES:  # and the dead-letter queues the framework declared
             await channel.queue_delete(queue)
+            await channel.queue_delete(f"{queue}.dlq")
     print("handled per queue:", dict(sorted(per_queue.items())))
 
 

@@ -2,6 +2,8 @@
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -12,6 +14,7 @@ from yarl import URL
 
 from framework.errors import BrokerUnreachableError
 from framework.log import EventLog
+from framework.settings import value_of
 
 FIRST_RETRY_DELAY = 0.5
 
@@ -155,3 +158,35 @@ async def close_within(closable: Any, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+@asynccontextmanager
+async def robust_connection(
+    purpose: str,
+    url: str | None,
+    logger: EventLog,
+    connect_timeout: float | None = None,
+    reconnect_max_delay: float | None = None,
+    shutdown_timeout: float | None = None,
+) -> AsyncIterator[AbstractRobustConnection]:
+    """A connection for one purpose, settings defaulted from the environment, closed in time."""
+    url = value_of("amqp_url", url)
+    connection = await connect(
+        url,
+        logger,
+        purpose=purpose,
+        connect_timeout=value_of("connect_timeout", connect_timeout),
+        reconnect_max_delay=value_of("reconnect_max_delay", reconnect_max_delay),
+    )
+    try:
+        yield connection
+    finally:
+        seconds = close_timeout(value_of("shutdown_timeout", shutdown_timeout))
+        # The logger is a direct dependency of the resources using this, so still open.
+        if await close_within(connection, seconds):
+            await logger.info("RabbitMQ connection closed", extra={"for": purpose})
+        else:
+            await logger.warning(
+                "RabbitMQ did not answer the close in time: connection abandoned",
+                extra={"for": purpose, "url": redact(url)},
+            )

@@ -6,10 +6,9 @@ from typing import Any
 from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers, providers
 
-from framework.connection import close_timeout, close_within, connect, redact
+from framework.connection import redact, robust_connection
 from framework.log import EventLog, open_logger
 from framework.publisher import open_publisher
-from framework.settings import value_of
 
 
 async def open_connection(
@@ -20,29 +19,10 @@ async def open_connection(
     shutdown_timeout: float | None = None,
 ) -> AsyncIterator[AbstractRobustConnection]:
     """Container resource: the consumers' robust connection, closed on shutdown."""
-    url = value_of("amqp_url", url)
-    connect_timeout = value_of("connect_timeout", connect_timeout)
-    reconnect_max_delay = value_of("reconnect_max_delay", reconnect_max_delay)
-    shutdown_timeout = value_of("shutdown_timeout", shutdown_timeout)
-    connection = await connect(
-        url,
-        logger,
-        purpose="consuming",
-        connect_timeout=connect_timeout,
-        reconnect_max_delay=reconnect_max_delay,
-    )
-    try:
+    async with robust_connection(
+        "consuming", url, logger, connect_timeout, reconnect_max_delay, shutdown_timeout
+    ) as connection:
         yield connection
-    finally:
-        closed = await close_within(connection, close_timeout(shutdown_timeout))
-        # The logger is a direct dependency, so it is still open here.
-        if closed:
-            await logger.info("RabbitMQ connection closed", extra={"url": redact(url)})
-        else:
-            await logger.warning(
-                "RabbitMQ did not answer the close in time: connection abandoned",
-                extra={"url": redact(url)},
-            )
 
 
 class Container(containers.DeclarativeContainer):

@@ -90,6 +90,7 @@ class BulkEngine:
         self._closing = False
         self._moving: set[asyncio.Task[None]] = set()
         self._observers: list[Observer] = []
+        self._bulk_observers: list[Callable[[list[Message[Any]]], None]] = []
         self._busy = False
         self.bulks_handled = 0
         self.handle_calls = 0
@@ -117,6 +118,10 @@ class BulkEngine:
     def observe(self, observer: Observer) -> None:
         """Call ``observer`` with the outcome of every message settled from now on."""
         self._observers.append(observer)
+
+    def observe_bulks(self, observer: Callable[[list[Message[Any]]], None]) -> None:
+        """Call ``observer`` with every list of messages handed to ``handle`` from now on."""
+        self._bulk_observers.append(observer)
 
     def flush_now(self) -> None:
         """Hand over the partial bulk without waiting for its flush interval."""
@@ -286,6 +291,8 @@ class BulkEngine:
 
     async def _attempt(self, part: list[Message[Any]]) -> Exception | None:
         self.handle_calls += 1
+        for observer in self._bulk_observers:
+            observer(part)
         timeout = self.settings.handler_timeout
         try:
             if timeout is None:

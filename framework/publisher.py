@@ -16,7 +16,7 @@ from aiormq import spec
 from aiormq.abc import DeliveredMessage
 
 from framework.closing import unless_closed
-from framework.connection import close_timeout, close_within, connect
+from framework.connection import close_timeout, close_within, robust_connection
 from framework.errors import PublishError
 from framework.log import EventLog
 from framework.settings import value_of
@@ -192,23 +192,12 @@ async def open_publisher(
     shutdown_timeout: float | None = None,
 ) -> AsyncIterator[Publisher]:
     """Container resource: a publisher on its own robust connection."""
-    url = value_of("amqp_url", url)
-    connect_timeout = value_of("connect_timeout", connect_timeout)
-    reconnect_max_delay = value_of("reconnect_max_delay", reconnect_max_delay)
-    shutdown_timeout = value_of("shutdown_timeout", shutdown_timeout)
-    connection = await connect(
-        url,
-        logger,
-        purpose="publishing",
-        connect_timeout=connect_timeout,
-        reconnect_max_delay=reconnect_max_delay,
-    )
-    publisher = Publisher(connection)
-    seconds = close_timeout(shutdown_timeout)
-    try:
-        await publisher.open()
-        yield publisher
-    finally:
-        await publisher.close(seconds)
-        if not await close_within(connection, seconds):
-            await logger.warning("RabbitMQ did not answer the close in time: connection abandoned")
+    async with robust_connection(
+        "publishing", url, logger, connect_timeout, reconnect_max_delay, shutdown_timeout
+    ) as connection:
+        publisher = Publisher(connection)
+        try:
+            await publisher.open()
+            yield publisher
+        finally:
+            await publisher.close(close_timeout(value_of("shutdown_timeout", shutdown_timeout)))

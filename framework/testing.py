@@ -268,6 +268,11 @@ class ConsumerHarness:
         finally:
             self._restore()
 
+    def watch(self, engine: Any) -> None:
+        """Record what ``engine`` hands to ``handle`` and what becomes of each message."""
+        engine.observe(self.outcomes.append)
+        engine.observe_bulks(lambda bulk: self.bulks.append([m.body for m in bulk]))
+
     def _restore(self) -> None:
         for name in self.overrides:
             getattr(self.container, name).reset_override()
@@ -372,13 +377,9 @@ class _FakeBroker:
         self.queues = list(settings.queues)
         _, handler = await build_consumer(harness.consumer_class, harness.container)
         self.engine = BulkEngine(
-            settings,
-            recording(handler, harness.bulks),
-            clock=harness.clock,
-            log=harness.log,
-            publisher=self,
+            settings, handler, clock=harness.clock, log=harness.log, publisher=self
         )
-        self.engine.observe(harness.outcomes.append)
+        harness.watch(self.engine)
         self.worker = asyncio.create_task(self.engine.run())
 
     async def publish(
@@ -502,9 +503,7 @@ class _RealBroker:
         )
         self.orchestrator = Orchestrator([isolated], harness.container)
         await self.orchestrator.start()
-        runner = self.orchestrator.runners[0]
-        runner.engine.observe(harness.outcomes.append)
-        runner.engine._handler = recording(runner.engine._handler, harness.bulks)
+        harness.watch(self.orchestrator.runners[0].engine)
         self.publisher = await resolve(harness.container.publisher())
 
     async def publish(
@@ -560,11 +559,3 @@ class _RealBroker:
                 ):
                     if name:
                         await channel.queue_delete(name)
-
-
-def recording(handler: Any, bulks: list[list[Any]]) -> Any:
-    async def handle(messages: list[Message[Any]]) -> None:
-        bulks.append([message.body for message in messages])
-        await handler(messages)
-
-    return handle

@@ -37,6 +37,17 @@ def run_cli(*arguments: str, **extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def start_env_worker(stderr: Any = subprocess.PIPE, **env: str) -> subprocess.Popen[bytes]:
+    """`bulkworker run tests.apps.envconsumer` in its own process, configured by ``env``."""
+    return subprocess.Popen(
+        [*BULKWORKER, "run", "tests.apps.envconsumer"],
+        cwd=ROOT,
+        env=environment(**env),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
     assert 1 == result.returncode
     lines = result.stderr.strip().splitlines()
@@ -203,18 +214,12 @@ async def test_second_signal_exits_at_once_and_the_broker_requeues(
     await broker.declare(queue)
     await broker.publish_ids(queue, range(5))
     started = tmp_path / "started"
-    process = subprocess.Popen(
-        [*BULKWORKER, "run", "tests.apps.envconsumer"],
-        cwd=ROOT,
-        env=environment(
-            TEST_QUEUE=queue,
-            TEST_OUTPUT=str(tmp_path / "out"),
-            TEST_STARTED=str(started),
-            TEST_BULK_SIZE="5",
-            TEST_HANDLE_SECONDS="60",
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    process = start_env_worker(
+        TEST_QUEUE=queue,
+        TEST_OUTPUT=str(tmp_path / "out"),
+        TEST_STARTED=str(started),
+        TEST_BULK_SIZE="5",
+        TEST_HANDLE_SECONDS="60",
     )
     try:
         await wait_until(started.exists)
@@ -281,18 +286,12 @@ async def test_sigterm_during_a_slow_handle_finishes_it_and_the_partial_bulk(
     await broker.declare(queue)
     await broker.publish_ids(queue, range(8))
     started, output = tmp_path / "started", tmp_path / "handled.jsonl"
-    process = subprocess.Popen(
-        [*BULKWORKER, "run", "tests.apps.envconsumer"],
-        cwd=ROOT,
-        env=environment(
-            TEST_QUEUE=queue,
-            TEST_OUTPUT=str(output),
-            TEST_STARTED=str(started),
-            TEST_BULK_SIZE="5",
-            TEST_HANDLE_SECONDS="1.5",
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    process = start_env_worker(
+        TEST_QUEUE=queue,
+        TEST_OUTPUT=str(output),
+        TEST_STARTED=str(started),
+        TEST_BULK_SIZE="5",
+        TEST_HANDLE_SECONDS="1.5",
     )
     try:
         await wait_until(started.exists)
@@ -314,18 +313,13 @@ async def test_sigkill_mid_bulk_acks_nothing_unprocessed(broker: Broker, tmp_pat
     await broker.declare(queue)
     await broker.publish_ids(queue, range(12))
     started, output = tmp_path / "started", tmp_path / "handled.jsonl"
-    process = subprocess.Popen(
-        [*BULKWORKER, "run", "tests.apps.envconsumer"],
-        cwd=ROOT,
-        env=environment(
-            TEST_QUEUE=queue,
-            TEST_OUTPUT=str(output),
-            TEST_STARTED=str(started),
-            TEST_BULK_SIZE="5",
-            TEST_HANDLE_SECONDS="60",
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    process = start_env_worker(
+        subprocess.DEVNULL,
+        TEST_QUEUE=queue,
+        TEST_OUTPUT=str(output),
+        TEST_STARTED=str(started),
+        TEST_BULK_SIZE="5",
+        TEST_HANDLE_SECONDS="60",
     )
     try:
         await wait_until(started.exists)

@@ -35,8 +35,14 @@ def publisher() -> FakePublisher:
 
 @pytest.fixture
 def make_engine(clock, log, handler, publisher):
-    def make(**overrides: Any) -> BulkEngine:
-        return BulkEngine(settings(**overrides), handler, clock=clock, log=log, publisher=publisher)
+    def make(custom_handler: Any = None, **overrides: Any) -> BulkEngine:
+        return BulkEngine(
+            settings(**overrides),
+            custom_handler or handler,
+            clock=clock,
+            log=log,
+            publisher=publisher,
+        )
 
     return make
 
@@ -456,12 +462,8 @@ async def test_isolation_settles_only_the_poison_message_as_failed(
         if 5 in [m.body for m in messages]:
             raise ValueError("5 is poison")
 
-    engine = BulkEngine(
-        settings(bulk_size=8, prefetch=16, isolate_failures=True, on_exception=Actions.REJECT),
-        fussy,
-        clock=clock,
-        log=log,
-        publisher=publisher,
+    engine = make_engine(
+        fussy, bulk_size=8, prefetch=16, isolate_failures=True, on_exception=Actions.REJECT
     )
     task = await started(engine)
     feed(engine, channel, 1, 8)
@@ -485,13 +487,7 @@ async def test_isolation_forgets_decisions_of_failed_runs(
         if len(messages) > 1:
             raise ValueError("only alone")
 
-    engine = BulkEngine(
-        settings(bulk_size=2, prefetch=4, isolate_failures=True),
-        decides_then_fails,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-    )
+    engine = make_engine(decides_then_fails, bulk_size=2, prefetch=4, isolate_failures=True)
     task = await started(engine)
     feed(engine, channel, 1, 2)
     await let_run()
@@ -508,13 +504,7 @@ async def test_handler_timeout_counts_as_an_exception(
     async def stuck(messages: list[Message[Any]]) -> None:
         await asyncio.Event().wait()
 
-    engine = BulkEngine(
-        settings(handler_timeout=0.01, on_exception=Actions.REJECT),
-        stuck,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-    )
+    engine = make_engine(stuck, handler_timeout=0.01, on_exception=Actions.REJECT)
     task = await started(engine)
     feed(engine, channel, 1, 3)
     await asyncio.wait_for(wait_for(lambda: len(publisher.published) == 3), 5)
