@@ -3,6 +3,7 @@
 Never pickle, never eval: a body is data, whoever published it.
 """
 
+import contextlib
 import functools
 import json
 from collections.abc import Callable
@@ -36,10 +37,8 @@ def loads(raw: bytes) -> Any:
     bits, NaN); falling back keeps what counts as valid JSON the same either way.
     """
     if FAST_LOADS is not None:
-        try:
+        with contextlib.suppress(ValueError):  # orjson.JSONDecodeError is one
             return FAST_LOADS(raw)
-        except ValueError:  # orjson.JSONDecodeError is one
-            pass
     return json.loads(raw)
 
 

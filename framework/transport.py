@@ -145,21 +145,26 @@ class Subscription:
     async def _resubscribe(self, queue: str) -> None:
         delay = 0.5
         while not self._cancelled:
-            underlay = self._underlay
-            if underlay is not None and not underlay.is_closed:
-                try:
-                    await self._ensure(underlay, queue)
-                    await self._consume(underlay, queue)
-                except (QueueError, *CHANNEL_ERRORS):
-                    pass
-                else:
-                    await self._log.warning(
-                        "consuming the queue again",
-                        extra={"consumer": self._settings.name, "queue": queue},
-                    )
-                    return
+            if await self._try_consume(queue):
+                await self._log.warning(
+                    "consuming the queue again",
+                    extra={"consumer": self._settings.name, "queue": queue},
+                )
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._retry_max_delay)
+
+    async def _try_consume(self, queue: str) -> bool:
+        """Consume ``queue`` if it is back and the channel is up; False to try again later."""
+        underlay = self._underlay
+        if underlay is None or underlay.is_closed:
+            return False
+        try:
+            await self._ensure(underlay, queue)
+            await self._consume(underlay, queue)
+        except (QueueError, *CHANNEL_ERRORS):
+            return False
+        return True
 
     async def cancel(self) -> None:
         """Stop deliveries and wait for the broker to confirm: then nothing more arrives."""

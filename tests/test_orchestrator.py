@@ -517,3 +517,29 @@ async def test_connection_closes_before_the_logger(
         pass
     lines = capfd.readouterr().out.splitlines()
     assert '"msg": "RabbitMQ connection closed"' in lines[-1]
+
+
+async def test_start_warns_when_bulks_could_outlive_the_brokers_ack_timeout(
+    broker: Broker, container: Container
+) -> None:
+    """flush_interval plus handler_timeout near 30 minutes earns a warning at start."""
+    from dependency_injector import providers as di_providers
+
+    from framework.testing import RecordingLog
+
+    queue = broker.queue_name("ack-timeout")
+    log = RecordingLog()
+    container.logger.override(di_providers.Object(log))
+
+    class Slowpoke(BulkConsumer):
+        queues = [queue]
+        flush_interval = 1200
+        handler_timeout = 300
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            pass
+
+    async with Orchestrator([Slowpoke], container):
+        pass
+    [warning] = [extra for level, msg, extra in log.records if "ack timeout" in msg]
+    assert (1500.0, "Slowpoke") == (warning["seconds"], warning["consumer"])
