@@ -28,6 +28,7 @@ import aiormq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from framework import BulkConsumer, Container, Message, Orchestrator
+from framework.decoding import FAST_LOADS
 from framework.orchestrator import loop_factory
 
 AMQP_URL = os.environ.get("BULKWORKER_AMQP_URL", "amqp://guest:guest@localhost:5672/")
@@ -174,9 +175,11 @@ async def main(arguments: argparse.Namespace) -> None:
         await drain(arguments.drain, arguments.messages)
         return
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    parser = "orjson" if FAST_LOADS is not None else "json"
     print(
         f"{arguments.messages:,} messages of {len(body(0))} bytes, bulk {BULK_SIZE}, "
-        f"prefetch {PREFETCH}, event loop: {loop}, Python {sys.version.split()[0]}"
+        f"prefetch {PREFETCH}, event loop: {loop}, framework JSON: {parser}, "
+        f"Python {sys.version.split()[0]}"
     )
     rates = await measure(arguments.messages, arguments.rounds)
     ours, theirs = rates["bulkworker"], rates["aio-pika"]
