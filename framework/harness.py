@@ -1,0 +1,386 @@
+"""The consumer test harness: one consumer class through the real engine, no broker needed."""
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+from dependency_injector import providers
+
+from framework.consumer import BulkConsumer
+from framework.fakes import FakeChannel, FakeClock, RecordingLog
+from framework.message import Delivery, Message
+from framework.publisher import encode
+
+
+@attrs.frozen
+class DeadLetter:
+    """A message the consumer dead-lettered (or rejected to the broker), and why."""
+
+    body: Any
+    reason: str | None
+    error: str | None
+    queue: str
+    destination: str | None
+
+
+class ConsumerHarness:
+    """Runs one consumer class through the real engine and settlement, with no broker.
+
+    Messages go in with :meth:`publish`; time moves only with :meth:`advance`
+    (the harness's clock) or :meth:`flush`; every outcome is recorded::
+
+        async with ConsumerHarness(ItemsConsumer, overrides={"store": FakeStore()}) as h:
+            await h.publish({"id": 1, "name": "lamp", "price": 30})
+            await h.flush()
+            assert [{"id": 1, "name": "lamp", "price": 30}] == h.acked
+
+    Retries come back by themselves (after ``retry_delay`` on the harness clock),
+    as the broker would send them. Pass ``broker=True`` (or an AMQP URL) to run
+    the same test against a real RabbitMQ: the consumer then reads queues of its
+    own, named after its queues, that are deleted afterwards.
+    """
+
+    def __init__(
+        self,
+        consumer: type[BulkConsumer],
+        *,
+        container: Any = None,
+        overrides: Mapping[str, Any] | None = None,
+        broker: bool | str = False,
+        redeliver_retries: bool = True,
+    ) -> None:
+        from framework.container import Container
+
+        self.consumer_class = consumer
+        self.container = container if container is not None else Container()
+        self.overrides = dict(overrides or {})
+        self.broker_url = broker if isinstance(broker, str) else None
+        self.real = bool(broker)
+        self.redeliver_retries = redeliver_retries
+        self.clock = FakeClock()
+        self.log = RecordingLog()
+        self.bulks: list[list[Any]] = []
+        self.outcomes: list[Any] = []
+        self._mode: _FakeBroker | _RealBroker | None = None
+
+    def __repr__(self) -> str:
+        mode = "real broker" if self.real else "in memory"
+        return (
+            f"<ConsumerHarness {self.consumer_class.__name__} {mode} outcomes={len(self.outcomes)}>"
+        )
+
+    async def __aenter__(self) -> "ConsumerHarness":
+        for name, value in self.overrides.items():
+            provider = getattr(self.container, name, None)
+            if provider is None:
+                raise KeyError(f"the container has no provider {name!r} to override")
+            provider.override(providers.Object(value))
+        self._mode = _RealBroker(self) if self.real else _FakeBroker(self)
+        try:
+            await self._mode.start()
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            if self._mode is not None:
+                await self._mode.stop()
+        finally:
+            self._restore()
+
+    def watch(self, engine: Any) -> None:
+        """Record what ``engine`` hands to ``handle`` and what becomes of each message."""
+        engine.observe(self.outcomes.append)
+        engine.observe_bulks(lambda bulk: self.bulks.append([m.body for m in bulk]))
+
+    def _restore(self) -> None:
+        for name in self.overrides:
+            getattr(self.container, name).reset_override()
+
+    @property
+    def mode(self) -> "_FakeBroker | _RealBroker":
+        if self._mode is None:
+            raise RuntimeError("use the harness as `async with ConsumerHarness(...) as h:`")
+        return self._mode
+
+    @property
+    def queue(self) -> str:
+        """The queue :meth:`publish` sends to by default: the consumer's first."""
+        return self.mode.queues[0]
+
+    async def publish(
+        self,
+        body: Any,
+        *,
+        queue: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        content_type: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """Deliver one message (JSON unless bytes or text), then let due bulks run."""
+        raw, detected = encode(body)
+        await self.mode.publish(
+            raw,
+            queue or self.queue,
+            dict(headers or {}),
+            content_type or detected,
+            message_id,
+        )
+
+    async def publish_many(self, bodies: Iterable[Any], **options: Any) -> None:
+        for body in bodies:
+            await self.publish(body, **options)
+
+    async def flush(self) -> None:
+        """Hand the partial bulk to ``handle`` now and wait until everything is settled."""
+        await self.mode.flush()
+
+    async def advance(self, seconds: float) -> None:
+        """Move the harness clock (flush intervals, retry delays), then let due work run."""
+        if self.real:
+            raise RuntimeError("advance() moves the in-memory clock; with a broker, use flush()")
+        self.clock.advance(seconds)
+        await self.mode.settle()
+
+    def _kind(self, *kinds: str) -> list[Any]:
+        return [outcome.message.body for outcome in self.outcomes if outcome.kind in kinds]
+
+    @property
+    def acked(self) -> list[Any]:
+        """Bodies acked as processed, in settlement order."""
+        return self._kind("ack")
+
+    @property
+    def requeued(self) -> list[Any]:
+        """Bodies sent back for another attempt (retries and broker requeues)."""
+        return self._kind("retry", "requeue")
+
+    @property
+    def dead_lettered(self) -> list[DeadLetter]:
+        """Messages moved to a dead-letter queue, or rejected to the broker, with reasons."""
+        return [
+            DeadLetter(
+                outcome.message.body,
+                outcome.reason,
+                outcome.error,
+                outcome.message.queue,
+                outcome.destination,
+            )
+            for outcome in self.outcomes
+            if outcome.kind in ("dead-letter", "reject")
+        ]
+
+
+class _FakeBroker:
+    """The harness's in-memory broker: one fake channel, retries redelivered."""
+
+    def __init__(self, harness: ConsumerHarness) -> None:
+        self.harness = harness
+        self.channel = FakeChannel("harness")
+        self.tags = itertools.count(1)
+        self.engine: Any = None
+        self.worker: asyncio.Task[None] | None = None
+        self.queues: list[str] = []
+        self.pending: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        from framework.consumer import ConsumerSettings
+        from framework.engine import BulkEngine
+        from framework.injection import build_consumer
+        from framework.settings import load_environment
+
+        harness = self.harness
+        load_environment(harness.container.config)
+        flush_interval = float(harness.container.config.get("flush_interval"))
+        settings = ConsumerSettings.of(harness.consumer_class, flush_interval)
+        self.settings = settings
+        self.queues = list(settings.queues)
+        _, handler = await build_consumer(harness.consumer_class, harness.container)
+        self.engine = BulkEngine(
+            settings, handler, clock=harness.clock, log=harness.log, publisher=self
+        )
+        harness.watch(self.engine)
+        self.worker = asyncio.create_task(self.engine.run())
+
+    async def publish(
+        self,
+        raw: bytes,
+        queue: str,
+        headers: dict[str, Any],
+        content_type: str | None,
+        message_id: str | None,
+    ) -> None:
+        await self.deliver(raw, queue, headers, content_type, message_id)
+        await self.settle()
+
+    async def deliver(
+        self,
+        raw: bytes,
+        queue: str,
+        headers: dict[str, Any],
+        content_type: str | None,
+        message_id: str | None,
+    ) -> None:
+        message = Message(
+            raw,
+            raw,
+            queue,
+            queue,
+            Delivery(self.channel, next(self.tags)),
+            headers,
+            content_type,
+            message_id,
+            False,
+        )
+        refusal = self.engine.receive(message)
+        if refusal is not None:
+            await refusal
+
+    async def publish_raw(
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        properties: Any,
+        exchange: str = "",
+        mandatory: bool = True,
+    ) -> None:
+        """Where the engine's retries and dead letters arrive."""
+        if not self.harness.redeliver_retries:
+            return
+        headers = dict(properties.headers or {})
+        for queue in self.queues:
+            if routing_key == queue:
+                self._redeliver(body, queue, headers, properties, 0.0)
+            elif routing_key == self.settings.retry_queue_for(queue):
+                self._redeliver(body, queue, headers, properties, self.settings.retry_delay)
+
+    def _redeliver(
+        self, body: bytes, queue: str, headers: dict[str, Any], properties: Any, delay: float
+    ) -> None:
+        def deliver() -> None:
+            task = asyncio.create_task(
+                self.deliver(body, queue, headers, properties.content_type, properties.message_id)
+            )
+            self.pending.add(task)
+            task.add_done_callback(self.pending.discard)
+
+        if delay > 0:
+            self.harness.clock.call_later(delay, deliver)
+        else:
+            asyncio.get_running_loop().call_soon(deliver)
+
+    async def settle(self) -> None:
+        """Let everything that is due run to its end; no time passes on the clock."""
+        deadline = asyncio.get_running_loop().time() + 30
+        quiet = 0
+        while quiet < 3:
+            await asyncio.sleep(0)
+            busy = not self.engine.idle or bool(self.pending)
+            quiet = 0 if busy else quiet + 1
+            if busy and asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the consumer did not settle within 30 s")
+            if busy:
+                await asyncio.sleep(0.001)
+
+    async def flush(self) -> None:
+        self.engine.flush_now()
+        await self.settle()
+
+    async def stop(self) -> None:
+        if self.worker is None:
+            return
+        self.engine.close()
+        await asyncio.wait_for(self.worker, 30)
+        for task in list(self.pending):
+            task.cancel()
+        await asyncio.gather(*self.pending, return_exceptions=True)
+
+
+class _RealBroker:
+    """The same harness against RabbitMQ: the Orchestrator on queues of its own."""
+
+    def __init__(self, harness: ConsumerHarness) -> None:
+        self.harness = harness
+        self.queues: list[str] = []
+        self.orchestrator: Any = None
+        self.published = 0
+
+    async def start(self) -> None:
+        from framework.orchestrator import Orchestrator, resolve
+
+        harness = self.harness
+        if harness.broker_url:
+            harness.container.config.amqp_url.from_value(harness.broker_url)
+        suffix = uuid.uuid4().hex[:8]
+        original = harness.consumer_class
+        self.queues = [f"{queue}.harness-{suffix}" for queue in original.queues]
+        # A subclass that only renames the queues: same handle, same injection.
+        isolated = type(
+            original.__name__,
+            (original,),
+            {"queues": self.queues, "__module__": original.__module__},
+        )
+        self.orchestrator = Orchestrator([isolated], harness.container)
+        await self.orchestrator.start()
+        harness.watch(self.orchestrator.runners[0].engine)
+        self.publisher = await resolve(harness.container.publisher())
+
+    async def publish(
+        self,
+        raw: bytes,
+        queue: str,
+        headers: dict[str, Any],
+        content_type: str | None,
+        message_id: str | None,
+    ) -> None:
+        await self.publisher.publish(
+            raw,
+            routing_key=queue,
+            headers=headers or None,
+            content_type=content_type,
+            message_id=message_id,
+        )
+        self.published += 1
+
+    async def flush(self) -> None:
+        engine = self.orchestrator.runners[0].engine
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(self.harness.outcomes) < self.published or not engine.idle:
+            engine.flush_now()
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the consumer did not settle every message within 30 s")
+            await asyncio.sleep(0.02)
+
+    async def settle(self) -> None:
+        await self.flush()
+
+    async def stop(self) -> None:
+        if self.orchestrator is None:
+            return
+        try:
+            await self.orchestrator.stop()
+        finally:
+            await self._delete_queues()
+
+    async def _delete_queues(self) -> None:
+        import aio_pika
+
+        settings = self.orchestrator.runners[0].settings if self.orchestrator.runners else None
+        url = self.harness.container.config.get("amqp_url")
+        connection = await aio_pika.connect(url)
+        async with connection:
+            channel = await connection.channel()
+            for queue in self.queues:
+                for name in (
+                    queue,
+                    settings and settings.dead_letter_queue_for(queue),
+                    f"{queue}.retry",
+                ):
+                    if name:
+                        await channel.queue_delete(name)
