@@ -200,6 +200,18 @@ class Orchestrator:
             await self._log.warning("RabbitMQ did not answer channel closes in time")
         for runner in self.runners:
             await self._report_crash(runner)
+            await self._report_stop(runner)
+
+    async def _report_stop(self, runner: ConsumerRunner) -> None:
+        if self._log is not None:
+            await self._log.info(
+                "consumer stopped",
+                extra={
+                    "consumer": runner.settings.name,
+                    "bulks_handled": runner.engine.bulks_handled,
+                    "handle_calls": runner.engine.handle_calls,
+                },
+            )
 
     async def _warn_unsettled(self, waited: float) -> None:
         if self._log is not None:

@@ -543,3 +543,5 @@ async def test_start_warns_when_bulks_could_outlive_the_brokers_ack_timeout(
         pass
     [warning] = [extra for level, msg, extra in log.records if "ack timeout" in msg]
     assert (1500.0, "Slowpoke") == (warning["seconds"], warning["consumer"])
+    [stopped] = [extra for level, msg, extra in log.records if msg == "consumer stopped"]
+    assert ("Slowpoke", 0) == (stopped["consumer"], stopped["bulks_handled"])
