@@ -62,9 +62,11 @@ async def fill_queue(count: int) -> str:
 
 
 async def delete_queue(queue: str) -> None:
+    """The queue, and the dead-letter queue the framework declared beside it."""
     connection = await aiormq.connect(AMQP_URL)
     channel = await connection.channel()
     await channel.queue_delete(queue)
+    await channel.queue_delete(f"{queue}.dlq")
     await connection.close()
 
 
