@@ -9,7 +9,7 @@ from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
 from framework.consumer import BulkConsumer, ConsumerSettings
 from framework.injection import Resolver
-from framework.transport import broker_reason
+from framework.transport import broker_reason, declare_on_probe
 
 
 @attrs.frozen
@@ -38,20 +38,6 @@ def check_injections(classes: list[type[BulkConsumer]], container: Any) -> None:
         resolver.injections(cls.handle, f"{cls.__name__}.handle")
 
 
-def needed_queues(settings: ConsumerSettings) -> list[tuple[str, Mapping[str, Any], str]]:
-    needed: dict[str, tuple[Mapping[str, Any], str]] = {}
-    for queue in settings.queues:
-        needed[queue] = (settings.queue_arguments, "queue")
-        dead = settings.dead_letter_queue_for(queue)
-        if dead is not None:
-            needed.setdefault(dead, ({}, "dead-letter queue"))
-        retry = settings.retry_queue_for(queue)
-        if retry is not None:
-            back = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}
-            needed.setdefault(retry, (back, "retry queue"))
-    return [(queue, arguments, role) for queue, (arguments, role) in needed.items()]
-
-
 async def check_queues(
     connection: AbstractRobustConnection, settings: ConsumerSettings
 ) -> list[QueueCheck]:
@@ -61,7 +47,7 @@ async def check_queues(
     try:
         return [
             await check_queue(underlay.connection, settings, queue, arguments, role)
-            for queue, arguments, role in needed_queues(settings)
+            for queue, arguments, role in settings.declarations()
         ]
     finally:
         await channel.close()
@@ -70,14 +56,14 @@ async def check_queues(
 async def check_queue(
     amqp: Any, settings: ConsumerSettings, queue: str, arguments: Mapping[str, Any], role: str
 ) -> QueueCheck:
-    found = await declare_on_probe(amqp, queue, passive=True, arguments=None)
+    found = await declaration(amqp, queue, passive=True, arguments=None)
     if isinstance(found, Exception):
         if settings.declare:
             return QueueCheck(settings.name, queue, role, "will be declared")
         return QueueCheck(settings.name, queue, role, "missing", "declare is False")
     # The queue exists, so declaring it again with our arguments changes nothing,
     # and the broker refuses if its arguments differ.
-    same = await declare_on_probe(amqp, queue, passive=False, arguments=dict(arguments) or None)
+    same = await declaration(amqp, queue, passive=False, arguments=arguments)
     if isinstance(same, Exception):
         return QueueCheck(settings.name, queue, role, "differs", broker_reason(same))
     return QueueCheck(
@@ -90,14 +76,11 @@ async def check_queue(
     )
 
 
-async def declare_on_probe(
-    amqp: Any, queue: str, *, passive: bool, arguments: dict[str, Any] | None
+async def declaration(
+    amqp: Any, queue: str, *, passive: bool, arguments: Mapping[str, Any] | None
 ) -> Any:
-    probe = await amqp.channel()
+    """The DeclareOk, or the broker's refusal as a value: a check reports, it does not raise."""
     try:
-        return await probe.queue_declare(queue, passive=passive, durable=True, arguments=arguments)
+        return await declare_on_probe(amqp, queue, passive=passive, arguments=arguments)
     except (ChannelNotFoundEntity, ChannelPreconditionFailed) as error:
         return error
-    finally:
-        if not probe.is_closed:
-            await probe.close()

@@ -10,9 +10,13 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
+
 from framework.errors import ChannelGoneError
 
 T = TypeVar("T")
+# What using a channel that closed under us raises.
+CHANNEL_GONE_ERRORS = (ChannelInvalidStateError, AMQPError, ConnectionError)
 
 
 async def unless_closed(channel: Any, work: Awaitable[T], within: float | None = None) -> T:

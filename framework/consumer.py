@@ -268,6 +268,26 @@ class ConsumerSettings:
         """Where retries of ``queue`` wait out ``retry_delay``; None: straight back."""
         return f"{queue}.retry" if self.retry_delay > 0 else None
 
+    def declarations_for(self, queue: str) -> list[tuple[str, Mapping[str, Any], str]]:
+        """``queue`` and what the framework needs beside it: (name, arguments, role)."""
+        needed: list[tuple[str, Mapping[str, Any], str]] = [(queue, self.queue_arguments, "queue")]
+        dead = self.dead_letter_queue_for(queue)
+        if dead is not None:
+            needed.append((dead, {}, "dead-letter queue"))
+        retry = self.retry_queue_for(queue)
+        if retry is not None:
+            back = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}
+            needed.append((retry, back, "retry queue"))
+        return needed
+
+    def declarations(self) -> list[tuple[str, Mapping[str, Any], str]]:
+        """Every queue this consumer needs, each once (a shared dead-letter queue too)."""
+        needed: dict[str, tuple[str, Mapping[str, Any], str]] = {}
+        for queue in self.queues:
+            for declaration in self.declarations_for(queue):
+                needed.setdefault(declaration[0], declaration)
+        return list(needed.values())
+
     @property
     def bounded_retries(self) -> bool:
         """False for asyncworker's behaviour: REQUEUE is a plain broker requeue."""

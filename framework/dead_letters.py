@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 from aio_pika.abc import AbstractRobustConnection
 from aiormq import spec
+from aiormq.exceptions import ChannelNotFoundEntity
 
 from framework.errors import QueueError
 from framework.message import ATTEMPTS_HEADER
@@ -18,6 +19,7 @@ from framework.routing import (
     REASON_HEADER,
     TIME_HEADER,
 )
+from framework.transport import declare_on_probe
 
 DEAD_LETTER_HEADERS = (
     REASON_HEADER,
@@ -72,13 +74,11 @@ class DeadLetterQueue:
     async def _channel(self) -> Any:
         channel = await self.connection.channel()
         underlay = await channel.get_underlay_channel()
-        probe = await underlay.connection.channel()
         try:
-            declared = await probe.queue_declare(self.name, passive=True)
-        except Exception:
+            declared = await declare_on_probe(underlay.connection, self.name, passive=True)
+        except ChannelNotFoundEntity:
             await channel.close()
             raise QueueError(f"dead-letter queue {self.name!r} does not exist") from None
-        await probe.close()
         return channel, underlay, int(declared.message_count or 0)
 
     async def show(self, limit: int) -> tuple[list[DeadLetter], int]:

@@ -12,14 +12,11 @@ import contextlib
 from collections.abc import Iterable, Sequence
 
 import attrs
-from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from framework.actions import Actions
-from framework.closing import unless_closed
+from framework.closing import CHANNEL_GONE_ERRORS, unless_closed
 from framework.message import Delivery, SettlementChannel
 
-# What a settlement on a channel that closed under it raises.
-CLOSED_CHANNEL_ERRORS = (ChannelInvalidStateError, AMQPError, ConnectionError)
 # Settlement frames are tiny: a live connection takes them at once. Longer than
 # this means the connection is wedged, and the broker will redeliver.
 SEND_TIMEOUT = 30.0
@@ -102,7 +99,7 @@ class Settler:
             part = SettlementReport()
             if not channel.is_closed:
                 async with self._sending:
-                    with contextlib.suppress(*CLOSED_CHANNEL_ERRORS):
+                    with contextlib.suppress(*CHANNEL_GONE_ERRORS):
                         await unless_closed(
                             channel, self._settle_on(channel, decisions, part), SEND_TIMEOUT
                         )

@@ -16,11 +16,11 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import (
     ChannelAccessRefused,
-    ChannelInvalidStateError,
     ChannelNotFoundEntity,
     ChannelPreconditionFailed,
 )
 
+from framework.closing import CHANNEL_GONE_ERRORS
 from framework.connection import close_within
 from framework.consumer import ConsumerSettings
 from framework.engine import BulkEngine
@@ -65,25 +65,10 @@ class Subscription:
         self._channel = channel
         await channel.set_qos(prefetch_count=self._settings.prefetch)
         underlay = await channel.get_underlay_channel()
-        for queue, arguments, role in self._declarations():
+        for queue, arguments, role in self._settings.declarations():
             await declare(underlay, queue, arguments, role, self._settings)
         await self._consume_all(underlay)
         channel.reopen_callbacks.add(self._on_reopen)
-
-    def _declarations(self) -> list[tuple[str, Mapping[str, Any], str]]:
-        settings = self._settings
-        wanted: dict[str, tuple[Mapping[str, Any], str]] = {}
-        for queue in settings.queues:
-            wanted[queue] = (settings.queue_arguments, "queue")
-        for queue in settings.queues:
-            dead = settings.dead_letter_queue_for(queue)
-            if dead is not None:
-                wanted.setdefault(dead, ({}, "dead-letter queue"))
-            retry = settings.retry_queue_for(queue)
-            if retry is not None:
-                back = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}
-                wanted.setdefault(retry, (back, "retry queue"))
-        return [(queue, arguments, role) for queue, (arguments, role) in wanted.items()]
 
     async def _consume_all(self, underlay: aiormq.abc.AbstractChannel) -> None:
         self._underlay = underlay
@@ -122,9 +107,8 @@ class Subscription:
         )
 
     async def _ensure(self, underlay: aiormq.abc.AbstractChannel, queue: str) -> None:
-        for name, arguments, role in self._declarations():
-            if name == queue or role != "queue":
-                await declare(underlay, name, arguments, role, self._settings)
+        for name, arguments, role in self._settings.declarations_for(queue):
+            await declare(underlay, name, arguments, role, self._settings)
 
     async def _on_broker_cancel(self, frame: Any) -> None:
         queue = self._consumers.pop(frame.consumer_tag, None)
@@ -162,7 +146,7 @@ class Subscription:
         try:
             await self._ensure(underlay, queue)
             await self._consume(underlay, queue)
-        except (QueueError, *CHANNEL_ERRORS):
+        except (QueueError, *CHANNEL_GONE_ERRORS):
             return False
         return True
 
@@ -180,16 +164,13 @@ class Subscription:
         for tag in list(self._consumers):
             try:
                 await underlay.basic_cancel(tag)
-            except CHANNEL_ERRORS:
+            except CHANNEL_GONE_ERRORS:
                 return
 
     async def close(self, within: float = 5.0) -> bool:
         """Close the channel; False if the broker did not answer ``within`` seconds."""
         channel, self._channel = self._channel, None
         return channel is None or await close_within(channel, within)
-
-
-CHANNEL_ERRORS = (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError)
 
 
 async def declare(
@@ -199,18 +180,10 @@ async def declare(
     role: str,
     settings: ConsumerSettings,
 ) -> None:
-    """Declare ``queue`` (or check it exists, with ``declare = False``), on a channel of its own.
-
-    A failed declaration closes its channel; a throwaway one keeps the
-    consuming channel, and its deliveries, alive.
-    """
-    probe = await underlay.connection.channel()
+    """Declare ``queue`` (or check it exists, with ``declare = False``); errors say what to fix."""
     try:
-        await probe.queue_declare(
-            queue,
-            durable=True,
-            passive=not settings.declare,
-            arguments=dict(arguments) or None,
+        await declare_on_probe(
+            underlay.connection, queue, passive=not settings.declare, arguments=arguments
         )
     except ChannelNotFoundEntity:
         raise QueueError(
@@ -228,6 +201,21 @@ async def declare(
             f"{role} {queue!r}: access refused for this user ({broker_reason(error)}); "
             "grant it configure, write and read permissions on the queue"
         ) from None
+
+
+async def declare_on_probe(
+    amqp: Any, queue: str, *, passive: bool, arguments: Mapping[str, Any] | None = None
+) -> Any:
+    """``queue.declare`` on a throwaway channel of connection ``amqp``; returns its DeclareOk.
+
+    A failed declaration closes the channel it was made on: a throwaway one
+    keeps the consuming channel, and its deliveries, alive.
+    """
+    probe = await amqp.channel()
+    try:
+        return await probe.queue_declare(
+            queue, durable=True, passive=passive, arguments=dict(arguments or {}) or None
+        )
     finally:
         if not probe.is_closed:
             await probe.close()

@@ -48,6 +48,13 @@ def start_env_worker(stderr: Any = subprocess.PIPE, **env: str) -> subprocess.Po
     )
 
 
+def kill_if_running(process: subprocess.Popen[bytes]) -> None:
+    """After a failed assertion, leave no worker behind."""
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
     assert 1 == result.returncode
     lines = result.stderr.strip().splitlines()
@@ -188,9 +195,7 @@ async def test_sigterm_hands_over_the_partial_bulk_and_exits_zero(
         log = read_terminal(controller) if stdout_kind == "tty" else ""
         piped, errors = process.communicate(timeout=30)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        kill_if_running(process)
     assert 0 == process.returncode
     assert b"" == errors
     log = {
@@ -229,9 +234,7 @@ async def test_second_signal_exits_at_once_and_the_broker_requeues(
         process.send_signal(signal.SIGTERM)
         _, errors = process.communicate(timeout=10)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        kill_if_running(process)
     assert 1 == process.returncode
     assert b"bulkworker: second signal, exiting now\n" == errors
     await wait_until(lambda: broker.ready_count(queue))
@@ -269,9 +272,7 @@ async def test_run_processes_the_shipped_applications_items(broker: Broker, tmp_
         process.send_signal(signal.SIGTERM)
         _, errors = process.communicate(timeout=30)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        kill_if_running(process)
     assert 0 == process.returncode
     assert b"" == errors
     invalid = [m for m in await broker.drain("items.dlq") if m.message_id == "invalid"]
@@ -298,9 +299,7 @@ async def test_sigterm_during_a_slow_handle_finishes_it_and_the_partial_bulk(
         process.send_signal(signal.SIGTERM)
         _, errors = process.communicate(timeout=30)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        kill_if_running(process)
     assert 0 == process.returncode
     assert b"" == errors
     assert list(range(8)) == [json.loads(line)["id"] for line in output.read_text().splitlines()]
