@@ -15,7 +15,7 @@ from dependency_injector import containers
 
 from framework.checks import QueueCheck, check_injections, check_queues
 from framework.connection import connect, redact
-from framework.consumer import ConsumerSettings
+from framework.consumer import ConsumerSettings, listed_cells
 from framework.container import Container
 from framework.dead_letters import DeadLetterQueue, dead_letter_queue_name
 from framework.discovery import discover
@@ -129,17 +129,7 @@ def list_command(arguments: argparse.Namespace) -> int:
 
 
 def settings_row(settings: ConsumerSettings) -> dict[str, str]:
-    return {
-        "consumer": settings.name,
-        "queues": ",".join(settings.queues),
-        "bulk_size": str(settings.bulk_size),
-        "prefetch": str(settings.prefetch),
-        "flush_interval": f"{settings.flush_interval:g}s",
-        "on_success": settings.on_success.name,
-        "on_exception": settings.on_exception.name,
-        "declare": str(settings.declare),
-        "queue_arguments": str(dict(settings.queue_arguments) or "-"),
-    }
+    return {"consumer": settings.name, **listed_cells(settings)}
 
 
 def format_table(rows: Sequence[dict[str, str]]) -> str:

@@ -1,10 +1,17 @@
-"""The consumer declaration: a class per consumer, its settings as class attributes."""
+"""The consumer declaration: a class per consumer, its settings as class attributes.
+
+Each setting is defined once, as a field of :class:`ConsumerSettings` carrying
+its default, its check and its meaning. The class attributes of
+:class:`BulkConsumer`, the names accepted at class definition, the checks,
+``bulkworker list`` and the settings tables in the docs all derive from it.
+"""
 
 import abc
 import difflib
 import inspect
 import typing
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import attrs
@@ -17,114 +24,53 @@ from framework.message import Message
 QUORUM_PREFETCH_LIMIT = 2000
 # "{queue}" stands for the queue a message came from.
 DEFAULT_DEAD_LETTER_QUEUE = "{queue}.dlq"
+# Seconds a partial bulk waits when neither the consumer nor the deployment says.
+DEFAULT_FLUSH_INTERVAL = 60.0
+SETTING = "bulkworker.setting"
+# Shared by every consumer that sets no queue arguments, so it must not change.
+EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
+
+Check = Callable[[type, str, Any], None]
 
 
-class BulkConsumer(abc.ABC):
-    """Base class of every consumer.
+@attrs.frozen
+class SettingSpec:
+    """What the framework knows of one consumer setting besides its default."""
 
-    Subclasses declare their settings as class attributes (read through
-    inheritance) and implement ``async def handle(self, messages)``. A subclass
-    that leaves ``handle`` abstract, or is declared with ``abstract=True``, is a
-    base for other consumers and is never run::
-
-        class AuditBase(BulkConsumer, abstract=True):
-            bulk_size = 100
-    """
-
-    queues: ClassVar[list[str] | tuple[str, ...]] = ()
-    bulk_size: ClassVar[int] = 1
-    flush_interval: ClassVar[float | None] = None
-    prefetch: ClassVar[int | None] = None
-    on_success: ClassVar[Actions] = Actions.ACK
-    on_exception: ClassVar[Actions] = Actions.REQUEUE
-    declare: ClassVar[bool] = True
-    queue_arguments: ClassVar[Mapping[str, Any]] = {}
-    dead_letter_queue: ClassVar[str | None] = DEFAULT_DEAD_LETTER_QUEUE
-    max_retries: ClassVar[int | None] = 5
-    retry_delay: ClassVar[float] = 0.0
-    isolate_failures: ClassVar[bool] = False
-    handler_timeout: ClassVar[float | None] = None
-    model: ClassVar[Any] = None
-    decoder: ClassVar[Callable[[bytes, str | None], Any] | None] = None
-    __bulkworker_abstract__: ClassVar[bool] = True
-
-    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.__bulkworker_abstract__ = abstract
-        check_unknown_attributes(cls)
-        check_given_values(cls)
-        if is_runnable(cls):
-            ConsumerSettings.of(cls)
-
-    @abc.abstractmethod
-    async def handle(self, messages: list[Message[Any]]) -> None:
-        """Process one bulk; raising settles it with ``on_exception``."""
-
-
-SETTING_NAMES = (
-    "queues",
-    "bulk_size",
-    "flush_interval",
-    "prefetch",
-    "on_success",
-    "on_exception",
-    "declare",
-    "queue_arguments",
-    "dead_letter_queue",
-    "max_retries",
-    "retry_delay",
-    "isolate_failures",
-    "handler_timeout",
-    "model",
-    "decoder",
-)
-
-
-def is_runnable(cls: type[BulkConsumer]) -> bool:
-    """A concrete consumer: not declared abstract and ``handle`` implemented."""
-    return not cls.__dict__.get("__bulkworker_abstract__", False) and not inspect.isabstract(cls)
+    check: Check
+    meaning: str
+    shown_default: str
+    listed: bool = False  # a column of `bulkworker list`
+    unit: str = ""
 
 
 def fail(cls: type, attribute: str, problem: str) -> ConsumerDefinitionError:
     return ConsumerDefinitionError(f"{cls.__name__}.{attribute} {problem}")
 
 
-def check_unknown_attributes(cls: type) -> None:
-    """Refuse public lower-case class attributes that are not settings (typos)."""
-    for name, value in vars(cls).items():
-        if name.startswith("_") or name.isupper() or name in SETTING_NAMES:
-            continue
-        if callable(value) or inspect.isdatadescriptor(value) or is_injection_marker(value):
-            continue
-        if isinstance(value, classmethod | staticmethod):
-            continue
-        close = difflib.get_close_matches(name, SETTING_NAMES, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise fail(
-            cls, name, f"is not a consumer setting ({hint}settings: {', '.join(SETTING_NAMES)})"
-        )
+def setting(
+    default: Any,
+    check: Check,
+    meaning: str,
+    shown_default: str | None = None,
+    *,
+    listed: bool = False,
+    unit: str = "",
+) -> Any:
+    """A consumer setting: a field of ConsumerSettings and a class attribute of BulkConsumer."""
+    shown = f"`{default!r}`" if shown_default is None else shown_default
+    spec = SettingSpec(check, meaning, shown, listed, unit)
+    return attrs.field(default=default, metadata={SETTING: spec})
 
 
-def is_injection_marker(value: object) -> bool:
-    """``Provide[...]`` and friends may stand as class attributes; wiring fills them."""
-    return type(value).__module__ == "dependency_injector.wiring"
-
-
-def check_given_values(cls: type) -> None:
-    """Check the type of each setting this class itself sets."""
-    for name in SETTING_NAMES:
-        if name in vars(cls):
-            VALIDATORS[name](cls, vars(cls)[name])
-
-
-def check_queues(cls: type, value: object) -> None:
+def check_queues(cls: type, name: str, value: object) -> None:
     if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
-        raise fail(cls, "queues", f"must be a list of queue names, got {value!r}")
+        raise fail(cls, name, f"must be a list of queue names, got {value!r}")
     for queue in value:
         if not isinstance(queue, str) or not queue:
-            raise fail(cls, "queues", f"must hold non-empty strings, got {queue!r}")
+            raise fail(cls, name, f"must hold non-empty strings, got {queue!r}")
     if len(set(value)) != len(value):
-        raise fail(cls, "queues", f"names a queue twice: {value!r}")
+        raise fail(cls, name, f"names a queue twice: {value!r}")
 
 
 def check_positive_int(cls: type, name: str, value: object) -> None:
@@ -132,131 +78,185 @@ def check_positive_int(cls: type, name: str, value: object) -> None:
         raise fail(cls, name, f"must be a whole number of at least 1, got {value!r}")
 
 
-def check_prefetch(cls: type, value: object) -> None:
+def check_optional_positive_int(cls: type, name: str, value: object) -> None:
     if value is not None:
-        check_positive_int(cls, "prefetch", value)
+        check_positive_int(cls, name, value)
 
 
-def check_flush_interval(cls: type, value: object) -> None:
+def check_seconds(cls: type, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise fail(cls, name, f"must be a number of seconds above 0, got {value!r}")
+
+
+def check_optional_seconds(cls: type, name: str, value: object) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise fail(cls, "flush_interval", f"must be a number of seconds above 0, got {value!r}")
+        raise fail(cls, name, f"must be a number of seconds above 0, or None, got {value!r}")
 
 
-def check_action(name: str) -> Any:
-    def check(cls: type, value: object) -> None:
-        if not isinstance(value, Actions):
-            raise fail(cls, name, f"must be one of Actions.ACK/REQUEUE/REJECT, got {value!r}")
-
-    return check
+def check_flush_interval(cls: type, name: str, value: object) -> None:
+    if value is not None:
+        check_seconds(cls, name, value)
 
 
-def check_declare(cls: type, value: object) -> None:
+def check_action(cls: type, name: str, value: object) -> None:
+    if not isinstance(value, Actions):
+        raise fail(cls, name, f"must be one of Actions.ACK/REQUEUE/REJECT, got {value!r}")
+
+
+def check_flag(cls: type, name: str, value: object) -> None:
     if not isinstance(value, bool):
-        raise fail(cls, "declare", f"must be True or False, got {value!r}")
+        raise fail(cls, name, f"must be True or False, got {value!r}")
 
 
-def check_queue_arguments(cls: type, value: object) -> None:
+def check_queue_arguments(cls: type, name: str, value: object) -> None:
     if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
-        raise fail(cls, "queue_arguments", f"must be a dict with string keys, got {value!r}")
+        raise fail(cls, name, f"must be a dict with string keys, got {value!r}")
 
 
-def check_dead_letter_queue(cls: type, value: object) -> None:
+def check_dead_letter_queue(cls: type, name: str, value: object) -> None:
     if value is None:
         return
     if not isinstance(value, str) or not value:
-        raise fail(cls, "dead_letter_queue", f"must be a queue name or None, got {value!r}")
+        raise fail(cls, name, f"must be a queue name or None, got {value!r}")
     try:
         value.format(queue="q")
     except (KeyError, IndexError, ValueError):
-        raise fail(
-            cls, "dead_letter_queue", f"may only use {{queue}} as a placeholder, got {value!r}"
-        ) from None
+        raise fail(cls, name, f"may only use {{queue}} as a placeholder, got {value!r}") from None
 
 
-def check_max_retries(cls: type, value: object) -> None:
+def check_max_retries(cls: type, name: str, value: object) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise fail(
-            cls, "max_retries", f"must be a whole number of at least 0, or None, got {value!r}"
-        )
+        raise fail(cls, name, f"must be a whole number of at least 0, or None, got {value!r}")
 
 
-def check_retry_delay(cls: type, value: object) -> None:
+def check_retry_delay(cls: type, name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise fail(cls, "retry_delay", f"must be a number of seconds of at least 0, got {value!r}")
+        raise fail(cls, name, f"must be a number of seconds of at least 0, got {value!r}")
 
 
-def check_isolate_failures(cls: type, value: object) -> None:
-    if not isinstance(value, bool):
-        raise fail(cls, "isolate_failures", f"must be True or False, got {value!r}")
-
-
-def check_handler_timeout(cls: type, value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise fail(
-            cls, "handler_timeout", f"must be a number of seconds above 0, or None, got {value!r}"
-        )
-
-
-def check_model(cls: type, value: object) -> None:
+def check_model(cls: type, name: str, value: object) -> None:
     if value is None or isinstance(value, type) or typing.get_origin(value) is not None:
         return
     raise fail(
-        cls,
-        "model",
-        f"must be a class (e.g. an attrs class) or a type like list[int], got {value!r}",
+        cls, name, f"must be a class (e.g. an attrs class) or a type like list[int], got {value!r}"
     )
 
 
-def check_decoder(cls: type, value: object) -> None:
+def check_decoder(cls: type, name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise fail(
-            cls, "decoder", f"must be a function (raw: bytes, content_type) -> body, got {value!r}"
+            cls, name, f"must be a function (raw: bytes, content_type) -> body, got {value!r}"
         )
 
 
-VALIDATORS = {
-    "queues": check_queues,
-    "bulk_size": lambda cls, value: check_positive_int(cls, "bulk_size", value),
-    "flush_interval": check_flush_interval,
-    "prefetch": check_prefetch,
-    "on_success": check_action("on_success"),
-    "on_exception": check_action("on_exception"),
-    "declare": check_declare,
-    "queue_arguments": check_queue_arguments,
-    "dead_letter_queue": check_dead_letter_queue,
-    "max_retries": check_max_retries,
-    "retry_delay": check_retry_delay,
-    "isolate_failures": check_isolate_failures,
-    "handler_timeout": check_handler_timeout,
-    "model": check_model,
-    "decoder": check_decoder,
-}
-
-
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class ConsumerSettings:
-    """A consumer class's effective settings, every default filled in."""
+    """A consumer class's effective settings, every default filled in.
+
+    ``flush_interval`` and ``prefetch`` are declared as ``None`` ("derive it");
+    :meth:`of` fills in the deployment's flush interval and the derived prefetch.
+    """
 
     name: str
-    queues: tuple[str, ...]
-    bulk_size: int
-    flush_interval: float
-    prefetch: int
-    on_success: Actions
-    on_exception: Actions
-    declare: bool
-    queue_arguments: Mapping[str, Any]
-    dead_letter_queue: str | None = DEFAULT_DEAD_LETTER_QUEUE
-    max_retries: int | None = 5
-    retry_delay: float = 0.0
-    isolate_failures: bool = False
-    handler_timeout: float | None = None
-    model: Any = None
-    decoder: Callable[[bytes, str | None], Any] | None = None
+    queues: tuple[str, ...] = setting(
+        (),
+        check_queues,
+        "one or more queue names; a bulk may mix them, `Message.queue` tells which",
+        "required",
+        listed=True,
+    )
+    bulk_size: int = setting(1, check_positive_int, "most messages per `handle` call", listed=True)
+    prefetch: int = setting(
+        None,
+        check_optional_positive_int,
+        "unacked messages the broker sends ahead, per queue; below `bulk_size` is an error; "
+        "quorum queues: at most 2000",
+        "`2 * bulk_size`",
+        listed=True,
+    )
+    flush_interval: float = setting(
+        None,
+        check_flush_interval,
+        "seconds a partial bulk waits, counted from its first message",
+        "`BULKWORKER_FLUSH_INTERVAL`, else `60`",
+        listed=True,
+        unit="s",
+    )
+    on_success: Actions = setting(
+        Actions.ACK,
+        check_action,
+        "how messages are settled when `handle` returns",
+        "`Actions.ACK`",
+        listed=True,
+    )
+    on_exception: Actions = setting(
+        Actions.REQUEUE,
+        check_action,
+        "how messages are settled when `handle` raises",
+        "`Actions.REQUEUE`",
+        listed=True,
+    )
+    declare: bool = setting(
+        True,
+        check_flag,
+        "declare each queue (durable) with `queue_arguments`; `False`: the queues must exist",
+        listed=True,
+    )
+    queue_arguments: Mapping[str, Any] = setting(
+        EMPTY_MAPPING,
+        check_queue_arguments,
+        'arguments for declaring, e.g. `{"x-queue-type": "quorum"}`; a queue that exists with '
+        "other arguments is a startup error",
+        "`{}`",
+        listed=True,
+    )
+    dead_letter_queue: str | None = setting(
+        DEFAULT_DEAD_LETTER_QUEUE,
+        check_dead_letter_queue,
+        "where rejected, undecodable and exhausted messages are moved, with the reason in their "
+        "headers; `{queue}` is the queue they came from; `None`: reject to the broker instead "
+        "(its dead-letter exchange, or dropped)",
+        '`"{queue}.dlq"`',
+    )
+    max_retries: int | None = setting(
+        5,
+        check_max_retries,
+        "how often `REQUEUE` returns a message for another attempt before it is dead-lettered; "
+        "`None`: unbounded plain requeues",
+    )
+    retry_delay: float = setting(
+        0.0,
+        check_retry_delay,
+        "seconds a retried message waits (in `<queue>.retry`) before it is handled again; "
+        "the consumer is not blocked",
+        "`0`",
+    )
+    isolate_failures: bool = setting(
+        False,
+        check_flag,
+        "when `handle` raises on a bulk, run halves again so only the messages that fail alone "
+        "get `on_exception`",
+    )
+    handler_timeout: float | None = setting(
+        None,
+        check_optional_seconds,
+        "seconds after which a `handle` call is cancelled and counts as raising",
+    )
+    model: Any = setting(
+        None,
+        check_model,
+        "a class (attrs, or any type cattrs can structure) each body is turned into before it "
+        "joins a bulk; a body that does not fit is dead-lettered alone, the field and the reason "
+        "in its headers",
+    )
+    decoder: Callable[[bytes, str | None], Any] | None = setting(
+        None,
+        check_decoder,
+        "a function `(raw: bytes, content_type) -> body` for formats of your own; anything it "
+        "raises dead-letters the message",
+    )
 
     def dead_letter_queue_for(self, queue: str) -> str | None:
         """Where messages of ``queue`` are dead-lettered; None: discarded."""
@@ -295,34 +295,151 @@ class ConsumerSettings:
 
     @classmethod
     def of(
-        cls, consumer: type[BulkConsumer], default_flush_interval: float = 60.0
+        cls, consumer: type["BulkConsumer"], default_flush_interval: float = DEFAULT_FLUSH_INTERVAL
     ) -> "ConsumerSettings":
         """Read and check every setting of ``consumer`` through its MRO."""
-        for name in SETTING_NAMES:
-            VALIDATORS[name](consumer, getattr(consumer, name))
+        declared = {name: getattr(consumer, name) for name in SETTING_NAMES}
+        for name, value in declared.items():
+            SPECS[name].check(consumer, name, value)
         if not consumer.queues:
             raise fail(consumer, "queues", "is required: name at least one queue to consume")
         check_handle(consumer)
         return cls(
-            name=consumer.__name__,
-            queues=tuple(consumer.queues),
-            bulk_size=consumer.bulk_size,
-            flush_interval=float(consumer.flush_interval or default_flush_interval),
-            prefetch=effective_prefetch(consumer),
-            on_success=consumer.on_success,
-            on_exception=consumer.on_exception,
-            declare=consumer.declare,
-            queue_arguments=dict(consumer.queue_arguments),
-            dead_letter_queue=consumer.dead_letter_queue,
-            max_retries=consumer.max_retries,
-            retry_delay=float(consumer.retry_delay),
-            isolate_failures=consumer.isolate_failures,
-            handler_timeout=None
-            if consumer.handler_timeout is None
-            else float(consumer.handler_timeout),
-            model=consumer.model,
-            decoder=consumer.decoder,
+            **{
+                **declared,
+                "name": consumer.__name__,
+                "queues": tuple(consumer.queues),
+                "flush_interval": float(consumer.flush_interval or default_flush_interval),
+                "prefetch": effective_prefetch(consumer),
+                "queue_arguments": dict(consumer.queue_arguments),
+                "retry_delay": float(consumer.retry_delay),
+                "handler_timeout": None
+                if consumer.handler_timeout is None
+                else float(consumer.handler_timeout),
+            }
         )
+
+
+SPECS: dict[str, SettingSpec] = {
+    field.name: field.metadata[SETTING]
+    for field in attrs.fields(ConsumerSettings)
+    if SETTING in field.metadata
+}
+SETTING_NAMES = tuple(SPECS)
+
+
+def declared_default(name: str) -> Any:
+    """The class attribute a consumer gets when it does not set ``name``."""
+    return attrs.fields_dict(ConsumerSettings)[name].default
+
+
+def listed_cells(settings: ConsumerSettings) -> dict[str, str]:
+    """The ``bulkworker list`` columns of one consumer, as text."""
+    return {
+        name: shown_value(getattr(settings, name), spec.unit)
+        for name, spec in SPECS.items()
+        if spec.listed
+    }
+
+
+def shown_value(value: Any, unit: str = "") -> str:
+    if isinstance(value, Actions):
+        return value.name
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, Mapping):
+        return str(dict(value)) if value else "-"
+    if isinstance(value, float):
+        return f"{value:g}{unit}"
+    return f"{value}{unit}"
+
+
+def settings_table() -> str:
+    """The Markdown table of consumer settings, as README and the reference show it."""
+    rows = ["| attribute | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{name}` | {s.shown_default} | {s.meaning} |" for name, s in SPECS.items()]
+    return "\n".join(rows)
+
+
+class BulkConsumer(abc.ABC):
+    """Base class of every consumer.
+
+    Subclasses declare their settings as class attributes (read through
+    inheritance) and implement ``async def handle(self, messages)``. A subclass
+    that leaves ``handle`` abstract, or is declared with ``abstract=True``, is a
+    base for other consumers and is never run::
+
+        class AuditBase(BulkConsumer, abstract=True):
+            bulk_size = 100
+
+    The attributes' defaults and meanings are those of :class:`ConsumerSettings`.
+    """
+
+    queues: ClassVar[list[str] | tuple[str, ...]]
+    bulk_size: ClassVar[int]
+    flush_interval: ClassVar[float | None]
+    prefetch: ClassVar[int | None]
+    on_success: ClassVar[Actions]
+    on_exception: ClassVar[Actions]
+    declare: ClassVar[bool]
+    queue_arguments: ClassVar[Mapping[str, Any]]
+    dead_letter_queue: ClassVar[str | None]
+    max_retries: ClassVar[int | None]
+    retry_delay: ClassVar[float]
+    isolate_failures: ClassVar[bool]
+    handler_timeout: ClassVar[float | None]
+    model: ClassVar[Any]
+    decoder: ClassVar[Callable[[bytes, str | None], Any] | None]
+    __bulkworker_abstract__: ClassVar[bool] = True
+
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__bulkworker_abstract__ = abstract
+        check_unknown_attributes(cls)
+        check_given_values(cls)
+        if is_runnable(cls):
+            ConsumerSettings.of(cls)
+
+    @abc.abstractmethod
+    async def handle(self, messages: list[Message[Any]]) -> None:
+        """Process one bulk; raising settles it with ``on_exception``."""
+
+
+for _name in SETTING_NAMES:
+    setattr(BulkConsumer, _name, declared_default(_name))
+
+
+def is_runnable(cls: type[BulkConsumer]) -> bool:
+    """A concrete consumer: not declared abstract and ``handle`` implemented."""
+    return not cls.__dict__.get("__bulkworker_abstract__", False) and not inspect.isabstract(cls)
+
+
+def check_unknown_attributes(cls: type) -> None:
+    """Refuse public lower-case class attributes that are not settings (typos)."""
+    for name, value in vars(cls).items():
+        if name.startswith("_") or name.isupper() or name in SETTING_NAMES:
+            continue
+        if callable(value) or inspect.isdatadescriptor(value) or is_injection_marker(value):
+            continue
+        if isinstance(value, classmethod | staticmethod):
+            continue
+        close = difflib.get_close_matches(name, SETTING_NAMES, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise fail(
+            cls, name, f"is not a consumer setting ({hint}settings: {', '.join(SETTING_NAMES)})"
+        )
+
+
+def is_injection_marker(value: object) -> bool:
+    """``Provide[...]`` and friends may stand as class attributes; wiring fills them."""
+    return type(value).__module__ == "dependency_injector.wiring"
+
+
+def check_given_values(cls: type) -> None:
+    """Check each setting this class itself sets."""
+    for name, spec in SPECS.items():
+        if name in vars(cls):
+            spec.check(cls, name, vars(cls)[name])
 
 
 def check_handle(consumer: type[BulkConsumer]) -> None:

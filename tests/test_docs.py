@@ -20,7 +20,7 @@ import pytest
 from dependency_injector import containers
 
 from framework import BulkConsumer, Container
-from framework.consumer import SETTING_NAMES, is_runnable
+from framework.consumer import SETTING_NAMES, is_runnable, settings_table
 from framework.injection import build_consumer
 from framework.settings import SETTINGS
 from framework.testing import ConsumerHarness
@@ -172,3 +172,12 @@ def test_settings_tables_name_every_setting() -> None:
     for setting in SETTINGS:
         assert f"| `{setting.env}` |" in readme
         assert f"| `{setting.env}` | `{setting.key}` |" in reference
+
+
+def test_consumer_settings_tables_derive_from_the_definition() -> None:
+    """README and the reference show the consumer settings table exactly as the code defines it
+    (regenerate with `python -c "from framework.consumer import settings_table as t; print(t())"`).
+    """
+    table = settings_table()
+    assert table in (ROOT / "README.md").read_text()
+    assert table in (ROOT / "docs" / "configuration.md").read_text()
