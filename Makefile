@@ -3,22 +3,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test demo bench clean
+.PHONY: install test docs demo bench clean
 
 $(BIN)/bulkworker: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,fast]'
+	$(BIN)/python -m pip install --quiet -e '.[test,fast,docs]'
 	touch $@
 
 install: $(BIN)/bulkworker
 
-## Lint, format check, strict types, then the whole test suite (needs RabbitMQ).
+## Lint, format check, strict types, the docs site, then the whole test suite (needs RabbitMQ).
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .site
 	$(BIN)/pytest
+
+## Serve the documentation site on http://127.0.0.1:8000, rebuilt on every change.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 ## The main job: publish sample items, store them in bulk in SQLite, show the result.
 demo: install
@@ -29,4 +34,4 @@ bench: install
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
-	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache *.egg-info demo-items.db
+	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache *.egg-info .site demo-items.db
