@@ -17,7 +17,7 @@ from aiormq.abc import DeliveredMessage
 
 from framework.closing import unless_closed
 from framework.connection import close_timeout, close_within, robust_connection
-from framework.errors import PublishError
+from framework.errors import PublishError, UnroutableError
 from framework.log import EventLog
 from framework.settings import value_of
 
@@ -150,7 +150,8 @@ class Publisher:
         refused = [result for result in results if not isinstance(result, spec.Basic.Ack)]
         self.published += len(window) - len(refused)
         if refused:
-            raise PublishError(
+            error = UnroutableError if is_returned(refused[0]) else PublishError
+            raise error(
                 f"the broker did not take {len(refused)} of {len(window)} messages for "
                 f"{exchange or 'the default exchange'} with routing key {routing_key!r}: "
                 f"{describe_refusal(refused[0])}"
@@ -173,6 +174,11 @@ def prepare(
         delivery_mode=PERSISTENT if persistent else TRANSIENT,
     )
     return raw, properties
+
+
+def is_returned(result: Any) -> bool:
+    """Whether the broker returned the message (``NO_ROUTE``) rather than nacking it."""
+    return isinstance(result, DeliveredMessage)
 
 
 def describe_refusal(result: Any) -> str:

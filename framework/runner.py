@@ -7,9 +7,10 @@ from aio_pika.abc import AbstractRobustConnection
 
 from framework.clock import Clock
 from framework.consumer import ConsumerSettings
-from framework.engine import BulkEngine, Handler, MovePublisher
+from framework.engine import BulkEngine, Handler
 from framework.log import EventLog
-from framework.transport import Subscription
+from framework.moves import MovePublisher
+from framework.transport import QueueRedeclarer, Subscription
 
 
 class ConsumerRunner:
@@ -27,7 +28,15 @@ class ConsumerRunner:
         retry_max_delay: float = 30.0,
     ) -> None:
         self.settings = settings
-        self.engine = BulkEngine(settings, handler, clock=clock, log=log, publisher=publisher)
+        self.engine = BulkEngine(
+            settings,
+            handler,
+            clock=clock,
+            log=log,
+            publisher=publisher,
+            retry_max_delay=retry_max_delay,
+            declarer=QueueRedeclarer(connection, settings),
+        )
         self.subscription = Subscription(
             connection, self.engine, log, retry_max_delay=retry_max_delay
         )
