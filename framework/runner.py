@@ -8,6 +8,7 @@ from aio_pika.abc import AbstractRobustConnection
 from framework.clock import Clock
 from framework.consumer import ConsumerSettings
 from framework.engine import BulkEngine, Handler
+from framework.hazards import warn_about_moves
 from framework.log import EventLog
 from framework.moves import MovePublisher
 from framework.transport import QueueRedeclarer, Subscription
@@ -28,6 +29,8 @@ class ConsumerRunner:
         retry_max_delay: float = 30.0,
     ) -> None:
         self.settings = settings
+        self._connection = connection
+        self._log = log
         self.engine = BulkEngine(
             settings,
             handler,
@@ -55,6 +58,7 @@ class ConsumerRunner:
             self.engine.run(), name=f"bulkworker:{self.settings.name}"
         )
         await self.subscription.open()
+        await warn_about_moves(self._connection, self.settings, self._log)
 
     async def cancel(self) -> None:
         """Stop new deliveries; what has arrived stays buffered."""
