@@ -207,7 +207,8 @@ class Mover:
                 "message_ids": [move.message.message_id for move in gone][:50],
             },
         )
-        return [(move, error) for move, error in failed if move not in gone]
+        given_up = {id(move) for move in gone}
+        return [(move, error) for move, error in failed if id(move) not in given_up]
 
     async def _warn_held(
         self, failed: list[tuple[Move, BaseException]], attempt: int, pause: float

@@ -1,6 +1,7 @@
 """Moves that cannot be carried out, on real brokers: no hot loop, nothing lost, clear warnings."""
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -137,6 +138,32 @@ async def test_deleted_dead_letter_queue_is_declared_again(broker: Broker) -> No
     gone = warnings_named(log, "a queue the consumer declared was gone: declared it again")
     assert [{"consumer": "Rejecting", "queue": f"{queue}.dlq", "kind": "dead-letter"}] == gone
     assert 0 == await broker.ready_count(queue)
+
+
+async def test_stop_while_a_move_is_held_is_bounded_and_loses_nothing(broker: Broker) -> None:
+    """A held move does not hold up a stop past the shutdown timeout; the message stays queued."""
+    queue = broker.queue_name("held-stop")
+    await broker.declare(queue)
+    await broker.declare(f"{queue}.dlq")
+
+    class Stranded(BulkConsumer):
+        queues = [queue]
+        declare = False  # so the deleted .dlq is not declared again
+        on_exception = Actions.REJECT
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            raise ValueError("rejected")
+
+    container, log = recorded(AMQP_URL, shutdown_timeout=2)
+    orchestrator = Orchestrator([Stranded], container)
+    async with orchestrator:
+        await broker.channel.queue_delete(f"{queue}.dlq")
+        await broker.publish_ids(queue, range(1))
+        await wait_until(lambda: warnings_named(log, HELD.format("dead-letter")))
+        started = time.monotonic()
+    assert time.monotonic() - started < 6
+    assert 1 == await broker.ready_count(queue)
+    assert "UnroutableError" in warnings_named(log, HELD.format("dead-letter"))[0]["error"]
 
 
 @pytest.fixture
