@@ -22,9 +22,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
-from aiormq.exceptions import AMQPError
+from aiormq.exceptions import ChannelAccessRefused
 
+from framework.closing import CHANNEL_GONE_ERRORS
 from framework.consumer import ConsumerSettings
+from framework.errors import ChannelGoneError
 from framework.log import EventLog
 from framework.transport import broker_reason
 
@@ -55,7 +57,7 @@ async def publish_refusal(amqp: Any) -> str | None:
     try:
         # No queue has this name: the default exchange drops the message.
         await probe.basic_publish(b"", exchange="", routing_key=f"bulkworker.probe.{uuid.uuid4()}")
-    except AMQPError as error:
+    except ChannelAccessRefused as error:
         return broker_reason(error)
     finally:
         if not probe.is_closed:
@@ -78,7 +80,10 @@ async def warn_about_moves(
     transport = connection.transport
     if not destinations or transport is None:
         return
-    refusal = await publish_refusal(transport.connection)
+    try:
+        refusal = await publish_refusal(transport.connection)
+    except (*CHANNEL_GONE_ERRORS, ChannelGoneError):
+        return  # the connection is going: a failed move will say why, then
     if refusal is not None:
         await log.warning(
             "this user may not publish retries or dead letters: they will be held and retried",

@@ -53,12 +53,12 @@ class ConsumerRunner:
         return self.worker is not None and not self.worker.done()
 
     async def start(self) -> None:
+        await warn_about_moves(self._connection, self.settings, self._log)
         # The worker exists before the first delivery can arrive.
         self.worker = asyncio.create_task(
             self.engine.run(), name=f"bulkworker:{self.settings.name}"
         )
         await self.subscription.open()
-        await warn_about_moves(self._connection, self.settings, self._log)
 
     async def cancel(self) -> None:
         """Stop new deliveries; what has arrived stays buffered."""
