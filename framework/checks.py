@@ -1,5 +1,6 @@
 """``bulkworker check``: are the consumers, the container and the broker's queues in order?"""
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -8,8 +9,9 @@ from aio_pika.abc import AbstractRobustConnection
 from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
 from framework.consumer import BulkConsumer, ConsumerSettings
-from framework.hazards import drop_head_hazard, moved_to, publish_refusal
+from framework.hazards import PROBE_TIMEOUT, drop_head_hazard, moved_to
 from framework.injection import Resolver
+from framework.publisher import publish_refusal
 from framework.transport import broker_reason, declare_on_probe
 
 
@@ -51,7 +53,11 @@ async def check_queues(
             await check_queue(underlay.connection, settings, queue, arguments, role)
             for queue, arguments, role in settings.declarations()
         ]
-        refusal = await publish_refusal(underlay.connection)
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                refusal = await publish_refusal(underlay.connection)
+        except TimeoutError:
+            refusal = None  # no answer (an alarm?): nothing to report
     finally:
         await channel.close()
     return [with_move_hazards(check, settings, refusal) for check in checks]

@@ -4,10 +4,11 @@ Two hazards are visible before the first message:
 
 - **No publish permission.** Retry and dead-letter copies are published to the
   default exchange, and RabbitMQ checks ``write`` permission on the exchange
-  (``amq.default``), not on the queue a copy is routed to. The probe publishes
-  an empty message to a routing key that no queue has, on a throwaway channel
-  in confirm mode: the default exchange drops it (nothing reaches any queue), or
-  the broker refuses it with ``ACCESS_REFUSED``, closing only that channel.
+  (``amq.default``), not on the queue a copy is routed to. The publisher probes
+  it without putting anything in a queue (see ``publisher.publish_refusal``).
+  The probe runs on the publishing connection, in the background: a broker
+  alarm blocks a connection that publishes, and must block neither the
+  consuming connection nor the start.
 - **A capped drop-head queue.** ``x-max-length`` / ``x-max-length-bytes`` with
   the default ``x-overflow: drop-head`` make every publish to a full queue push
   its oldest ready message out silently; retry copies go back to the consumed
@@ -17,20 +18,19 @@ Two hazards are visible before the first message:
   ``bulkworker check`` declares it again.
 """
 
-import uuid
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from aio_pika.abc import AbstractRobustConnection
-from aiormq.exceptions import ChannelAccessRefused
-
 from framework.closing import CHANNEL_GONE_ERRORS
 from framework.consumer import ConsumerSettings
-from framework.errors import ChannelGoneError
+from framework.errors import BulkworkerError
 from framework.log import EventLog
-from framework.transport import broker_reason
 
 CAPS = ("x-max-length", "x-max-length-bytes")
+# The probe waits for one confirm; an alarm can hold it back. Then the first
+# refused move says why instead.
+PROBE_TIMEOUT = 10.0
 
 
 def drop_head_hazard(settings: ConsumerSettings, arguments: Mapping[str, Any]) -> str | None:
@@ -47,43 +47,35 @@ def drop_head_hazard(settings: ConsumerSettings, arguments: Mapping[str, Any]) -
     )
 
 
-async def publish_refusal(amqp: Any) -> str | None:
-    """The broker's refusal of a publish to the default exchange, or None if it may publish.
-
-    Args:
-        amqp: an aiormq connection logged in as the user that publishes the copies.
-    """
-    probe = await amqp.channel(publisher_confirms=True)
-    try:
-        # No queue has this name: the default exchange drops the message.
-        await probe.basic_publish(b"", exchange="", routing_key=f"bulkworker.probe.{uuid.uuid4()}")
-    except ChannelAccessRefused as error:
-        return broker_reason(error)
-    finally:
-        if not probe.is_closed:
-            await probe.close()
-    return None
-
-
-async def warn_about_moves(
-    connection: AbstractRobustConnection, settings: ConsumerSettings, log: EventLog
-) -> None:
-    """Log one warning per hazard of ``settings``'s moves: run once when the consumer starts."""
+async def warn_about_capped_queues(settings: ConsumerSettings, log: EventLog) -> None:
+    """Log one warning per consumed queue whose retries can push messages out."""
+    hazard = drop_head_hazard(settings, settings.queue_arguments)
+    if hazard is None:
+        return
     for queue in settings.queues:
-        hazard = drop_head_hazard(settings, settings.queue_arguments)
-        if hazard is not None:
-            await log.warning(
-                "retries can push messages out of a capped queue",
-                extra={"consumer": settings.name, "queue": queue, "detail": hazard},
-            )
+        await log.warning(
+            "retries can push messages out of a capped queue",
+            extra={"consumer": settings.name, "queue": queue, "detail": hazard},
+        )
+
+
+async def warn_about_publish_permission(
+    publisher: Any, settings: ConsumerSettings, log: EventLog
+) -> None:
+    """Log one warning if the publisher's user may not publish this consumer's copies.
+
+    ``publisher`` is probed if it has ``refusal()`` (``Publisher`` has; the
+    in-memory harness and fakes have not, and are skipped).
+    """
     destinations = moved_to(settings)
-    transport = connection.transport
-    if not destinations or transport is None:
+    refusal_of = getattr(publisher, "refusal", None)
+    if not destinations or refusal_of is None:
         return
     try:
-        refusal = await publish_refusal(transport.connection)
-    except (*CHANNEL_GONE_ERRORS, ChannelGoneError):
-        return  # the connection is going: a failed move will say why, then
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            refusal = await refusal_of()
+    except (TimeoutError, BulkworkerError, *CHANNEL_GONE_ERRORS):
+        return  # no answer now: a refused move will say why
     if refusal is not None:
         await log.warning(
             "this user may not publish retries or dead letters: they will be held and retried",

@@ -205,6 +205,7 @@ async def test_no_publish_permission_is_warned_and_held(
     url = f"amqp://{limited_user}:secret@127.0.0.1:{private_broker.port}/"
     container, log = recorded(url)
     async with Orchestrator([Unwritable], container):
+        await wait_until(lambda: warnings_named(log, NO_PUBLISH))
         [warning] = warnings_named(log, NO_PUBLISH)
         assert [f"{queue}", f"{queue}.dlq"] == warning["destinations"]
         assert "ACCESS_REFUSED" in warning["error"]
