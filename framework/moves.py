@@ -177,15 +177,24 @@ class Mover:
                 pause = schedule.next()
                 await self._warn_held(failed, attempt, pause)
                 await self._pause(pause, failed)
-                if not (failed := await self._still_held(failed)):
-                    return
-                await self._declare_if_gone(failed)
-                tried = len(failed)
-                failed = await self._try([move for move, _ in failed])
-                self.held -= tried - len(failed)
                 attempt += 1
+                failed = await self._try_again(await self._still_held(failed))
         finally:
             self.held -= len(failed)
+
+    async def _try_again(
+        self, failed: list[tuple[Move, BaseException]]
+    ) -> list[tuple[Move, BaseException]]:
+        if not failed:
+            return failed
+        declare_error = await self._declare_if_gone(failed)
+        if declare_error is not None:
+            # Publishing would be returned again: the next pause says why instead.
+            return [(move, declare_error) for move, _ in failed]
+        tried = len(failed)
+        failed = await self._try([move for move, _ in failed])
+        self.held -= tried - len(failed)
+        return failed
 
     async def _still_held(
         self, failed: list[tuple[Move, BaseException]]
@@ -248,24 +257,26 @@ class Mover:
             for closing in closings:
                 closing.remove_done_callback(fire)
 
-    async def _declare_if_gone(self, failed: list[tuple[Move, BaseException]]) -> None:
-        """Declare the destination again if the broker said it is gone and it is ours."""
+    async def _declare_if_gone(self, failed: list[tuple[Move, BaseException]]) -> Exception | None:
+        """Declare the destination again if the broker said it is gone and it is ours.
+
+        Returns the error if declaring failed.
+        """
         move, error = failed[0]
         queue = move.routing_key
         if self._declarer is None or queue not in self._ours:
-            return
+            return None
         if not isinstance(error, UnroutableError):
-            return
+            return None
         try:
             await self._declarer.declare(queue)
         except Exception as declare_error:
-            # The next try fails again, and its pause says why.
-            failed[0] = (move, declare_error)
-            return
+            return declare_error
         await self._log.warning(
             "a queue the consumer declared was gone: declared it again",
             extra={"consumer": self.settings.name, "queue": queue, "kind": move.kind},
         )
+        return None
 
     async def _report_dead_letters(self, done: list[Move]) -> None:
         dead = [move for move in done if move.kind == "dead-letter"]

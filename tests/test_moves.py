@@ -255,3 +255,25 @@ async def test_header_that_cannot_be_encoded_is_held_not_looped(
     assert [[1]] == handler.bulks
     await engine.abandon_moves()
     task.cancel()
+
+
+async def test_a_failed_declaration_is_the_cause_of_the_next_pause(
+    engine, clock, channel, log, publisher, declarer
+) -> None:
+    """Declaring the gone queue fails: no publish is tried, and the next pause names that error."""
+
+    async def refuse(queue: str) -> None:
+        raise PermissionError(f"may not declare {queue}")
+
+    declarer.declare = refuse
+    publisher.fail_with = UnroutableError("returned unroutable (NO_ROUTE)")
+    task = await started(engine)
+    deliver(engine, channel, 1)
+    await let_run()
+    await advance(clock, 0.5)
+    assert 1 == publisher.attempts
+    errors = [extra["error"] for _, msg, extra in log.records if msg == HELD]
+    assert ["UnroutableError: returned unroutable (NO_ROUTE)"] == errors[:1]
+    assert ["PermissionError: may not declare test.dlq"] == errors[1:]
+    await engine.abandon_moves()
+    task.cancel()
