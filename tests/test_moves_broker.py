@@ -10,7 +10,15 @@ from unittest import mock
 import pytest
 from pamqp import encode
 
-from framework import Actions, BulkConsumer, Message, Orchestrator
+from framework import (
+    Actions,
+    BulkConsumer,
+    Message,
+    Orchestrator,
+    Publisher,
+    PublishError,
+    UnroutableError,
+)
 from framework.fakes import RecordingLog
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.private_broker import PrivateBroker
@@ -270,3 +278,17 @@ async def test_capped_drop_head_queue_is_warned(broker: Broker) -> None:
     assert 0 == result.returncode, result.stderr
     assert "warning" in result.stdout.splitlines()[2]
     assert "drop-head" in result.stdout
+
+
+async def test_unroutable_publish_raises_unroutable_error(broker: Broker) -> None:
+    """A mandatory publish to a queue that does not exist raises UnroutableError, a PublishError."""
+    publisher = Publisher(broker.connection)  # a plain connection serves here
+    await publisher.open()
+    try:
+        with pytest.raises(UnroutableError, match="NO_ROUTE"):
+            await publisher.publish(
+                {"id": 1}, routing_key=f"bulkworker.nowhere.{uuid.uuid4()}", mandatory=True
+            )
+        assert issubclass(UnroutableError, PublishError)
+    finally:
+        await publisher.close()
