@@ -22,12 +22,14 @@ from framework import (
 from framework.fakes import RecordingLog
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.private_broker import PrivateBroker
+from tests.proxy import TcpProxy
 from tests.test_cli import run_cli
 from tests.test_faults import ready_is, recorded
 
 HELD = "could not publish the {} copy: holding the message, trying again"
 NO_PUBLISH = "this user may not publish retries or dead letters: they will be held and retried"
 DROP_HEAD = "retries can push messages out of a capped queue"
+GIVEN_UP = "channel closed while a move was held: the broker redelivers the messages"
 
 
 def as_double(value: Any) -> bytes:
@@ -172,6 +174,38 @@ async def test_stop_while_a_move_is_held_is_bounded_and_loses_nothing(broker: Br
     assert time.monotonic() - started < 6
     assert 1 == await broker.ready_count(queue)
     assert "UnroutableError" in warnings_named(log, HELD.format("dead-letter"))[0]["error"]
+
+
+async def test_held_move_is_given_up_when_its_channel_closes(
+    broker: Broker, proxy: TcpProxy
+) -> None:
+    """A cut while a move is held: the move is given up, the message redelivered, then moved."""
+    queue = broker.queue_name("held-cut")
+    await broker.declare(queue)
+    await broker.declare(f"{queue}.dlq")
+    calls: list[int] = []
+
+    class Stranded(BulkConsumer):
+        queues = [queue]
+        declare = False  # so the deleted .dlq is not declared again
+        on_exception = Actions.REJECT
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            calls.append(messages[0].body["id"])
+            raise ValueError("rejected")
+
+    container, log = recorded(proxy.url)
+    async with Orchestrator([Stranded], container):
+        await broker.channel.queue_delete(f"{queue}.dlq")
+        await broker.publish_ids(queue, range(1))
+        await wait_until(lambda: warnings_named(log, HELD.format("dead-letter")))
+        proxy.cut()
+        await wait_until(lambda: warnings_named(log, GIVEN_UP))
+        # With declare = False the consumer resumes once its .dlq is back.
+        await broker.declare(f"{queue}.dlq")
+        await wait_until(lambda: ready_is(broker, f"{queue}.dlq", 1), timeout=30)
+    assert [0, 0] == calls  # handled again after its redelivery
+    assert 0 == await broker.ready_count(queue)
 
 
 @pytest.fixture
