@@ -13,6 +13,7 @@ from framework.errors import (
     HandlerTimeoutError,
     PublishError,
     QueueError,
+    UnroutableError,
 )
 from framework.message import Message
 from framework.orchestrator import Orchestrator, WorkerCrashedError
@@ -35,5 +36,6 @@ __all__ = [
     "PublishError",
     "Publisher",
     "QueueError",
+    "UnroutableError",
     "WorkerCrashedError",
 ]

@@ -1,5 +1,6 @@
 """``bulkworker check``: are the consumers, the container and the broker's queues in order?"""
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -8,7 +9,9 @@ from aio_pika.abc import AbstractRobustConnection
 from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
 from framework.consumer import BulkConsumer, ConsumerSettings
+from framework.hazards import PROBE_TIMEOUT, drop_head_hazard, moved_to
 from framework.injection import Resolver
+from framework.publisher import publish_refusal
 from framework.transport import broker_reason, declare_on_probe
 
 
@@ -19,14 +22,15 @@ class QueueCheck:
     consumer: str
     queue: str
     role: str
-    status: str  # "ok", "will be declared", "missing", "differs"
+    # "ok", "will be declared", "missing", "differs", "cannot publish", "warning"
+    status: str
     detail: str = ""
     messages: int | None = None
     consumers: int | None = None
 
     @property
     def problem(self) -> bool:
-        return self.status in ("missing", "differs")
+        return self.status in ("missing", "differs", "cannot publish")
 
 
 def check_injections(classes: list[type[BulkConsumer]], container: Any) -> None:
@@ -45,12 +49,33 @@ async def check_queues(
     channel = await connection.channel()
     underlay = await channel.get_underlay_channel()
     try:
-        return [
+        checks = [
             await check_queue(underlay.connection, settings, queue, arguments, role)
             for queue, arguments, role in settings.declarations()
         ]
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                refusal = await publish_refusal(underlay.connection)
+        except TimeoutError:
+            refusal = None  # no answer (an alarm?): nothing to report
     finally:
         await channel.close()
+    return [with_move_hazards(check, settings, refusal) for check in checks]
+
+
+def with_move_hazards(
+    check: QueueCheck, settings: ConsumerSettings, refusal: str | None
+) -> QueueCheck:
+    """``check``, marked if copies cannot be published to it or retries push messages out."""
+    if check.problem:
+        return check
+    if refusal is not None and check.queue in moved_to(settings):
+        detail = f"this user may not publish retries or dead letters here: {refusal}"
+        return attrs.evolve(check, status="cannot publish", detail=detail)
+    hazard = drop_head_hazard(settings, settings.queue_arguments)
+    if hazard is not None and check.role == "queue":
+        return attrs.evolve(check, status="warning", detail=hazard)
+    return check
 
 
 async def check_queue(

@@ -8,9 +8,9 @@ next one fills.
 """
 
 import asyncio
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
@@ -20,7 +20,8 @@ from framework.consumer import ConsumerSettings
 from framework.decoding import body_decoder
 from framework.errors import DecodeError, HandlerTimeoutError
 from framework.log import EventLog
-from framework.message import Delivery, Message
+from framework.message import Message
+from framework.moves import MovePublisher, Mover, QueueDeclarer
 from framework.routing import Move, Router, Verdict, describe_error
 from framework.settlement import SettlementReport, Settler
 
@@ -47,20 +48,6 @@ Observer = Callable[[Outcome], None]
 BROKER_KINDS = {Actions.ACK: "ack", Actions.REQUEUE: "requeue", Actions.REJECT: "reject"}
 
 
-class MovePublisher(Protocol):
-    """Publishes copies of messages with broker confirms (``Publisher`` has it)."""
-
-    async def publish_raw(
-        self,
-        body: bytes,
-        *,
-        routing_key: str,
-        properties: Any,
-        exchange: str = "",
-        mandatory: bool = True,
-    ) -> None: ...
-
-
 class BulkEngine:
     """Collects messages into bulks, calls the handler, settles the results."""
 
@@ -73,12 +60,13 @@ class BulkEngine:
         log: EventLog,
         publisher: MovePublisher,
         settler: Settler | None = None,
+        retry_max_delay: float = 30.0,
+        declarer: QueueDeclarer | None = None,
     ) -> None:
         self.settings = settings
         self._handler = handler
         self._clock = clock
         self._log = log
-        self._publisher = publisher
         self._router = Router(settings)
         self.decode = body_decoder(settings.decoder, settings.model)
         self.settler = settler or Settler()
@@ -88,7 +76,16 @@ class BulkEngine:
         self._timer: Timer | None = None
         self._due = False
         self._closing = False
-        self._moving: set[asyncio.Task[None]] = set()
+        self._mover = Mover(
+            settings,
+            publisher=publisher,
+            settler=self.settler,
+            clock=clock,
+            log=log,
+            observe=self._moved,
+            retry_max_delay=retry_max_delay,
+            declarer=declarer,
+        )
         self._observers: list[Observer] = []
         self._bulk_observers: list[Callable[[list[Message[Any]]], None]] = []
         self._busy = False
@@ -108,7 +105,7 @@ class BulkEngine:
     @property
     def idle(self) -> bool:
         """Nothing due, nothing being handled, no copy waiting for its confirm."""
-        return not self._busy and not self._moving and not self._due_now()
+        return not self._busy and not self.moves_pending and not self._due_now()
 
     def _due_now(self) -> bool:
         return bool(self._buffer) and (
@@ -321,68 +318,16 @@ class BulkEngine:
                 )
         await self._warn_stale(report)
         if moves:
-            # Moves wait for publisher confirms: the next bulk need not.
-            task = asyncio.create_task(self._carry_out(moves))
-            self._moving.add(task)
-            task.add_done_callback(self._moving.discard)
+            self._mover.start(moves)
         return report
-
-    async def _carry_out(self, moves: list[Move]) -> None:
-        results = await asyncio.gather(
-            *(self._publish(move) for move in moves), return_exceptions=True
-        )
-        done = [move for move, result in zip(moves, results, strict=True) if result is None]
-        failed = [
-            (move, result)
-            for move, result in zip(moves, results, strict=True)
-            if result is not None
-        ]
-        settled: list[tuple[Delivery, Actions]] = [(m.message.delivery, Actions.ACK) for m in done]
-        # A copy that was not confirmed: the original goes back rather than be lost.
-        settled += [(move.message.delivery, Actions.REQUEUE) for move, _ in failed]
-        report = await self.settler.settle(settled)
-        for move in done:
-            self._tell(Outcome(move.message, move.kind, move.reason, move.error, move.routing_key))
-        for move, _ in failed:
-            self._tell(Outcome(move.message, "requeue", move.reason, move.error))
-        await self._report_moves(done, failed)
-        await self._warn_stale(report)
 
     def _tell(self, outcome: Outcome) -> None:
         for observer in self._observers:
             observer(outcome)
 
-    async def _publish(self, move: Move) -> None:
-        await self._publisher.publish_raw(
-            move.message.raw, routing_key=move.routing_key, properties=move.properties
-        )
-
-    async def _report_moves(
-        self, done: list[Move], failed: list[tuple[Move, BaseException]]
-    ) -> None:
-        dead = [move for move in done if move.kind == "dead-letter"]
-        if dead:
-            await self._log.warning(
-                "messages dead-lettered",
-                extra={
-                    "consumer": self.settings.name,
-                    "count": len(dead),
-                    "dead_letter_queues": sorted({move.routing_key for move in dead}),
-                    "reasons": dict(Counter(move.reason for move in dead)),
-                    "message_ids": [move.message.message_id for move in dead][:50],
-                },
-            )
-        for move, error in failed:
-            await self._log.error(
-                f"could not publish the {move.kind} copy: the message goes back to its queue",
-                extra={
-                    "consumer": self.settings.name,
-                    "queue": move.message.queue,
-                    "destination": move.routing_key,
-                    "message_id": move.message.message_id,
-                    "error": describe_error(error),
-                },
-            )
+    def _moved(self, move: Move, kind: str) -> None:
+        destination = move.routing_key if kind == move.kind else None
+        self._tell(Outcome(move.message, kind, move.reason, move.error, destination))
 
     async def _warn_stale(self, report: SettlementReport) -> None:
         if report.stale:
@@ -392,16 +337,14 @@ class BulkEngine:
             )
 
     async def finish_moves(self) -> None:
-        """Wait for retries and dead letters still waiting for their confirms."""
-        while self._moving:
-            await asyncio.gather(*self._moving, return_exceptions=True)
+        """Wait for retries and dead letters: confirms, and held moves until they succeed."""
+        await self._mover.finish()
 
     async def abandon_moves(self) -> None:
-        """Stop waiting for confirms: the originals stay unacked, and the broker requeues them."""
-        for task in list(self._moving):
-            task.cancel()
-        await asyncio.gather(*self._moving, return_exceptions=True)
+        """Stop moving: held and unconfirmed originals stay unacked; the broker requeues them."""
+        await self._mover.abandon()
 
     @property
     def moves_pending(self) -> int:
-        return len(self._moving)
+        """Retry and dead-letter copies not yet carried out (unconfirmed or held)."""
+        return self._mover.pending

@@ -41,6 +41,13 @@ class PublishError(BulkworkerError, ConnectionError):
     """The broker did not confirm a published message (nacked, or returned unroutable)."""
 
 
+class UnroutableError(PublishError):
+    """The broker returned a mandatory message: nothing is bound to its routing key.
+
+    On the default exchange that means the queue named by the routing key does not exist.
+    """
+
+
 class HandlerTimeoutError(BulkworkerError, TimeoutError):
     """``handle`` ran longer than the consumer's ``handler_timeout``."""
 

@@ -104,6 +104,9 @@ class FakePublisher:
     def __init__(self) -> None:
         self.published: list[tuple[str, bytes, Any]] = []
         self.fail_with: Exception | None = None
+        # With fail_with: fail only this many more publishes (None: every one).
+        self.fail_times: int | None = None
+        self.attempts = 0
         self.gate: asyncio.Event | None = None
 
     def __repr__(self) -> str:
@@ -120,7 +123,10 @@ class FakePublisher:
     ) -> None:
         if self.gate is not None:
             await self.gate.wait()
-        if self.fail_with is not None:
+        self.attempts += 1
+        if self.fail_with is not None and self.fail_times != 0:
+            if self.fail_times is not None:
+                self.fail_times -= 1
             raise self.fail_with
         self.published.append((routing_key, body, properties))
 

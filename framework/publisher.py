@@ -7,6 +7,7 @@ lasts, publishing waits, and acks keep flowing.
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
@@ -14,12 +15,14 @@ import attrs
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq import spec
 from aiormq.abc import DeliveredMessage
+from aiormq.exceptions import ChannelAccessRefused
 
 from framework.closing import unless_closed
 from framework.connection import close_timeout, close_within, robust_connection
-from framework.errors import PublishError
+from framework.errors import PublishError, UnroutableError
 from framework.log import EventLog
 from framework.settings import value_of
+from framework.transport import broker_reason
 
 PERSISTENT = 2
 TRANSIENT = 1
@@ -55,6 +58,16 @@ class Publisher:
         channel, self._channel = self._channel, None
         if channel is not None:
             await close_within(channel, within)
+
+    async def refusal(self) -> str | None:
+        """Why the broker refuses this user's publishes to the default exchange, or None.
+
+        Raises :class:`PublishError` while the publisher's connection is down.
+        """
+        transport = self._connection.transport
+        if transport is None:
+            raise PublishError("the publisher's connection is down")
+        return await publish_refusal(transport.connection)
 
     async def publish(
         self,
@@ -150,7 +163,8 @@ class Publisher:
         refused = [result for result in results if not isinstance(result, spec.Basic.Ack)]
         self.published += len(window) - len(refused)
         if refused:
-            raise PublishError(
+            error = UnroutableError if is_returned(refused[0]) else PublishError
+            raise error(
                 f"the broker did not take {len(refused)} of {len(window)} messages for "
                 f"{exchange or 'the default exchange'} with routing key {routing_key!r}: "
                 f"{describe_refusal(refused[0])}"
@@ -173,6 +187,34 @@ def prepare(
         delivery_mode=PERSISTENT if persistent else TRANSIENT,
     )
     return raw, properties
+
+
+async def publish_refusal(amqp: Any) -> str | None:
+    """The broker's refusal of a publish to the default exchange, or None if it may publish.
+
+    Retry and dead-letter copies go through the default exchange, and RabbitMQ
+    checks ``write`` permission on the exchange (``amq.default``), not on the
+    queue a message is routed to. The probe publishes an empty message to a
+    routing key no queue has, on a throwaway confirm-mode channel: the default
+    exchange drops it, or the broker refuses it (closing only that channel).
+
+    Args:
+        amqp: an aiormq connection logged in as the user that publishes the copies.
+    """
+    probe = await amqp.channel(publisher_confirms=True)
+    try:
+        await probe.basic_publish(b"", exchange="", routing_key=f"bulkworker.probe.{uuid.uuid4()}")
+    except ChannelAccessRefused as error:
+        return broker_reason(error)
+    finally:
+        if not probe.is_closed:
+            await probe.close()
+    return None
+
+
+def is_returned(result: Any) -> bool:
+    """Whether the broker returned the message (``NO_ROUTE``) rather than nacking it."""
+    return isinstance(result, DeliveredMessage)
 
 
 def describe_refusal(result: Any) -> str:

@@ -7,9 +7,11 @@ from aio_pika.abc import AbstractRobustConnection
 
 from framework.clock import Clock
 from framework.consumer import ConsumerSettings
-from framework.engine import BulkEngine, Handler, MovePublisher
+from framework.engine import BulkEngine, Handler
+from framework.hazards import warn_about_capped_queues, warn_about_publish_permission
 from framework.log import EventLog
-from framework.transport import Subscription
+from framework.moves import MovePublisher
+from framework.transport import QueueRedeclarer, Subscription
 
 
 class ConsumerRunner:
@@ -27,7 +29,18 @@ class ConsumerRunner:
         retry_max_delay: float = 30.0,
     ) -> None:
         self.settings = settings
-        self.engine = BulkEngine(settings, handler, clock=clock, log=log, publisher=publisher)
+        self._log = log
+        self._publisher = publisher
+        self._probe: asyncio.Task[None] | None = None
+        self.engine = BulkEngine(
+            settings,
+            handler,
+            clock=clock,
+            log=log,
+            publisher=publisher,
+            retry_max_delay=retry_max_delay,
+            declarer=QueueRedeclarer(connection, settings),
+        )
         self.subscription = Subscription(
             connection, self.engine, log, retry_max_delay=retry_max_delay
         )
@@ -41,6 +54,11 @@ class ConsumerRunner:
         return self.worker is not None and not self.worker.done()
 
     async def start(self) -> None:
+        await warn_about_capped_queues(self.settings, self._log)
+        # In the background: an alarm may hold the probe's confirm back.
+        self._probe = asyncio.create_task(
+            warn_about_publish_permission(self._publisher, self.settings, self._log)
+        )
         # The worker exists before the first delivery can arrive.
         self.worker = asyncio.create_task(
             self.engine.run(), name=f"bulkworker:{self.settings.name}"

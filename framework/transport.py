@@ -24,7 +24,7 @@ from framework.closing import CHANNEL_GONE_ERRORS
 from framework.connection import close_within
 from framework.consumer import ConsumerSettings
 from framework.engine import BulkEngine
-from framework.errors import QueueError
+from framework.errors import ChannelGoneError, QueueError
 from framework.log import EventLog
 from framework.message import Delivery, Message
 
@@ -171,6 +171,34 @@ class Subscription:
         """Close the channel; False if the broker did not answer ``within`` seconds."""
         channel, self._channel = self._channel, None
         return channel is None or await close_within(channel, within)
+
+
+class QueueRedeclarer:
+    """Declares again, on a throwaway channel, a queue that a consumer's settings name.
+
+    The engine's mover calls it when a retry or dead-letter copy came back
+    unroutable because a queue the framework declared at start has gone.
+    """
+
+    def __init__(self, connection: AbstractRobustConnection, settings: ConsumerSettings) -> None:
+        self._connection = connection
+        self._settings = settings
+
+    def __repr__(self) -> str:
+        return f"<QueueRedeclarer {self._settings.name}>"
+
+    async def declare(self, queue: str) -> None:
+        """Declare ``queue`` with the arguments the consumer declared it with at start."""
+        transport = self._connection.transport
+        if transport is None:
+            raise ChannelGoneError("the consuming connection is down")
+        for name, arguments, _ in self._settings.declarations():
+            if name == queue:
+                await declare_on_probe(
+                    transport.connection, name, passive=False, arguments=arguments
+                )
+                return
+        raise QueueError(f"{queue!r} is not a queue {self._settings.name} declares")
 
 
 async def declare(

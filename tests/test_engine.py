@@ -416,21 +416,6 @@ async def test_named_dead_letter_queue_with_placeholder(
     await stopped(engine, task)
 
 
-async def test_unconfirmed_copy_returns_the_original(
-    clock, channel, log, handler, publisher, make_engine
-) -> None:
-    """If the dead-letter copy is not confirmed, the original is requeued, never acked."""
-    publisher.fail_with = ConnectionError("publisher down")
-    handler.decide = lambda messages: messages[0].reject()
-    engine = make_engine(bulk_size=1)
-    task = await started(engine)
-    feed(engine, channel, 1, 1)
-    await let_run()
-    assert [("requeue", 1, False)] == channel.calls
-    assert any("could not publish the dead-letter copy" in m for m in log.messages("error"))
-    await stopped(engine, task)
-
-
 async def test_acks_do_not_wait_for_dead_letter_confirms(
     clock, channel, log, handler, publisher, make_engine
 ) -> None:
