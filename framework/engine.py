@@ -73,7 +73,9 @@ class BulkEngine:
         log: EventLog,
         publisher: MovePublisher,
         settler: Settler | None = None,
+        on_exit_request: Callable[[BaseException], None] | None = None,
     ) -> None:
+        self._on_exit_request = on_exit_request
         self.settings = settings
         self._handler = handler
         self._clock = clock
