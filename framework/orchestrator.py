@@ -73,7 +73,9 @@ class Orchestrator:
     """Runs a set of consumers against one container.
 
     Use ``run()`` in a program (blocks until SIGINT or SIGTERM), or
-    ``async with Orchestrator(...)`` inside a running event loop.
+    ``async with Orchestrator(...)`` inside a running event loop. If a
+    consumer's worker ends on its own, ``serve()`` stops at once and raises
+    :class:`WorkerCrashedError`; leaving ``async with`` raises it too.
     """
 
     def __init__(
@@ -127,6 +129,9 @@ class Orchestrator:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+        # A worker that ended on its own (or an exit request) must not pass unnoticed.
+        if exc is None and self._halt is not None:
+            raise self._halt.failure()
 
     async def start(self) -> None:
         """Validate, connect, run startup hooks, then start consuming."""

@@ -203,3 +203,18 @@ async def test_stop_during_a_memory_alarm_prints_no_never_retrieved_warnings(
 
 async def ready_is(broker: Broker, queue: str, expected: int) -> bool:
     return expected == await broker.ready_count(queue)
+
+
+async def test_sigterm_while_consuming_stops_in_time(broker: Broker, tmp_path: Path) -> None:
+    """SIGTERM while idle and consuming: exit 0 well within the shutdown timeout."""
+    queue = broker.queue_name("stop-consuming")
+    worker = await Worker.start(tmp_path, TEST_QUEUE=queue)
+    try:
+        await wait_until(lambda: worker.logged("consumer started"), timeout=30)
+        elapsed = await worker.terminate()
+    finally:
+        worker.kill_if_running()
+    assert 0 == worker.process.returncode
+    assert elapsed < SHUTDOWN_TIMEOUT + SLACK
+    assert ["Misbehaving"] == [record["consumer"] for record in worker.logged("consumer stopped")]
+    assert "" == worker.stderr
