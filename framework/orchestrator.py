@@ -65,7 +65,8 @@ class Halt:
                 f"{self.consumer}.handle asked to exit ({self.cause})", self.exit_code
             )
         return WorkerCrashedError(
-            f"the worker of consumer {self.consumer} ended ({self.cause}); it was stopped"
+            f"the worker of consumer {self.consumer} ended on its own ({self.cause}); "
+            "every consumer was stopped, the log has the details"
         )
 
 
@@ -96,7 +97,8 @@ class Orchestrator:
         self._started = False
         self._stopping: asyncio.Future[None] | None = None
         self._halted = asyncio.Event()
-        self._halt: Halt | None = None
+        self._halts: list[Halt] = []
+        self._halts_reported = 0
         self._publisher: Any = None
 
     def __repr__(self) -> str:
@@ -130,8 +132,8 @@ class Orchestrator:
     ) -> None:
         await self.stop()
         # A worker that ended on its own (or an exit request) must not pass unnoticed.
-        if exc is None and self._halt is not None:
-            raise self._halt.failure()
+        if exc is None and self._halts:
+            raise self._halts[0].failure()
 
     async def start(self) -> None:
         """Validate, connect, run startup hooks, then start consuming."""
@@ -212,29 +214,33 @@ class Orchestrator:
             cause = describe(error) if error is not None else "returned"
         if self._stopping is None:
             self.halt(Halt(consumer, cause, error))
+        elif error is not None:
+            # Ending with an error while draining is a defect, not a stop.
+            self._halts.append(Halt(consumer, cause, error))
 
     def _on_exit_request(self, consumer: str, request: BaseException) -> None:
         self.halt(Halt(consumer, describe(request), None, exit_status(request)))
 
     def halt(self, reason: Halt) -> None:
-        """Stop on the orchestrator's own account; ``serve()`` then fails with ``reason``."""
-        if self._halt is None:
-            self._halt = reason
+        """Stop on the orchestrator's own account; ``serve()`` then fails with the first reason."""
+        self._halts.append(reason)
         self._halted.set()
 
-    async def _report_halt(self) -> None:
-        reason = self._halt
-        if reason is None or self._log is None:
-            return
-        extra = {"consumer": reason.consumer, "cause": reason.cause}
-        if reason.exit_code is not None:
-            await self._log.warning(
-                "handle asked to exit: stopping", extra={**extra, "exit_code": reason.exit_code}
-            )
-        else:
-            await self._log.error(
-                "consumer worker ended: stopping", extra=extra, exc_info=reason.error
-            )
+    async def _report_halts(self) -> None:
+        # Each reason once, the first before the stop begins, any later one after it.
+        while self._log is not None and self._halts_reported < len(self._halts):
+            reason = self._halts[self._halts_reported]
+            self._halts_reported += 1
+            extra = {"consumer": reason.consumer, "cause": reason.cause}
+            if reason.exit_code is not None:
+                await self._log.warning(
+                    "handle asked to exit: stopping",
+                    extra={**extra, "exit_code": reason.exit_code},
+                )
+            else:
+                await self._log.error(
+                    "consumer worker ended: stopping", extra=extra, exc_info=reason.error
+                )
 
     async def stop(self) -> None:
         """Stop gracefully within the shutdown timeout; calling it again waits for the first."""
@@ -244,7 +250,7 @@ class Orchestrator:
         self._stopping = asyncio.get_running_loop().create_future()
         budget = ShutdownBudget(float(self.config.get("shutdown_timeout") or 30.0))
         try:
-            await self._report_halt()
+            await self._report_halts()
             await self._stop_consumers(budget)
             await self._run_shutdown_hooks(budget.hooks)
         finally:
@@ -269,6 +275,7 @@ class Orchestrator:
         )
         if not all(closed) and self._log is not None:
             await self._log.warning("RabbitMQ did not answer channel closes in time")
+        await self._report_halts()
         for runner in self.runners:
             await self._report_stop(runner)
 
@@ -339,8 +346,8 @@ class Orchestrator:
                 await self.stop()
         finally:
             unroute_library_logs(library_logs)
-        if self._halt is not None:
-            raise self._halt.failure()
+        if self._halts:
+            raise self._halts[0].failure()
 
     async def _start_unless_halted(self) -> None:
         starting = asyncio.create_task(self.start(), name="bulkworker:start")
@@ -432,6 +439,9 @@ def close_loop(loop: asyncio.AbstractEventLoop) -> None:
             else:
                 task._log_destroy_pending = False  # type: ignore[attr-defined]
         loop.run_until_complete(loop.shutdown_asyncgens())
+        with contextlib.suppress(TimeoutError):
+            shutdown = loop.shutdown_default_executor()
+            loop.run_until_complete(asyncio.wait_for(shutdown, ABANDON_GRACE))
     finally:
         loop.close()
 
@@ -448,8 +458,10 @@ def describe(error: BaseException) -> str:
 
 def exit_status(request: BaseException) -> int:
     """The process exit status ``SystemExit`` or ``KeyboardInterrupt`` asks for."""
-    if not isinstance(request, SystemExit):
+    if isinstance(request, KeyboardInterrupt):
         return 130
+    if not isinstance(request, SystemExit):
+        return 1
     if request.code is None:
         return 0
     return request.code if isinstance(request.code, int) else 1
