@@ -248,6 +248,7 @@ class Orchestrator:
             await asyncio.shield(self._stopping)
             return
         self._stopping = asyncio.get_running_loop().create_future()
+        self._halted.set()  # a serve() waiting ends too
         budget = ShutdownBudget(float(self.config.get("shutdown_timeout") or 30.0))
         try:
             await self._report_halts()

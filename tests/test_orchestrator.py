@@ -634,6 +634,16 @@ async def test_a_worker_that_ends_on_its_own_stops_serve_with_an_error(
     assert 0 == await broker.consumer_count(orchestrator.runners[0].settings.queues[0])
 
 
+async def test_stop_called_while_serving_ends_serve(broker: Broker) -> None:
+    """orchestrator.stop() from another task: serve() returns without an error."""
+    container, _ = recorded_container()
+    orchestrator = Orchestrator([idle_consumer(broker.queue_name("stop-serve"))], container)
+    serve = await serving(orchestrator)
+    await orchestrator.stop()
+    await asyncio.wait_for(serve, 10)
+    assert "<Orchestrator(consumers=1, running=0)>" == repr(orchestrator)
+
+
 @pytest.mark.parametrize("swallows", [False, True])
 async def test_sigterm_during_a_startup_hook_that_never_ends_stops_in_time(
     broker: Broker, swallows: bool
