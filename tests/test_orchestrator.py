@@ -578,7 +578,9 @@ def idle_consumer(queue: str) -> type[BulkConsumer]:
 async def serving(orchestrator: Orchestrator) -> "asyncio.Task[None]":
     """``serve()`` in a task, once every consumer is consuming."""
     task = asyncio.create_task(orchestrator.serve())
-    await wait_until(lambda: orchestrator.runners and orchestrator.runners[0].running)
+    await wait_until(
+        lambda: orchestrator.runners and orchestrator.runners[0].subscription.consuming
+    )
     return task
 
 
