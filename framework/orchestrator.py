@@ -97,6 +97,7 @@ class Orchestrator:
         self._started = False
         self._stopping: asyncio.Future[None] | None = None
         self._halted = asyncio.Event()
+        self._stop_called = asyncio.Event()
         self._halts: list[Halt] = []
         self._halts_reported = 0
         self._publisher: Any = None
@@ -248,7 +249,7 @@ class Orchestrator:
             await asyncio.shield(self._stopping)
             return
         self._stopping = asyncio.get_running_loop().create_future()
-        self._halted.set()  # a serve() waiting ends too
+        self._stop_called.set()
         budget = ShutdownBudget(float(self.config.get("shutdown_timeout") or 30.0))
         try:
             await self._report_halts()
@@ -343,7 +344,8 @@ class Orchestrator:
         try:
             with stop_signals(SignalCounter(self._halted)):
                 await self._start_unless_halted()
-                await self._halted.wait()
+                # stop() called from elsewhere ends serve() too.
+                await wait_first(self._halted.wait(), self._stop_called.wait())
                 await self.stop()
         finally:
             unroute_library_logs(library_logs)
@@ -353,6 +355,10 @@ class Orchestrator:
     async def _start_unless_halted(self) -> None:
         starting = asyncio.create_task(self.start(), name="bulkworker:start")
         await wait_first(asyncio.shield(starting), self._halted.wait())
+        if self._stopping is not None and not starting.done():
+            # start() failed and is stopping what it began: let it finish (the
+            # stop is bounded) and report why it failed.
+            await asyncio.wait({starting})
         if starting.done():
             starting.result()
             return
