@@ -28,7 +28,11 @@ from framework.settings import load_environment
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-EXIT_CODES = "exit codes: 0 done, 1 an error or a problem found (said on stderr), 2 wrong usage"
+EXIT_CODES = (
+    "exit codes: 0 done, 1 an error or a problem found (said on stderr), 2 wrong usage; "
+    "run: 1 also when a consumer's worker died, the status asked for when handle raised "
+    "SystemExit, 130 for KeyboardInterrupt"
+)
 
 
 class CheckFailedError(BulkworkerError):
@@ -116,7 +120,11 @@ def configured(container: containers.Container) -> Any:
 
 
 def run_command(arguments: argparse.Namespace) -> int:
-    Orchestrator(arguments.package, load_container(arguments.container)).run()
+    try:
+        Orchestrator(arguments.package, load_container(arguments.container)).run()
+    except SystemExit as request:
+        # handle asked to exit; the orchestrator stopped gracefully and kept its status.
+        return request.code if isinstance(request.code, int) else EXIT_ERROR
     return EXIT_OK
 
 

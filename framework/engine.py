@@ -62,7 +62,9 @@ class BulkEngine:
         settler: Settler | None = None,
         retry_max_delay: float = 30.0,
         declarer: QueueDeclarer | None = None,
+        on_exit_request: Callable[[BaseException], None] | None = None,
     ) -> None:
+        self._on_exit_request = on_exit_request
         self.settings = settings
         self._handler = handler
         self._clock = clock

@@ -2,18 +2,19 @@
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
+import attrs
 from dependency_injector import containers, providers
 
 from framework.clock import Clock, LoopClock
-from framework.connection import close_timeout
 from framework.consumer import ConsumerSettings
 from framework.container import Container
 from framework.discovery import ConsumerSource, discover
@@ -21,8 +22,10 @@ from framework.engine import Handler
 from framework.errors import BulkworkerError
 from framework.injection import build_consumer, wire_modules
 from framework.log import EventLog, route_library_logs, unroute_library_logs
+from framework.publisher import Publisher
 from framework.runner import ConsumerRunner
 from framework.settings import load_environment
+from framework.shutdown import ABANDON_GRACE, ShutdownBudget
 
 Hook = Callable[[Any], Awaitable[None]]
 # RabbitMQ's default consumer_timeout, and the share of it that earns a warning.
@@ -32,14 +35,48 @@ HookT = TypeVar("HookT", bound=Hook)
 
 
 class WorkerCrashedError(BulkworkerError, RuntimeError):
-    """A consumer's worker task ended with an unexpected error."""
+    """A consumer's worker task ended while no stop was asked for: the consumer was dead."""
+
+
+class ExitRequestedError(BulkworkerError):
+    """``handle`` raised ``SystemExit`` or ``KeyboardInterrupt``: the process should exit.
+
+    ``code`` is the exit status: ``SystemExit``'s own (``None`` is 0, an
+    integer itself, anything else 1), or 130 for ``KeyboardInterrupt``.
+    """
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@attrs.frozen
+class Halt:
+    """Why the orchestrator stops on its own: a worker that ended, or an exit request."""
+
+    consumer: str
+    cause: str
+    error: BaseException | None = None
+    exit_code: int | None = None
+
+    def failure(self) -> BulkworkerError:
+        if self.exit_code is not None:
+            return ExitRequestedError(
+                f"{self.consumer}.handle asked to exit ({self.cause})", self.exit_code
+            )
+        return WorkerCrashedError(
+            f"the worker of consumer {self.consumer} ended on its own ({self.cause}); "
+            "every consumer was stopped, the log has the details"
+        )
 
 
 class Orchestrator:
     """Runs a set of consumers against one container.
 
     Use ``run()`` in a program (blocks until SIGINT or SIGTERM), or
-    ``async with Orchestrator(...)`` inside a running event loop.
+    ``async with Orchestrator(...)`` inside a running event loop. If a
+    consumer's worker ends on its own, ``serve()`` stops at once and raises
+    :class:`WorkerCrashedError`; leaving ``async with`` raises it too.
     """
 
     def __init__(
@@ -59,7 +96,11 @@ class Orchestrator:
         self._wired = False
         self._started = False
         self._stopping: asyncio.Future[None] | None = None
-        self._crashed: asyncio.Event | None = None
+        self._halted = asyncio.Event()
+        self._stop_called = asyncio.Event()
+        self._halts: list[Halt] = []
+        self._halts_reported = 0
+        self._publisher: Any = None
 
     def __repr__(self) -> str:
         running = sum(runner.running for runner in self.runners)
@@ -91,13 +132,15 @@ class Orchestrator:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+        # A worker that ended on its own (or an exit request) must not pass unnoticed.
+        if exc is None and self._halts:
+            raise self._halts[0].failure()
 
     async def start(self) -> None:
         """Validate, connect, run startup hooks, then start consuming."""
         if self._started:
             raise BulkworkerError("this Orchestrator was started already; create a new one")
         self._started = True
-        self._crashed = asyncio.Event()
         classes = discover(self._source)
         load_environment(self.config)
         flush_interval = float(self.config.get("flush_interval"))
@@ -110,7 +153,7 @@ class Orchestrator:
             for hook in self._startup_hooks:
                 await hook(self.container)
             connection = await resolve(self.container.connection())
-            publisher = await resolve(self.container.publisher())
+            publisher = self._publisher = await resolve(self.container.publisher())
             built = [await build_consumer(cls, self.container) for cls in classes]
             for (_, handler), consumer_settings in zip(built, settings, strict=True):
                 await self._start_consumer(handler, consumer_settings, connection, publisher)
@@ -131,11 +174,12 @@ class Orchestrator:
             log=self._log,
             publisher=publisher,
             retry_max_delay=float(self.config.get("reconnect_max_delay") or 30.0),
+            on_exit_request=functools.partial(self._on_exit_request, settings.name),
         )
         self.runners.append(runner)
         await runner.start()
         assert runner.worker is not None
-        runner.worker.add_done_callback(self._on_worker_done)
+        runner.worker.add_done_callback(functools.partial(self._on_worker_done, settings.name))
         await self._log.info(
             "consumer started",
             extra={
@@ -162,45 +206,87 @@ class Orchestrator:
                 },
             )
 
-    def _on_worker_done(self, worker: "asyncio.Task[None]") -> None:
-        if not worker.cancelled() and worker.exception() is not None and self._crashed:
-            self._crashed.set()
+    def _on_worker_done(self, consumer: str, worker: "asyncio.Task[None]") -> None:
+        # A stop ends the workers; anything else ending one leaves a dead consumer.
+        if worker.cancelled():
+            cause, error = "cancelled", None
+        else:
+            error = worker.exception()
+            cause = describe(error) if error is not None else "returned"
+        if self._stopping is None:
+            self.halt(Halt(consumer, cause, error))
+        elif error is not None:
+            # Ending with an error while draining is a defect, not a stop.
+            self._halts.append(Halt(consumer, cause, error))
+
+    def _on_exit_request(self, consumer: str, request: BaseException) -> None:
+        self.halt(Halt(consumer, describe(request), None, exit_status(request)))
+
+    def halt(self, reason: Halt) -> None:
+        """Stop on the orchestrator's own account; ``serve()`` then fails with the first reason."""
+        self._halts.append(reason)
+        self._halted.set()
+
+    async def _report_halts(self) -> None:
+        # Each reason once, the first before the stop begins, any later one after it.
+        while self._log is not None and self._halts_reported < len(self._halts):
+            reason = self._halts[self._halts_reported]
+            self._halts_reported += 1
+            extra = {"consumer": reason.consumer, "cause": reason.cause}
+            if reason.exit_code is not None:
+                await self._log.warning(
+                    "handle asked to exit: stopping",
+                    extra={**extra, "exit_code": reason.exit_code},
+                )
+            else:
+                await self._log.error(
+                    "consumer worker ended: stopping", extra=extra, exc_info=reason.error
+                )
 
     async def stop(self) -> None:
-        """Stop gracefully; calling it again waits for the first call to finish."""
+        """Stop gracefully within the shutdown timeout; calling it again waits for the first."""
         if self._stopping is not None:
             await asyncio.shield(self._stopping)
             return
         self._stopping = asyncio.get_running_loop().create_future()
-        reserve = close_timeout(float(self.config.get("shutdown_timeout") or 30.0))
+        self._stop_called.set()
+        budget = ShutdownBudget(float(self.config.get("shutdown_timeout") or 30.0))
         try:
-            await self._stop_consumers()
-            await self._run_shutdown_hooks(reserve)
+            await self._report_halts()
+            await self._stop_consumers(budget)
+            await self._run_shutdown_hooks(budget.hooks)
         finally:
             if self._wired:
                 self.container.unwire()
+            # Each connection closes within budget.connections (robust_connection).
             await resolve(self.container.shutdown_resources())
             self._stopping.set_result(None)
 
-    async def _stop_consumers(self) -> None:
-        # The shutdown timeout covers it all: draining first, then one reserve
-        # each for shutdown hooks, closing channels, and closing connections.
-        timeout = float(self.config.get("shutdown_timeout") or 30.0)
-        reserve = close_timeout(timeout)
+    async def _stop_consumers(self, budget: ShutdownBudget) -> None:
+        # Each step has its own limit: see ShutdownBudget.
         try:
-            async with asyncio.timeout(timeout - 3 * reserve):
+            async with asyncio.timeout(budget.drain):
                 await asyncio.gather(*(runner.cancel() for runner in self.runners))
                 await asyncio.gather(*(runner.drain() for runner in self.runners))
         except TimeoutError:
-            await self._warn_unsettled(timeout)
-            for runner in self.runners:
-                await runner.abort()
-        closed = await asyncio.gather(*(runner.close(reserve) for runner in self.runners))
+            await self._warn_unsettled(budget.drain)
+            await asyncio.gather(*(runner.abort(budget.abandon) for runner in self.runners))
+        closed = await asyncio.gather(
+            self._close_publisher(budget.channels),
+            *(runner.close(budget.channels) for runner in self.runners),
+        )
         if not all(closed) and self._log is not None:
             await self._log.warning("RabbitMQ did not answer channel closes in time")
+        await self._report_halts()
         for runner in self.runners:
-            await self._report_crash(runner)
             await self._report_stop(runner)
+
+    async def _close_publisher(self, within: float) -> bool:
+        # Its channel closes with the consumers' channels, so that closing its
+        # connection later takes one step of the budget, not two.
+        if isinstance(self._publisher, Publisher):
+            await self._publisher.close(within)
+        return True
 
     async def _report_stop(self, runner: ConsumerRunner) -> None:
         if self._log is not None:
@@ -219,18 +305,6 @@ class Orchestrator:
             await self._log.warning(
                 "shutdown timeout reached: unsettled messages go back to their queues",
                 extra={"timeout": waited, "unsettled": unsettled},
-            )
-
-    async def _report_crash(self, runner: ConsumerRunner) -> None:
-        worker = runner.worker
-        if worker is None or not worker.done() or worker.cancelled():
-            return
-        error = worker.exception()
-        if error is not None and self._log is not None:
-            await self._log.error(
-                "consumer worker crashed",
-                extra={"consumer": runner.settings.name},
-                exc_info=error,
             )
 
     async def _run_shutdown_hooks(self, within: float) -> None:
@@ -254,29 +328,62 @@ class Orchestrator:
                 await self._log.error(f"{what} failed", exc_info=error)
 
     async def serve(self) -> None:
-        """Run until SIGINT or SIGTERM (or a crashed worker), then stop gracefully."""
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        signals = SignalCounter(stop)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, signals.received)
+        """Run until SIGINT or SIGTERM, then stop gracefully within the shutdown timeout.
+
+        Signals are honoured from the first moment, while connecting too: a
+        stop during start cancels it, then stops as usual.
+
+        Raises:
+            WorkerCrashedError: a consumer's worker ended on its own (the log
+                says which and why); every consumer was stopped gracefully.
+            ExitRequestedError: ``handle`` raised ``SystemExit`` or
+                ``KeyboardInterrupt``; every consumer was stopped gracefully.
+        """
         load_environment(self.config)
         library_logs = route_library_logs(self.config.get("log_level"))
         try:
-            async with self:
-                assert self._crashed is not None
-                await wait_first(stop.wait(), self._crashed.wait())
+            with stop_signals(SignalCounter(self._halted)):
+                await self._start_unless_halted()
+                # stop() called from elsewhere ends serve() too.
+                await wait_first(self._halted.wait(), self._stop_called.wait())
+                await self.stop()
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
             unroute_library_logs(library_logs)
-        if self._crashed is not None and self._crashed.is_set():
-            raise WorkerCrashedError("a consumer's worker crashed; see the log for the traceback")
+        if self._halts:
+            raise self._halts[0].failure()
+
+    async def _start_unless_halted(self) -> None:
+        starting = asyncio.create_task(self.start(), name="bulkworker:start")
+        await wait_first(asyncio.shield(starting), self._halted.wait())
+        if self._stopping is not None and not starting.done():
+            # start() failed and is stopping what it began: let it finish (the
+            # stop is bounded) and report why it failed.
+            await asyncio.wait({starting})
+        if starting.done():
+            starting.result()
+            return
+        # start() stops what it had begun when cancelled; user code stuck in a
+        # startup hook that ignores cancellation is left behind.
+        starting.cancel()
+        await asyncio.wait({starting}, timeout=ABANDON_GRACE)
+        if not starting.done():
+            starting._log_destroy_pending = False  # type: ignore[attr-defined]
+        starting.add_done_callback(retrieve)
 
     def run(self) -> None:
-        """Block until SIGINT or SIGTERM, then shut down gracefully (uvloop if installed)."""
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(self.serve())
+        """Block until SIGINT or SIGTERM, then shut down gracefully (uvloop if installed).
+
+        Raises:
+            SystemExit: ``handle`` asked to exit; its exit status is kept.
+            WorkerCrashedError: a consumer's worker ended on its own.
+        """
+        loop = (loop_factory() or asyncio.new_event_loop)()
+        try:
+            loop.run_until_complete(self.serve())
+        except ExitRequestedError as request:
+            raise SystemExit(request.code) from None
+        finally:
+            close_loop(loop)
 
 
 class SignalCounter:
@@ -284,14 +391,29 @@ class SignalCounter:
 
     def __init__(self, stop: asyncio.Event) -> None:
         self._stop = stop
+        self.count = 0
 
     def received(self) -> None:
-        if not self._stop.is_set():
+        self.count += 1
+        if self.count == 1:
             self._stop.set()
             return
         sys.stderr.write("bulkworker: second signal, exiting now\n")
         sys.stderr.flush()
         os._exit(1)
+
+
+@contextlib.contextmanager
+def stop_signals(counter: SignalCounter) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``counter`` while in the block."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, counter.received)
+    try:
+        yield
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 async def wait_first(*waits: Awaitable[Any]) -> None:
@@ -304,6 +426,52 @@ async def wait_first(*waits: Awaitable[Any]) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left, wait a little for it, and close ``loop``.
+
+    Unlike ``asyncio.run``, tasks that ignore cancellation are left behind
+    instead of waited for: the process must end.
+    """
+    try:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.wait(tasks, timeout=ABANDON_GRACE))
+        for task in tasks:
+            if task.done():
+                retrieve(task)
+            else:
+                task._log_destroy_pending = False  # type: ignore[attr-defined]
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        with contextlib.suppress(TimeoutError):
+            shutdown = loop.shutdown_default_executor()
+            loop.run_until_complete(asyncio.wait_for(shutdown, ABANDON_GRACE))
+    finally:
+        loop.close()
+
+
+def retrieve(task: "asyncio.Future[Any]") -> None:
+    """Mark ``task``'s outcome as seen: it was logged already, or does not matter."""
+    if not task.cancelled():
+        task.exception()
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def exit_status(request: BaseException) -> int:
+    """The process exit status ``SystemExit`` or ``KeyboardInterrupt`` asks for."""
+    if isinstance(request, KeyboardInterrupt):
+        return 130
+    if not isinstance(request, SystemExit):
+        return 1
+    if request.code is None:
+        return 0
+    return request.code if isinstance(request.code, int) else 1
 
 
 async def resolve(value: Any) -> Any:

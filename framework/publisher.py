@@ -8,7 +8,7 @@ lasts, publishing waits, and acks keep flowing.
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -19,7 +19,7 @@ from aiormq.exceptions import ChannelAccessRefused
 
 from framework.closing import unless_closed
 from framework.connection import close_timeout, close_within, robust_connection
-from framework.errors import PublishError, UnroutableError
+from framework.errors import ChannelGoneError, PublishError, UnroutableError
 from framework.log import EventLog
 from framework.settings import value_of
 from framework.transport import broker_reason
@@ -159,7 +159,8 @@ class Publisher:
             for body, properties in window
         ]
         # No time limit: under a broker alarm, confirms rightly wait for it to clear.
-        results = await unless_closed(channel, asyncio.gather(*sends))
+        results = await unless_closed(channel, confirmations(sends))
+        raise_first_failure(results)
         refused = [result for result in results if not isinstance(result, spec.Basic.Ack)]
         self.published += len(window) - len(refused)
         if refused:
@@ -170,6 +171,22 @@ class Publisher:
                 f"{describe_refusal(refused[0])}"
             )
         return len(window)
+
+
+async def confirmations(sends: Sequence[Awaitable[Any]]) -> list[Any]:
+    # Awaited inside a task of its own: when the wait is given up (a stop, a
+    # closed channel), that task still collects the gather's outcome, so no
+    # "exception was never retrieved" is left behind; confirms failing late
+    # are kept in the results.
+    return await asyncio.gather(*sends, return_exceptions=True)
+
+
+def raise_first_failure(results: list[Any]) -> None:
+    for result in results:
+        if isinstance(result, asyncio.CancelledError):
+            raise ChannelGoneError("the channel closed before the broker confirmed") from None
+        if isinstance(result, BaseException):
+            raise result
 
 
 def prepare(

@@ -1,7 +1,7 @@
 """One consumer class at work: its instance, engine, subscription and worker task."""
 
 import asyncio
-import contextlib
+from collections.abc import Callable
 
 from aio_pika.abc import AbstractRobustConnection
 
@@ -27,6 +27,7 @@ class ConsumerRunner:
         log: EventLog,
         publisher: MovePublisher,
         retry_max_delay: float = 30.0,
+        on_exit_request: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.settings = settings
         self._log = log
@@ -40,11 +41,13 @@ class ConsumerRunner:
             publisher=publisher,
             retry_max_delay=retry_max_delay,
             declarer=QueueRedeclarer(connection, settings),
+            on_exit_request=on_exit_request,
         )
         self.subscription = Subscription(
             connection, self.engine, log, retry_max_delay=retry_max_delay
         )
         self.worker: asyncio.Task[None] | None = None
+        self._log = log
 
     def __repr__(self) -> str:
         return f"<ConsumerRunner {self.settings.name} running={self.running}>"
@@ -73,15 +76,47 @@ class ConsumerRunner:
         """Let the running bulk finish, then hand over the partial bulk and settle it."""
         self.engine.close()
         if self.worker is not None:
-            await asyncio.shield(self.worker)
+            # Waits without cancelling it on a timeout, and without raising what
+            # ended it (the orchestrator reported that already).
+            await asyncio.wait({self.worker})
 
-    async def abort(self) -> None:
-        """Stop the worker now; the broker requeues what it held once the channel closes."""
-        if self.worker is not None and not self.worker.done():
-            self.worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.worker
-        await self.engine.abandon_moves()
+    async def abort(self, within: float) -> bool:
+        """Cancel the worker; abandon it if it is still running after ``within`` seconds.
+
+        Either way the broker requeues what the worker held once the channel
+        closes. Returns False when the worker had to be abandoned.
+        """
+        deadline = asyncio.get_running_loop().time() + within
+        stopped = await cancel_within(self.worker, within) if self.worker else True
+        if not stopped:
+            await self._log.error(
+                "consumer worker ignored cancellation: abandoned, its unsettled messages "
+                "go back to the queue when the channel closes",
+                extra={
+                    "consumer": self.settings.name,
+                    "unsettled": self.engine.settler.ledger.unsettled_count(),
+                    "waited": within,
+                },
+            )
+        try:
+            # Moves are the framework's own tasks: they end when cancelled.
+            async with asyncio.timeout_at(deadline):
+                await self.engine.abandon_moves()
+        except TimeoutError:
+            return False
+        return stopped
 
     async def close(self, within: float) -> bool:
         return await self.subscription.close(within)
+
+
+async def cancel_within(task: "asyncio.Task[None]", within: float) -> bool:
+    """Cancel ``task`` and wait for it at most ``within`` seconds; True if it ended."""
+    if task.done():
+        return True
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=within)
+    if not done:
+        # It will be destroyed pending when the loop closes; the log already said so.
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+    return bool(done)

@@ -1,6 +1,8 @@
 """Consumers on the real RabbitMQ: bulks, settlement, decoding, injection, hooks, shutdown."""
 
 import asyncio
+import os
+import signal
 import time
 from typing import Any
 
@@ -18,9 +20,13 @@ from framework import (
     Message,
     Orchestrator,
     QueueError,
+    WorkerCrashedError,
 )
+from framework.orchestrator import ExitRequestedError
+from framework.shutdown import ABANDON_GRACE, ShutdownBudget
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.conftest import make_container
+from tests.proxy import TcpProxy
 
 
 async def test_full_bulks_are_handed_over_at_once(broker: Broker, container: Container) -> None:
@@ -545,3 +551,199 @@ async def test_start_warns_when_bulks_could_outlive_the_brokers_ack_timeout(
     assert (1500.0, "Slowpoke") == (warning["seconds"], warning["consumer"])
     [stopped] = [extra for level, msg, extra in log.records if msg == "consumer stopped"]
     assert ("Slowpoke", 0) == (stopped["consumer"], stopped["bulks_handled"])
+
+
+def recorded_container(url: str = AMQP_URL, **config: Any) -> tuple[Container, Any]:
+    """A fresh container logging into a RecordingLog, with ``config`` set."""
+    from framework.testing import RecordingLog
+
+    container = make_container(url)
+    for key, value in config.items():
+        getattr(container.config, key).from_value(value)
+    log = RecordingLog()
+    container.logger.override(providers.Object(log))
+    return container, log
+
+
+def idle_consumer(queue: str) -> type[BulkConsumer]:
+    class Idle(BulkConsumer):
+        queues = [queue]
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            pass
+
+    return Idle
+
+
+async def serving(orchestrator: Orchestrator) -> "asyncio.Task[None]":
+    """``serve()`` in a task, once every consumer is consuming."""
+    task = asyncio.create_task(orchestrator.serve())
+    await wait_until(
+        lambda: orchestrator.runners and orchestrator.runners[0].subscription.consuming
+    )
+    return task
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [(SystemExit(3), 3), (SystemExit("bye"), 1), (SystemExit(), 0), (KeyboardInterrupt(), 130)],
+)
+async def test_an_exit_request_from_handle_stops_gracefully_with_its_status(
+    broker: Broker, request_: BaseException, code: int
+) -> None:
+    """SystemExit / KeyboardInterrupt reported by the engine: one log line, a graceful stop."""
+    container, log = recorded_container()
+    orchestrator = Orchestrator([idle_consumer(broker.queue_name("exit"))], container)
+    serve = await serving(orchestrator)
+    engine = orchestrator.runners[0].engine
+    assert engine._on_exit_request is not None
+    engine._on_exit_request(request_)
+    with pytest.raises(ExitRequestedError) as raised:
+        await asyncio.wait_for(serve, 20)
+    assert code == raised.value.code
+    [asked] = [(level, e) for level, msg, e in log.records if msg.startswith("handle asked")]
+    assert ("warning", "Idle", code) == (asked[0], asked[1]["consumer"], asked[1]["exit_code"])
+    assert ["Idle"] == [e["consumer"] for _, msg, e in log.records if msg == "consumer stopped"]
+
+
+@pytest.mark.parametrize("ending", ["cancelled", "raises", "returns"])
+async def test_a_worker_that_ends_on_its_own_stops_serve_with_an_error(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
+    """A worker cancelled, failing or returning while no stop was asked: WorkerCrashedError."""
+    from framework.engine import BulkEngine
+
+    real_run = BulkEngine.run
+
+    async def ending_run(engine: BulkEngine) -> None:
+        await asyncio.sleep(0.3)
+        if ending == "raises":
+            raise RuntimeError("engine broke")
+        if ending == "cancelled":
+            raise asyncio.CancelledError()
+        # "returns": falls through, the worker ends without being asked.
+
+    monkeypatch.setattr(BulkEngine, "run", ending_run)
+    container, log = recorded_container()
+    orchestrator = Orchestrator([idle_consumer(broker.queue_name("ends"))], container)
+    serve = asyncio.create_task(orchestrator.serve())
+    with pytest.raises(WorkerCrashedError, match="the worker of consumer Idle ended"):
+        await asyncio.wait_for(serve, 20)
+    monkeypatch.setattr(BulkEngine, "run", real_run)
+    [ended] = [extra for _, msg, extra in log.records if msg == "consumer worker ended: stopping"]
+    cause = {"cancelled": "cancelled", "raises": "RuntimeError: engine broke"}.get(ending)
+    assert ("Idle", cause or "returned") == (ended["consumer"], ended["cause"])
+    assert 0 == await broker.consumer_count(orchestrator.runners[0].settings.queues[0])
+
+
+async def test_stop_called_while_serving_ends_serve(broker: Broker) -> None:
+    """orchestrator.stop() from another task: serve() returns without an error."""
+    container, _ = recorded_container()
+    orchestrator = Orchestrator([idle_consumer(broker.queue_name("stop-serve"))], container)
+    serve = await serving(orchestrator)
+    await orchestrator.stop()
+    await asyncio.wait_for(serve, 10)
+    assert "<Orchestrator(consumers=1, running=0)>" == repr(orchestrator)
+
+
+@pytest.mark.parametrize("swallows", [False, True])
+async def test_sigterm_during_a_startup_hook_that_never_ends_stops_in_time(
+    broker: Broker, swallows: bool
+) -> None:
+    """SIGTERM while a startup hook waits forever (even ignoring cancellation): serve ends."""
+    container, log = recorded_container(shutdown_timeout=4.0)
+    orchestrator = Orchestrator([idle_consumer(broker.queue_name("hook"))], container)
+    entered, released = asyncio.Event(), asyncio.Event()
+
+    @orchestrator.on_startup
+    async def forever(container: Container) -> None:
+        entered.set()
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                if not swallows or released.is_set():
+                    raise
+
+    serve = asyncio.create_task(orchestrator.serve())
+    try:
+        await asyncio.wait_for(entered.wait(), 20)
+        started = time.monotonic()
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(asyncio.shield(serve), 4.0 + 5)
+        elapsed = time.monotonic() - started
+    finally:
+        released.set()
+        await release(*(task for task in asyncio.all_tasks() if "start" in task.get_name()))
+    assert elapsed < 4.0 + 5
+    assert [] == orchestrator.runners
+    closed = [e["for"] for _, msg, e in log.records if msg == "RabbitMQ connection closed"]
+    assert ["consuming", "publishing"] == sorted(closed)
+
+
+def test_the_shutdown_budget_adds_up_to_the_timeout_plus_the_abandon_grace() -> None:
+    """Every step of a stop has a limit; together they are the shutdown timeout plus 1 s."""
+    for timeout in (0.5, 4.0, 8.0, 30.0, 120.0):
+        budget = ShutdownBudget(timeout)
+        assert timeout + ABANDON_GRACE == pytest.approx(budget.total)
+        assert budget.drain >= 0
+
+
+async def test_a_stop_where_every_step_hits_its_limit_stays_within_the_budget(
+    broker: Broker, proxy: TcpProxy
+) -> None:
+    """Stuck handle, endless shutdown hook, silent broker: stop() ends within the budget."""
+    queue = broker.queue_name("budget")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(3))
+    container, log = recorded_container(proxy.url, shutdown_timeout=4.0)
+    entered, released = asyncio.Event(), asyncio.Event()
+
+    class Stuck(BulkConsumer):
+        queues = [queue]
+        bulk_size = 3
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            entered.set()
+            while True:
+                try:
+                    await asyncio.sleep(10)
+                except asyncio.CancelledError:
+                    if released.is_set():
+                        raise
+
+    orchestrator = Orchestrator([Stuck], container)
+
+    @orchestrator.on_shutdown
+    async def endless(container: Container) -> None:
+        await asyncio.Event().wait()
+
+    await orchestrator.start()
+    try:
+        await asyncio.wait_for(entered.wait(), 20)
+        proxy.black_hole()
+        started = time.monotonic()
+        await asyncio.wait_for(orchestrator.stop(), 30)
+        elapsed = time.monotonic() - started
+    finally:
+        released.set()
+        await release(orchestrator.runners[0].worker)
+    assert elapsed < ShutdownBudget(4.0).total + 1.0
+    messages = [msg for _, msg, _ in log.records]
+    assert "shutdown hooks did not finish in time: the rest were skipped" in messages
+    assert any(msg.startswith("consumer worker ignored cancellation") for msg in messages)
+    proxy.cut()
+    await wait_until(lambda: ready_is(broker, queue, 3), timeout=30)
+
+
+async def release(*tasks: "asyncio.Task[None] | None") -> None:
+    """End tasks a test left stuck on purpose, once they honour cancellation again."""
+    stuck = {task for task in tasks if task is not None}
+    for task in stuck:
+        task.cancel()
+    if stuck:
+        await asyncio.wait(stuck, timeout=15)
+
+
+async def ready_is(broker: Broker, queue: str, expected: int) -> bool:
+    return expected == await broker.ready_count(queue)
