@@ -100,7 +100,7 @@ SETTINGS = (
         amqp_urls,
         "RabbitMQ URL; the path selects the vhost (`amqp://user:pass@host:5672/vhost`). "
         "For a cluster, each node's URL, comma-separated: the first that answers is used, "
-        "the next on a lost connection",
+        "the next after a lost connection",
     ),
     Setting(
         "flush_interval",

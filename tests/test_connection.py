@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiormq.exceptions import ConnectionClosed
+from yarl import URL
 
 from framework import BrokerUnreachableError, ConfigurationError, Container
-from framework.connection import connect
+from framework.connection import connect, refusal
 from framework.settings import load_environment, split_amqp_urls
 from framework.testing import RecordingLog
 from tests.broker import AMQP_URL, Broker, wait_until
@@ -101,6 +103,25 @@ async def test_a_refused_vhost_is_not_retried() -> None:
         await connect(AMQP_URL + "nowhere", log, purpose="consuming", connect_timeout=30)
     assert asyncio.get_running_loop().time() - started < 5
     assert [] == log.messages("warning")
+
+
+@pytest.mark.parametrize(
+    ("reply_text", "final"),
+    [
+        ("NOT_ALLOWED - vhost shop not found", True),
+        ("NOT_ALLOWED - access to vhost 'shop' refused for user 'worker'", True),
+        ("NOT_ALLOWED - vhost shop is down", False),
+        (
+            "NOT_ALLOWED - access to vhost 'shop' refused for user 'worker': "
+            "connection limit (10) is reached",
+            False,
+        ),
+    ],
+)
+def test_only_a_lasting_refusal_is_final(reply_text: str, final: bool) -> None:
+    """A missing vhost or a forbidden one is final; a vhost down or a full limit is retried."""
+    error = ConnectionClosed(530, reply_text)
+    assert final == (refusal(error, URL("amqp://worker@rabbit/shop")) is not None)
 
 
 async def test_the_first_node_that_answers_is_used(broker: Broker) -> None:
