@@ -30,8 +30,9 @@ def text(name: str, raw: str) -> str:
 
 AMQP_SCHEMES = ("amqp", "amqps")
 URL_FORM = "amqp://user:password@host:5672/vhost"
-# The password of a URL, whether or not the rest of it parses.
-PASSWORD = re.compile(r"(://[^:/@,]*:)[^@/,]*@")
+# The password of a URL, whether or not the rest of it parses: up to the last
+# "@" before the path (a raw "@" in a password is not unusual).
+PASSWORD = re.compile(r"(://[^:/@,]*:)[^/,]*@")
 
 
 def redact(url: str) -> str:

@@ -13,7 +13,7 @@ from aiormq.exceptions import ConnectionClosed
 from yarl import URL
 
 from framework import BrokerUnreachableError, ConfigurationError, Container
-from framework.connection import connect, refusal
+from framework.connection import connect, redact, refusal
 from framework.settings import load_environment, split_amqp_urls
 from framework.testing import RecordingLog
 from tests.broker import AMQP_URL, Broker, wait_until
@@ -93,6 +93,13 @@ def test_several_urls_are_the_nodes_of_a_cluster_in_order() -> None:
     nodes = split_amqp_urls("amqp://u:p@a:5672/vh, amqps://u:p@b:5671/vh ,amqp://c/")
     expected = [("amqp", "a", 5672), ("amqps", "b", 5671), ("amqp", "c", None)]
     assert expected == [(url.scheme, url.host, url.explicit_port) for url in nodes]
+
+
+def test_every_password_of_a_cluster_url_is_masked() -> None:
+    """Each node's password is masked, an '@' in it too, even in a URL that does not parse."""
+    url = "amqp://u:p@ss@a:5672/vh,amqp://u:s3cret@b:99999/vh,amqp://c/"
+    expected = "amqp://u:******@a:5672/vh,amqp://u:******@b:99999/vh,amqp://c/"
+    assert expected == redact(url)
 
 
 async def test_a_refused_vhost_is_not_retried() -> None:
