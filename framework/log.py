@@ -160,13 +160,41 @@ class JsonLinesHandler(logging.Handler):
         super().close()
 
 
+# What aiormq and aio-pika log when a connection drops or a reconnection attempt
+# fails, as (logger, start of the message template). The framework's connection
+# logs each of these events itself, once, with the URL and the cause.
+RECONNECT_NOISE = (
+    ("aiormq.connection", "Cancelling cause reader exited abnormally"),
+    ("aiormq.connection", "Unexpected connection close from remote"),
+    ("aiormq.connection", "error when creating transport"),
+)
+# A robust channel's close callback fails on the dead connection; aio-pika
+# reopens the channel anyway once the connection is back.
+CHANNEL_CLOSE_CALLBACK = "RobustChannel._on_close"
+
+
+class ReconnectNoise(logging.Filter):
+    """Drops the client libraries' records of a connection drop, logged by the framework."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        template = str(record.msg)
+        if any(
+            record.name == name and template.startswith(start) for name, start in RECONNECT_NOISE
+        ):
+            return False
+        is_callback_error = record.name == "aio_pika.tools" and template.startswith("Callback")
+        return not (is_callback_error and CHANNEL_CLOSE_CALLBACK in record.getMessage())
+
+
 def route_library_logs(level: str | int = "INFO", fd: int = 1) -> JsonLinesHandler:
     """Send aio-pika's and aiormq's own records to the JSON log instead of stderr.
 
-    At WARNING or above whatever ``level`` says: their INFO lines are noise here.
+    At WARNING or above whatever ``level`` says: their INFO lines are noise here,
+    and so are their records of a dropped connection (see :class:`ReconnectNoise`).
     Returns the handler, for :func:`unroute_library_logs`.
     """
     handler = JsonLinesHandler(fd, level=max(logging.WARNING, parse_level(level)))
+    handler.addFilter(ReconnectNoise())
     for name in LIBRARY_LOGGERS:
         library = logging.getLogger(name)
         library.addHandler(handler)

@@ -1,11 +1,13 @@
 """Deployment settings: environment variables read into the container's ``config``."""
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 from dependency_injector import providers
+from yarl import URL
 
 from framework.errors import ConfigurationError
 
@@ -26,6 +28,60 @@ def text(name: str, raw: str) -> str:
     return raw
 
 
+AMQP_SCHEMES = ("amqp", "amqps")
+URL_FORM = "amqp://user:password@host:5672/vhost"
+# The password of a URL, whether or not the rest of it parses: up to the last
+# "@" before the path (a raw "@" in a password is not unusual).
+PASSWORD = re.compile(r"(://[^:/@,]*:)[^/,]*@")
+
+
+def redact(url: str) -> str:
+    """``url`` (one or several, comma-separated) with every password masked."""
+    return PASSWORD.sub(r"\1******@", url)
+
+
+def amqp_urls(name: str, raw: str) -> str:
+    """``raw`` checked to be one or more comma-separated RabbitMQ URLs, then kept as given."""
+    split_amqp_urls(raw, name)
+    return raw.strip()
+
+
+def split_amqp_urls(raw: str, name: str = "BULKWORKER_AMQP_URL") -> tuple[URL, ...]:
+    """Each node's URL of a comma-separated list, in order; a bad one is a ConfigurationError.
+
+    A comma inside a password must be written ``%2C``.
+    """
+    parts = [part.strip() for part in raw.split(",")]
+    if not raw.strip() or "" in parts:
+        raise ConfigurationError(
+            f"{name} must be one or more comma-separated URLs like {URL_FORM}, got {redact(raw)!r}"
+        )
+    return tuple(amqp_url(part, name) for part in parts)
+
+
+def amqp_url(raw: str, name: str) -> URL:
+    try:
+        url = URL(raw)
+        problem = url_problem(url)
+    except ValueError as error:
+        problem = str(error).rstrip(".")
+    if problem:
+        raise ConfigurationError(
+            f"{name}: {redact(raw)!r} is not a RabbitMQ URL ({problem}); expected {URL_FORM}"
+        )
+    return url
+
+
+def url_problem(url: URL) -> str | None:
+    if url.scheme not in AMQP_SCHEMES:
+        return f"the scheme must be amqp or amqps, not {url.scheme or 'missing'!r}"
+    if not url.host:
+        return "no host"
+    if url.explicit_port == 0:
+        return "port 0"
+    return None
+
+
 @attrs.frozen
 class Setting:
     """One deployment setting: its ``config`` key, environment variable and default."""
@@ -42,8 +98,10 @@ SETTINGS = (
         "amqp_url",
         "BULKWORKER_AMQP_URL",
         DEFAULT_AMQP_URL,
-        text,
-        "RabbitMQ URL; the path selects the vhost (`amqp://user:pass@host:5672/vhost`)",
+        amqp_urls,
+        "RabbitMQ URL; the path selects the vhost (`amqp://user:pass@host:5672/vhost`). "
+        "For a cluster, each node's URL, comma-separated: the first that answers is used, "
+        "the next after a lost connection",
     ),
     Setting(
         "flush_interval",
