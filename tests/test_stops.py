@@ -218,3 +218,26 @@ async def test_sigterm_while_consuming_stops_in_time(broker: Broker, tmp_path: P
     assert elapsed < SHUTDOWN_TIMEOUT + SLACK
     assert ["Misbehaving"] == [record["consumer"] for record in worker.logged("consumer stopped")]
     assert "" == worker.stderr
+
+
+async def test_sigterm_after_a_cut_and_reconnect_stops_in_time(
+    broker: Broker, proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """The connection was cut and restored: SIGTERM still exits 0 within the bound, quietly."""
+    queue = broker.queue_name("stop-after-cut")
+    worker = await Worker.start(tmp_path, BULKWORKER_AMQP_URL=proxy.url, TEST_QUEUE=queue)
+    try:
+        await wait_until(lambda: worker.logged("consumer started"), timeout=30)
+        proxy.cut()
+        await wait_until(lambda: len(worker.logged("RabbitMQ connection restored")) >= 2, 30)
+        await wait_until(lambda: consumers_are(broker, queue, 1), timeout=30)
+        elapsed = await worker.terminate()
+    finally:
+        worker.kill_if_running()
+    assert 0 == worker.process.returncode
+    assert elapsed < SHUTDOWN_TIMEOUT + SLACK
+    assert not any(noise in worker.stderr for noise in NOISE), worker.stderr
+
+
+async def consumers_are(broker: Broker, queue: str, expected: int) -> bool:
+    return expected == await broker.consumer_count(queue)
