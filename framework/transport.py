@@ -107,8 +107,22 @@ class Subscription:
         )
 
     async def _ensure(self, underlay: aiormq.abc.AbstractChannel, queue: str) -> None:
+        """Declare ``queue`` again, and what it needs beside it, before consuming it again.
+
+        Only ``queue`` itself must succeed: a dead-letter or retry queue that
+        cannot be declared now (in a cluster, its node may be down) does not
+        stop consumption; a move to it is held and declares it again later.
+        """
         for name, arguments, role in self._settings.declarations_for(queue):
-            await declare(underlay, name, arguments, role, self._settings)
+            try:
+                await declare(underlay, name, arguments, role, self._settings)
+            except QueueError as error:
+                if name == queue:
+                    raise
+                await self._log.warning(
+                    f"{role} cannot be declared now: consuming {queue!r} all the same",
+                    extra={"consumer": self._settings.name, "queue": name, "error": str(error)},
+                )
 
     async def _on_broker_cancel(self, frame: Any) -> None:
         queue = self._consumers.pop(frame.consumer_tag, None)
@@ -213,7 +227,12 @@ async def declare(
         await declare_on_probe(
             underlay.connection, queue, passive=not settings.declare, arguments=arguments
         )
-    except ChannelNotFoundEntity:
+    except ChannelNotFoundEntity as error:
+        if settings.declare:
+            # A durable classic queue whose node is down, seen from another node.
+            raise QueueError(
+                f"{role} {queue!r} cannot be declared now; the broker says: {broker_reason(error)}"
+            ) from None
         raise QueueError(
             f"{role} {queue!r} does not exist and {settings.name}.declare is False: "
             "create the queue, or set declare = True"

@@ -111,9 +111,8 @@ async def run_through_a_stop(
     class Counter(BulkConsumer):
         queues = [queue]
         queue_arguments = QUORUM
-        # The default .dlq is a classic queue: it lives on one node, and while that
-        # node is down the queue beside it is not consumed (docs/reliability.md).
-        dead_letter_queue = None
+        # The default .dlq is a classic queue on the node it was declared on: when
+        # that node stops, the quorum queue beside it is consumed all the same.
         bulk_size = BULK_SIZE
         flush_interval = 0.2
 
@@ -138,6 +137,7 @@ async def assert_nothing_lost(cluster: PrivateCluster, queue: str, run: Run) -> 
     try:
         await wait_until(lambda: broker_is_empty(broker, queue), timeout=30)
         await broker.channel.queue_delete(queue)
+        await broker.channel.queue_delete(f"{queue}.dlq")
     finally:
         await broker.close()
 
@@ -174,6 +174,10 @@ async def test_stopping_the_consumers_node_loses_nothing(private_cluster: Privat
         extra for _, msg, extra in log.records if msg == "RabbitMQ connection lost: reconnecting"
     ]
     assert {"consuming", "publishing"} == {extra["for"] for extra in lost}
+    # Its .dlq lived on the stopped node: the queue was consumed again all the same.
+    assert [f"dead-letter queue cannot be declared now: consuming {queue!r} all the same"] == [
+        msg for msg in log.messages("warning") if "cannot be declared" in msg
+    ]
     assert [] == log.messages("error")
 
 
