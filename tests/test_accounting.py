@@ -76,6 +76,7 @@ steps = st.lists(
         plans.map(lambda plan: ("arrive", plan)),
         st.just(("arrive-undecodable", None)),
         st.sampled_from([("close", True), ("close", False), ("tick", None), ("run", None)]),
+        st.sampled_from([("hold", "handler"), ("hold", "publisher"), ("release", None)]),
         st.just(("publisher", True)) | st.just(("publisher", False)),
     ),
     max_size=40,
@@ -100,6 +101,8 @@ class World:
         self.clock = FakeClock()
         self.publisher = FakePublisher()
         self.plans: dict[int, Plan] = {}
+        self.handler_gate = asyncio.Event()
+        self.handler_gate.set()
         self.engine = BulkEngine(
             ConsumerSettings(
                 name="Prop",
@@ -125,6 +128,7 @@ class World:
                 if plan.decision is not None:
                     getattr(message, plan.decision)()
                 meddle(messages, plan.meddle)
+            await self.handler_gate.wait()  # a held handle: channels may close meanwhile
             if any(self.plans[id(message)].fails for message in owned):
                 raise RuntimeError("planned failure")
         finally:
@@ -144,6 +148,18 @@ class World:
         refusal = self.engine.receive(message)
         if refusal is not None:
             await refusal
+
+    def hold(self, what: str | None) -> None:
+        """Hold ``handle`` or the copies' confirms; None releases both."""
+        if what == "handler":
+            self.handler_gate.clear()
+        elif what == "publisher":
+            if self.publisher.gate is None or self.publisher.gate.is_set():
+                self.publisher.gate = asyncio.Event()
+        else:
+            self.handler_gate.set()
+            if self.publisher.gate is not None:
+                self.publisher.gate.set()
 
     def close(self, noticed: bool) -> None:
         self.channels[-1].closed = True
@@ -180,7 +196,10 @@ async def play(config: dict[str, Any], script: list[tuple[str, Any]]) -> World:
             world.clock.advance(1.0)
         elif step == "publisher":
             world.publisher.fail_with = ConnectionError("down") if argument else None
+        else:
+            world.hold(step == "hold" and argument)
         await let_run()
+    world.hold(None)
     world.engine.close()
     await asyncio.wait_for(worker, 5)
     await world.engine.finish_moves()
