@@ -237,11 +237,11 @@ class BulkEngine:
             while (bulk := self._take_due_bulk()) is not None:
                 self._busy = True
                 try:
-                    if self._drops_to_report:
-                        await self._report_drops()
                     await self.process(bulk)
                 finally:
                     self._busy = False
+            if self._drops_to_report:
+                await self._report_drops()
             if self._closing and not self._buffer:
                 self._cancel_timer()
                 await self.finish_moves()

@@ -6,6 +6,7 @@ close, noticed or not, in random order, and checks every frame the channel gets.
 """
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -307,3 +308,80 @@ def meddle_pop(messages: list[Message[Any]]) -> None:
 
 def meddle_append(messages: list[Message[Any]]) -> None:
     messages.append(messages[0])
+
+
+async def test_cancelled_error_from_handle_fails_the_bulk_and_consuming_goes_on(
+    broker: Broker,
+) -> None:
+    """raise CancelledError() in handle: that bulk is dead-lettered, later messages handled."""
+    queue = broker.queue_name("cancelled")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(2))
+    container = make_container()
+    log = RecordingLog()
+    container.logger.override(providers.Object(log))
+    handled: list[int] = []
+
+    class Cancelling(BulkConsumer):
+        queues = [queue]
+        bulk_size = 2
+        on_exception = Actions.REJECT
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            if not handled:
+                handled.append(-1)
+                raise asyncio.CancelledError()
+            handled.extend(m.body["id"] for m in messages)
+
+    async with Orchestrator([Cancelling], container):
+        await wait_until(lambda: has_ready(broker, f"{queue}.dlq", 2))
+        await broker.publish_ids(queue, range(2, 4))
+        await wait_until(lambda: handled[1:] == [2, 3])
+    dead = await broker.drain(f"{queue}.dlq")
+    assert ["0", "1"] == [m.message_id for m in dead]
+    assert {"CancelledError"} == {str(m.headers["x-bulkworker-error"]) for m in dead}
+    [extra] = [extra for _, msg, extra in log.records if msg == "handle raised"]
+    assert ("Cancelling", 2, "CancelledError") == (
+        extra["consumer"],
+        extra["bulk_size"],
+        extra["exception"],
+    )
+    assert 0 == await broker.ready_count(queue)
+
+
+async def test_handler_timeout_abandons_a_handle_that_swallows_cancellation_on_the_broker(
+    broker: Broker,
+) -> None:
+    """A handle ignoring cancellation past handler_timeout: bulk dead-lettered, others flow."""
+    queue = broker.queue_name("swallow")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(1))
+    container = make_container()
+    log = RecordingLog()
+    container.logger.override(providers.Object(log))
+    handled: list[int] = []
+    release = asyncio.Event()
+
+    class Stubborn(BulkConsumer):
+        queues = [queue]
+        bulk_size = 1
+        handler_timeout = 0.2
+        on_exception = Actions.REJECT
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            handled.extend(m.body["id"] for m in messages)
+            while messages[0].body["id"] == 0 and not release.is_set():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await release.wait()
+
+    try:
+        async with Orchestrator([Stubborn], container):
+            await wait_until(lambda: has_ready(broker, f"{queue}.dlq", 1), timeout=10)
+            await broker.publish_ids(queue, range(1, 3))
+            await wait_until(lambda: handled == [0, 1, 2], timeout=10)
+    finally:
+        release.set()
+    [dead] = await broker.drain(f"{queue}.dlq")
+    assert "HandlerTimeoutError" in str(dead.headers["x-bulkworker-error"])
+    assert any(m.startswith("handle ignored cancellation") for m in log.messages("error"))
+    assert 0 == await broker.ready_count(queue)
