@@ -76,17 +76,34 @@ def decode_body(raw: bytes, content_type: str | None) -> Any:
             return loads(raw)
         except ValueError as error:
             raise DecodeError(f"invalid JSON for content type {content_type!r}: {error}") from None
+        except RecursionError:
+            raise DecodeError(too_deep(content_type)) from None
     if not content_type:
         try:
             return loads(raw)
         except ValueError:
             return raw
+        except RecursionError:
+            # JSON in form, but deeper than any parser here goes: not bytes to pass on.
+            raise DecodeError(too_deep(content_type)) from None
     if media_type(content_type).startswith("text/"):
         try:
             return raw.decode(charset(content_type))
         except (UnicodeDecodeError, LookupError) as error:
             raise DecodeError(f"invalid text for content type {content_type!r}: {error}") from None
     return raw
+
+
+def too_deep(content_type: str | None) -> str:
+    # The standard library raises RecursionError, not ValueError, on deep nesting.
+    return f"JSON nested too deeply to decode (content type {content_type!r})"
+
+
+def undecodable(error: Exception) -> DecodeError:
+    """``error`` from decoding a body, as the :class:`DecodeError` that dead-letters it."""
+    if isinstance(error, DecodeError):
+        return error
+    return DecodeError(f"decoding raised {type(error).__name__}: {error}")
 
 
 def body_decoder(custom: Decoder | None, model: Any | None) -> Decoder:

@@ -8,6 +8,7 @@ next one fills.
 """
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,15 +18,19 @@ import attrs
 from framework.actions import Actions
 from framework.clock import Clock, Timer
 from framework.consumer import ConsumerSettings
-from framework.decoding import body_decoder
+from framework.decoding import body_decoder, undecodable
 from framework.errors import DecodeError, HandlerTimeoutError
+from framework.handler_call import Handler as Handler
+from framework.handler_call import is_exit_request, start_call, stop_call
 from framework.log import EventLog
 from framework.message import Message
 from framework.moves import MovePublisher, Mover, QueueDeclarer
 from framework.routing import Move, Router, Verdict, describe_error
 from framework.settlement import SettlementReport, Settler
 
-Handler = Callable[[list[Message[Any]]], Awaitable[None]]
+ExitRequestCallback = Callable[[BaseException], None]
+# How long a cancelled handle call may take to end before it is abandoned.
+CANCEL_GRACE = 1.0
 
 
 @attrs.frozen
@@ -49,7 +54,21 @@ BROKER_KINDS = {Actions.ACK: "ack", Actions.REQUEUE: "requeue", Actions.REJECT: 
 
 
 class BulkEngine:
-    """Collects messages into bulks, calls the handler, settles the results."""
+    """Collects messages into bulks, calls the handler, settles the results.
+
+    Args:
+        settings: the consumer's settings.
+        handler: ``handle``; it gets a list of its own for each call.
+        clock: when partial bulks are due.
+        log: where the engine's events go.
+        publisher: publishes retry and dead-letter copies.
+        settler: sends settlements (one is made when not given).
+        on_exit_request: called once with each ``SystemExit`` / ``KeyboardInterrupt``
+            that ``handle`` raised, after its bulk is settled: the caller starts a
+            graceful stop. The engine itself keeps running.
+        cancel_grace: seconds a cancelled ``handle`` call (timed out, or the worker
+            cancelled) may take to end before it is abandoned.
+    """
 
     def __init__(
         self,
@@ -62,9 +81,9 @@ class BulkEngine:
         settler: Settler | None = None,
         retry_max_delay: float = 30.0,
         declarer: QueueDeclarer | None = None,
-        on_exit_request: Callable[[BaseException], None] | None = None,
+        on_exit_request: ExitRequestCallback | None = None,
+        cancel_grace: float = CANCEL_GRACE,
     ) -> None:
-        self._on_exit_request = on_exit_request
         self.settings = settings
         self._handler = handler
         self._clock = clock
@@ -91,8 +110,14 @@ class BulkEngine:
         self._observers: list[Observer] = []
         self._bulk_observers: list[Callable[[list[Message[Any]]], None]] = []
         self._busy = False
+        self._on_exit_request = on_exit_request
+        self._exit_requests: list[BaseException] = []
+        self._cancel_grace = cancel_grace
+        self._abandoned: set[asyncio.Task[BaseException | None]] = set()
+        self._drops_to_report = 0
         self.bulks_handled = 0
         self.handle_calls = 0
+        self.dropped_closed = 0
 
     def __repr__(self) -> str:
         return (
@@ -103,6 +128,11 @@ class BulkEngine:
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+    @property
+    def abandoned_handlers(self) -> int:
+        """``handle`` calls that ignored cancellation and are still running, abandoned."""
+        return len(self._abandoned)
 
     @property
     def idle(self) -> bool:
@@ -129,21 +159,28 @@ class BulkEngine:
             self._wake.set()
 
     def receive(self, message: Message[Any]) -> Awaitable[None] | None:
-        """Decode a delivered message and take it in, or return the refusal to await.
+        """Record a delivery, decode it and take it in, or return the refusal to await.
 
-        ``message.body`` arrives as the raw bytes. The accepting path never
-        awaits, so the transport keeps the arrival order.
+        ``message.body`` arrives as the raw bytes. The delivery enters the
+        ledger before anything else runs, so no multiple-ack can cover it
+        before it is decided; whatever decoding raises dead-letters this
+        message alone. The accepting path never awaits, so the transport
+        keeps the arrival order.
         """
+        self.settler.ledger.track(message.delivery)
         try:
             message.body = self.decode(message.raw, message.content_type)
-        except DecodeError as error:
-            return self.refuse(message, error)
-        self.accept(message)
+        except Exception as error:  # any type: RecursionError, a user's decoder...
+            return self.refuse(message, undecodable(error))
+        self._take_in(message)
         return None
 
     def accept(self, message: Message[Any]) -> None:
-        """Take a decoded message into the next bulk; called for every delivery."""
+        """Record a decoded message and take it into the next bulk."""
         self.settler.ledger.track(message.delivery)
+        self._take_in(message)
+
+    def _take_in(self, message: Message[Any]) -> None:
         self._buffer.append(message)
         self._arrivals.append(self._clock.now())
         if self._timer is None and not self._due:
@@ -179,6 +216,9 @@ class BulkEngine:
         self._arrivals = deque(arrival for _, arrival in kept)
         self.settler.ledger.forget_closed()
         self._rearm_timer()
+        self.dropped_closed += dropped
+        if self._due_now():
+            self._wake.set()
         return dropped
 
     def close(self) -> None:
@@ -197,6 +237,8 @@ class BulkEngine:
                     await self.process(bulk)
                 finally:
                     self._busy = False
+            if self._drops_to_report:
+                await self._report_drops()
             if self._closing and not self._buffer:
                 self._cancel_timer()
                 await self.finish_moves()
@@ -206,11 +248,33 @@ class BulkEngine:
         if not self._due_now():
             return None
         size = min(self.settings.bulk_size, len(self._buffer))
+        if self._holds_closed(size):
+            # Its channel died before the transport noticed: the broker redelivers them.
+            self._drops_to_report += self.drop_closed()
+            return self._take_due_bulk()
         bulk = [self._buffer.popleft() for _ in range(size)]
         for _ in range(size):
             self._arrivals.popleft()
         self._rearm_timer()
         return bulk
+
+    def _holds_closed(self, count: int) -> bool:
+        """True if one of the first ``count`` buffered messages came on a closed channel."""
+        checked = None
+        for message in itertools.islice(self._buffer, count):
+            channel = message.delivery.channel
+            if channel is not checked:  # a bulk mostly shares one channel: check it once
+                if channel.is_closed:
+                    return True
+                checked = channel
+        return False
+
+    async def _report_drops(self) -> None:
+        dropped, self._drops_to_report = self._drops_to_report, 0
+        await self._log.warning(
+            "buffered messages of a closed channel dropped: the broker redelivers them",
+            extra={"consumer": self.settings.name, "dropped": dropped},
+        )
 
     def _on_deadline(self) -> None:
         self._timer = None
@@ -231,10 +295,23 @@ class BulkEngine:
             self._timer = None
 
     async def process(self, bulk: list[Message[Any]]) -> SettlementReport:
-        """Call the handler on one bulk and settle every message of it."""
+        """Call the handler on one bulk and settle every message of it.
+
+        ``handle`` gets a copy of ``bulk``: whatever it does to its list,
+        settlement goes by ``bulk``, each message exactly once.
+        """
         failures = await self._run(bulk)
         self.bulks_handled += 1
-        return await self._settle([self._verdict(m, failures.get(id(m))) for m in bulk])
+        report = await self._settle([self._verdict(m, failures.get(id(m))) for m in bulk])
+        if self._exit_requests:
+            self._pass_exit_requests()
+        return report
+
+    def _pass_exit_requests(self) -> None:
+        requests, self._exit_requests = self._exit_requests, []
+        if self._on_exit_request is not None:
+            for request in requests:
+                self._on_exit_request(request)
 
     def _verdict(self, message: Message[Any], error: BaseException | None) -> Verdict:
         default = self.settings.on_exception if error is not None else self.settings.on_success
@@ -254,6 +331,8 @@ class BulkEngine:
             extra={
                 "consumer": self.settings.name,
                 "bulk_size": len(bulk),
+                "exception": type(error).__name__,
+                "exit_requested": is_exit_request(error),
                 "on_exception": self.settings.on_exception.name,
                 "isolating": self.settings.isolate_failures and len(bulk) > 1,
             },
@@ -288,25 +367,46 @@ class BulkEngine:
             else:
                 await self._bisect(half, failures)
 
-    async def _attempt(self, part: list[Message[Any]]) -> Exception | None:
+    async def _attempt(self, part: list[Message[Any]]) -> BaseException | None:
+        """One ``handle`` call on a list of its own; what it raised, or None."""
         self.handle_calls += 1
         for observer in self._bulk_observers:
             observer(part)
         timeout = self.settings.handler_timeout
+        call = start_call(self._handler, list(part))
         try:
-            if timeout is None:
-                await self._handler(part)
-            else:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await self._handler(part)
-                except TimeoutError:
-                    raise HandlerTimeoutError(
-                        f"handle took longer than handler_timeout={timeout:g}s"
-                    ) from None
-        except Exception as error:
+            await asyncio.wait((call,), timeout=timeout)
+        except asyncio.CancelledError:
+            # The worker itself is cancelled (abort): never wait unboundedly for handle.
+            await self._stop_call(call, self._cancel_grace, len(part))
+            raise
+        if call.done():
+            error = call.result()
+            if is_exit_request(error):
+                assert error is not None
+                self._exit_requests.append(error)
             return error
-        return None
+        assert timeout is not None
+        await self._stop_call(call, min(self._cancel_grace, timeout), len(part))
+        return HandlerTimeoutError(f"handle took longer than handler_timeout={timeout:g}s")
+
+    async def _stop_call(
+        self, call: "asyncio.Task[BaseException | None]", grace: float, bulk_size: int
+    ) -> None:
+        if await stop_call(call, grace):
+            return
+        # It swallowed the cancellation: keep a reference, stop waiting for it.
+        self._abandoned.add(call)
+        call.add_done_callback(self._abandoned.discard)
+        await self._log.error(
+            "handle ignored cancellation: its call is abandoned and still running",
+            extra={
+                "consumer": self.settings.name,
+                "bulk_size": bulk_size,
+                "seconds": grace,
+                "abandoned_handlers": len(self._abandoned),
+            },
+        )
 
     async def _settle(self, verdicts: list[Verdict]) -> SettlementReport:
         now, moves = self._router.route(verdicts)

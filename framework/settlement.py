@@ -5,6 +5,8 @@ its channel, including messages still buffered or in another bulk. So the
 ledger records every delivery in tag order from arrival to settlement, and a
 multiple ack only ever covers the leading run of unsettled tags that are all
 being acked now. That holds however many bulks of one channel are in flight.
+A decision for a tag the ledger no longer holds (settled already, or never
+tracked) is not sent at all: each tag is settled at most once.
 """
 
 import asyncio
@@ -34,10 +36,13 @@ class Ledger:
             tags = self._unsettled[delivery.channel] = {}
         tags[delivery.tag] = None
 
-    def discard(self, delivery: Delivery) -> None:
+    def discard(self, delivery: Delivery) -> bool:
+        """Stop tracking ``delivery``; False if it was not unsettled (settled, or never seen)."""
         tags = self._unsettled.get(delivery.channel)
-        if tags is not None:
-            tags.pop(delivery.tag, None)
+        if tags is None or delivery.tag not in tags:
+            return False
+        del tags[delivery.tag]
+        return True
 
     def forget(self, channel: SettlementChannel) -> None:
         self._unsettled.pop(channel, None)
@@ -64,12 +69,18 @@ class Ledger:
 
 @attrs.define
 class SettlementReport:
-    """What one settlement sent; ``stale`` counts deliveries of closed channels."""
+    """What one settlement sent.
+
+    ``stale`` counts deliveries of closed channels; ``unknown`` counts decisions
+    for tags the ledger does not hold as unsettled (already settled, or never
+    tracked): those are never sent, so no tag is settled twice.
+    """
 
     acked: int = 0
     requeued: int = 0
     rejected: int = 0
     stale: int = 0
+    unknown: int = 0
     ack_frames: int = 0
 
     @property
@@ -81,6 +92,7 @@ class SettlementReport:
         self.requeued += other.requeued
         self.rejected += other.rejected
         self.stale += other.stale
+        self.unknown += other.unknown
         self.ack_frames += other.ack_frames
 
 
@@ -103,7 +115,7 @@ class Settler:
                         await unless_closed(
                             channel, self._settle_on(channel, decisions, part), SEND_TIMEOUT
                         )
-            part.stale = len(decisions) - part.sent
+            part.stale = len(decisions) - part.sent - part.unknown
             if part.stale:
                 # The broker requeues whatever a closed channel held; a tag sent
                 # on any other channel could settle a different message.
@@ -120,10 +132,13 @@ class Settler:
         acks: set[int] = set()
         for tag, action in decisions:
             if action is Actions.ACK:
+                report.unknown += tag in acks
                 acks.add(tag)
                 continue
             # Refusals first: once they leave the ledger the run of acks behind them grows.
-            self.ledger.discard(Delivery(channel, tag))
+            if not self.ledger.discard(Delivery(channel, tag)):
+                report.unknown += 1
+                continue
             await channel.basic_reject(tag, requeue=action is Actions.REQUEUE, wait=False)
             if action is Actions.REQUEUE:
                 report.requeued += 1
@@ -135,7 +150,9 @@ class Settler:
             report.acked += len(run)
             report.ack_frames += 1
         for tag in sorted(acks.difference(run)):
-            self.ledger.discard(Delivery(channel, tag))
+            if not self.ledger.discard(Delivery(channel, tag)):
+                report.unknown += 1
+                continue
             await channel.basic_ack(tag, wait=False)
             report.acked += 1
             report.ack_frames += 1

@@ -73,3 +73,11 @@ def test_model_structures_and_names_the_bad_fields() -> None:
     assert "invalid" == caught.value.reason
     assert "does not fit Point: required field missing @ $.y" == str(caught.value)
     assert [1, 2] == body_decoder(None, list[int])(b"[1, 2]", None)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", None])
+def test_deep_nesting_is_undecodable_with_or_without_a_type(content_type: str | None) -> None:
+    """JSON nested deeper than the parser goes is a DecodeError, not a RecursionError."""
+    with pytest.raises(DecodeError, match="JSON nested too deeply to decode") as caught:
+        decode_body(b"[" * 100000 + b"]" * 100000, content_type)
+    assert "undecodable" == caught.value.reason

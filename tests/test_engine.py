@@ -1,6 +1,7 @@
 """The bulk engine with a fake channel and a clock the test moves: no sleeps."""
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from framework import Actions, ConsumerSettings, Message
 from framework.engine import BulkEngine
 from framework.errors import DecodeError
+from framework.message import Delivery
 from framework.routing import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER
 from framework.testing import FakeChannel, FakeClock, FakePublisher, RecordingLog, make_message
 
@@ -95,7 +97,7 @@ def handler() -> Recorder:
 
 async def let_run() -> None:
     """Let ready tasks run to their next wait (no time passes)."""
-    for _ in range(20):
+    for _ in range(100):
         await asyncio.sleep(0)
 
 
@@ -502,3 +504,385 @@ async def test_handler_timeout_counts_as_an_exception(
 async def wait_for(condition: Any) -> None:
     while not condition():
         await asyncio.sleep(0.005)
+
+
+def delivered(raw: bytes, channel: FakeChannel, tag: int, content_type: str | None) -> Message[Any]:
+    """A message as the transport builds it: the body still raw, not yet decoded."""
+    return Message(raw, raw, "test", "test", Delivery(channel, tag), {}, content_type)
+
+
+def times_settled(channel: FakeChannel) -> dict[int, int]:
+    """How many settlement frames covered each tag (a multiple ack covers all below)."""
+    covered: dict[int, int] = {}
+    settled: set[int] = set()
+    for _, tag, multiple in channel.calls:
+        tags = [t for t in range(1, tag + 1) if t not in settled] if multiple else [tag]
+        for each in tags:
+            covered[each] = covered.get(each, 0) + 1
+            settled.add(each)
+    return covered
+
+
+DEEP = b"[" * 100000 + b"]" * 100000
+
+
+@pytest.mark.parametrize("content_type", ["application/json", None])
+async def test_deeply_nested_body_is_dead_lettered_never_acked_by_a_later_bulk(
+    clock, channel, log, handler, publisher, make_engine, content_type
+) -> None:
+    """A body the JSON parser recurses on is dead-lettered alone; the good ones are handled."""
+    engine = make_engine()
+    task = await started(engine)
+    for tag, raw in enumerate([b'"good-1"', DEEP, b'"good-2"', b'"good-3"'], start=1):
+        refusal = engine.receive(delivered(raw, channel, tag, content_type))
+        if refusal is not None:
+            await refusal
+    await let_run()
+    assert [["good-1", "good-2", "good-3"]] == handler.bulks
+    [(key, body, properties)] = publisher.published
+    assert ("test.dlq", DEEP, "undecodable") == (key, body, properties.headers[REASON_HEADER])
+    assert "nested too deeply" in properties.headers[ERROR_HEADER]
+    assert {1: 1, 2: 1, 3: 1, 4: 1} == times_settled(channel)
+    await stopped(engine, task)
+
+
+async def test_a_delivery_is_tracked_before_decoding_even_while_its_dead_letter_waits(
+    clock, channel, log, handler, publisher, make_engine
+) -> None:
+    """While an undecodable message's copy awaits its confirm, later acks never cover it."""
+
+    def explodes(raw: bytes, content_type: str | None) -> Any:
+        if raw == b"bad":
+            raise RecursionError("deep")  # not an Exception the decoder guard expects
+        return raw.decode()
+
+    publisher.gate = asyncio.Event()
+    engine = make_engine(decoder=explodes)
+    task = await started(engine)
+    raws = [b"a", b"bad", b"b", b"c"]
+    refusals = [
+        engine.receive(delivered(raw, channel, tag, None)) for tag, raw in enumerate(raws, start=1)
+    ]
+    refusing = [asyncio.ensure_future(r) for r in refusals if r is not None]
+    await let_run()
+    assert [["a", "b", "c"]] == handler.bulks
+    assert [("ack", 1, False), ("ack", 3, False), ("ack", 4, False)] == channel.calls
+    publisher.gate.set()
+    await asyncio.gather(*refusing)
+    await let_run()
+    assert {1: 1, 2: 1, 3: 1, 4: 1} == times_settled(channel)
+    [properties] = publisher.to("test.dlq")
+    assert "the decoder raised RecursionError: deep" == properties.headers[ERROR_HEADER]
+    await stopped(engine, task)
+
+
+async def test_any_exception_from_decoding_dead_letters_with_its_text(
+    clock, channel, log, handler, publisher, make_engine
+) -> None:
+    """An exception of any type while decoding is 'undecodable', with the error's text."""
+
+    class Broken(Exception):
+        pass
+
+    engine = make_engine()
+    engine.decode = lambda raw, content_type: (_ for _ in ()).throw(Broken("no way"))
+    task = await started(engine)
+    refusal = engine.receive(delivered(b"x", channel, 1, None))
+    assert refusal is not None
+    await refusal
+    await let_run()
+    [properties] = publisher.to("test.dlq")
+    assert ("undecodable", "decoding raised Broken: no way") == (
+        properties.headers[REASON_HEADER],
+        properties.headers[ERROR_HEADER],
+    )
+    assert [("ack", 1, False)] == channel.calls
+    await stopped(engine, task)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected_bodies"),
+    [
+        (lambda messages: messages.clear(), []),
+        (lambda messages: messages.pop(0), [2, 3]),
+        (lambda messages: messages.append(messages[0]), [1, 2, 3, 1]),
+    ],
+    ids=["clear", "pop", "append"],
+)
+async def test_handle_may_change_its_list_settlement_goes_by_the_engines_bulk(
+    clock, channel, log, make_engine, change, expected_bodies
+) -> None:
+    """clear / pop / append on the handed list: every message settled exactly once."""
+    seen: list[list[int]] = []
+
+    async def meddles(messages: list[Message[Any]]) -> None:
+        change(messages)
+        seen.append([m.body for m in messages])
+
+    engine = make_engine(meddles)
+    task = await started(engine)
+    feed(engine, channel, 1, 3)
+    await let_run()
+    assert [expected_bodies] == seen
+    assert {1: 1, 2: 1, 3: 1} == times_settled(channel)
+    assert 0 == engine.settler.ledger.unsettled_count()
+    await stopped(engine, task)
+
+
+async def test_a_duplicated_failing_message_is_requeued_once(
+    clock, channel, log, make_engine
+) -> None:
+    """append(messages[0]) then raise: each tag is requeued once, never twice."""
+
+    async def duplicates_then_fails(messages: list[Message[Any]]) -> None:
+        messages.append(messages[0])
+        raise ValueError("down")
+
+    engine = make_engine(duplicates_then_fails, max_retries=None)
+    task = await started(engine)
+    feed(engine, channel, 1, 3)
+    await let_run()
+    assert [("requeue", 1, False), ("requeue", 2, False), ("requeue", 3, False)] == channel.calls
+    await stopped(engine, task)
+
+
+async def test_decisions_on_messages_count_whatever_happens_to_the_list(
+    clock, channel, log, publisher, make_engine
+) -> None:
+    """A message rejected and then removed from the list is still dead-lettered."""
+
+    async def rejects_and_removes(messages: list[Message[Any]]) -> None:
+        messages.pop(1).reject()
+
+    engine = make_engine(rejects_and_removes)
+    task = await started(engine)
+    feed(engine, channel, 1, 3)
+    await let_run()
+    assert [b"2"] == [body for key, body, _ in publisher.published if key == "test.dlq"]
+    assert {1: 1, 2: 1, 3: 1} == times_settled(channel)
+    await stopped(engine, task)
+
+
+async def test_messages_of_a_channel_that_died_unnoticed_never_reach_handle(
+    clock, channel, log, handler, make_engine
+) -> None:
+    """A channel closed between arrival and bulk: its buffered messages are dropped at take."""
+    handler.gate = asyncio.Event()
+    engine = make_engine()
+    task = await started(engine)
+    feed(engine, channel, 1, 3)
+    await let_run()
+    feed(engine, channel, 4, 5)
+    channel.closed = True  # the transport has not noticed yet: no drop_closed()
+    fresh = FakeChannel("fresh")
+    feed(engine, fresh, 1, 3)
+    handler.gate.set()
+    await let_run()
+    assert [[1, 2, 3], [1, 2, 3]] == handler.bulks
+    assert [("ack", 3, True)] == fresh.calls
+    assert 2 == engine.dropped_closed
+    assert (
+        "buffered messages of a closed channel dropped: the broker redelivers them"
+        in log.messages("warning")
+    )
+    await stopped(engine, task)
+
+
+class Unusual(BaseException):
+    """A BaseException of the user's own."""
+
+
+@pytest.mark.parametrize(
+    ("raised", "exit_request"),
+    [
+        (asyncio.CancelledError(), False),
+        (SystemExit(3), True),
+        (KeyboardInterrupt(), True),
+        (Unusual("odd"), False),
+    ],
+    ids=["CancelledError", "SystemExit", "KeyboardInterrupt", "BaseException"],
+)
+async def test_base_exception_in_handle_fails_the_bulk_and_the_worker_goes_on(
+    clock, channel, log, publisher, make_engine, raised, exit_request
+) -> None:
+    """CancelledError, SystemExit, KeyboardInterrupt... from handle fail that bulk alone."""
+    calls = 0
+    requests: list[tuple[BaseException, list[Any]]] = []
+
+    async def raises_once(messages: list[Message[Any]]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise raised
+
+    engine = BulkEngine(
+        settings(on_exception=Actions.REJECT),
+        raises_once,
+        clock=clock,
+        log=log,
+        publisher=publisher,
+        on_exit_request=lambda error: requests.append((error, list(channel.calls))),
+    )
+    task = await started(engine)
+    feed(engine, channel, 1, 3)
+    await let_run()
+    feed(engine, channel, 4, 6)
+    await let_run()
+    name = type(raised).__name__
+    assert 3 == len(publisher.to("test.dlq"))
+    assert {name} == {p.headers[ERROR_HEADER].split(":")[0] for p in publisher.to("test.dlq")}
+    assert dict.fromkeys(range(1, 7), 1) == times_settled(channel)
+    [(_, msg, extra)] = [r for r in log.records if r[0] == "error"]
+    assert ("handle raised", "Test", 3, name) == (
+        msg,
+        extra["consumer"],
+        extra["bulk_size"],
+        extra["exception"],
+    )
+    assert not task.done()
+    assert ([raised] if exit_request else []) == [request for request, _ in requests]
+    await stopped(engine, task)
+
+
+async def test_exit_request_is_passed_on_once_after_its_bulk_is_settled(
+    clock, channel, log, publisher
+) -> None:
+    """on_exit_request gets the SystemExit once, when the bulk's settlements are sent."""
+    requests: list[tuple[BaseException, list[Any]]] = []
+
+    async def exits(messages: list[Message[Any]]) -> None:
+        raise SystemExit(0)
+
+    engine = BulkEngine(
+        settings(max_retries=None),
+        exits,
+        clock=clock,
+        log=log,
+        publisher=publisher,
+        on_exit_request=lambda error: requests.append((error, list(channel.calls))),
+    )
+    task = await started(engine)
+    feed(engine, channel, 1, 3)
+    await let_run()
+    [(request, calls_then)] = requests
+    assert "SystemExit" == type(request).__name__
+    assert [("requeue", 1, False), ("requeue", 2, False), ("requeue", 3, False)] == calls_then
+    assert not task.done()
+    await stopped(engine, task)
+
+
+async def test_exit_request_with_isolation_fails_only_the_message_that_raises(
+    clock, channel, log, publisher, make_engine
+) -> None:
+    """isolate_failures applies to SystemExit too; the exit request is passed on."""
+    requests: list[BaseException] = []
+
+    async def exits_on_two(messages: list[Message[Any]]) -> None:
+        if 2 in [m.body for m in messages]:
+            raise SystemExit("stop")
+
+    engine = BulkEngine(
+        settings(on_exception=Actions.REJECT, isolate_failures=True),
+        exits_on_two,
+        clock=clock,
+        log=log,
+        publisher=publisher,
+        on_exit_request=requests.append,
+    )
+    task = await started(engine)
+    feed(engine, channel, 1, 3)
+    await let_run()
+    assert [b"2"] == [body for _, body, _ in publisher.published]
+    assert {1: 1, 2: 1, 3: 1} == times_settled(channel)
+    assert requests
+    assert {SystemExit} == {type(request) for request in requests}
+    await stopped(engine, task)
+
+
+async def test_cancelling_the_worker_still_cancels_it(clock, channel, log, handler, make_engine):
+    """The engine's own task cancelled during handle ends cancelled; nothing is settled."""
+    handler.gate = asyncio.Event()
+    engine = make_engine()
+    task = await started(engine)
+    feed(engine, channel, 1, 3)
+    await let_run()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert [] == channel.calls
+    assert 0 == engine.abandoned_handlers
+
+
+class Swallower:
+    """A handle that ignores cancellation until told to stop."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.calls = 0
+
+    async def __call__(self, messages: list[Message[Any]]) -> None:
+        self.calls += 1
+        if self.calls > 1:
+            return
+        while not self.stop:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(10)
+
+
+async def release(engine: BulkEngine, swallower: Swallower) -> None:
+    swallower.stop = True
+    for task in list(engine._abandoned):
+        task.cancel()
+    await asyncio.wait_for(wait_for(lambda: engine.abandoned_handlers == 0), 5)
+
+
+async def test_handler_timeout_holds_for_a_handler_that_swallows_cancellation(
+    clock, channel, log, publisher
+) -> None:
+    """Past handler_timeout plus a grace the call is abandoned, the bulk failed, the rest flows."""
+    swallower = Swallower()
+    engine = BulkEngine(
+        settings(handler_timeout=0.05, on_exception=Actions.REJECT),
+        swallower,
+        clock=clock,
+        log=log,
+        publisher=publisher,
+        cancel_grace=0.05,
+    )
+    task = await started(engine)
+    feed(engine, channel, 1, 3)
+    await asyncio.wait_for(wait_for(lambda: len(publisher.published) == 3), 5)
+    feed(engine, channel, 4, 6)
+    await asyncio.wait_for(wait_for(lambda: 6 == len(times_settled(channel))), 5)
+    assert {"HandlerTimeoutError: handle took longer than handler_timeout=0.05s"} == {
+        properties.headers[ERROR_HEADER] for properties in publisher.to("test.dlq")
+    }
+    assert 1 == engine.abandoned_handlers
+    [(_, extra)] = [
+        (msg, extra) for _, msg, extra in log.records if msg.startswith("handle ignored")
+    ]
+    assert ("Test", 0.05) == (extra["consumer"], extra["seconds"])
+    assert 2 == swallower.calls
+    await release(engine, swallower)
+    await stopped(engine, task)
+
+
+async def test_cancelled_worker_stops_within_the_grace_despite_a_swallowing_handler(
+    clock, channel, log, publisher
+) -> None:
+    """Aborting the worker while handle ignores cancellation ends it within the grace."""
+    swallower = Swallower()
+    engine = BulkEngine(
+        settings(), swallower, clock=clock, log=log, publisher=publisher, cancel_grace=0.1
+    )
+    task = await started(engine)
+    feed(engine, channel, 1, 3)
+    await let_run()
+    started_at = asyncio.get_running_loop().time()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert asyncio.get_running_loop().time() - started_at < 2
+    assert 1 == engine.abandoned_handlers
+    assert [] == channel.calls
+    await release(engine, swallower)

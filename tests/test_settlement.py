@@ -113,3 +113,17 @@ async def test_a_channel_that_dies_mid_send_does_not_hang_settlement() -> None:
     channel.closing.set_result(None)
     report = await asyncio.wait_for(settling, 5)
     assert 3 == report.stale
+
+
+async def test_a_tag_decided_twice_is_settled_once() -> None:
+    """Two decisions for one tag, in one settlement or two: one frame, never a second."""
+    channel = FakeChannel()
+    settler = Settler()
+    one, two, three = tracked(settler, channel, range(1, 4))
+    first = await settler.settle(
+        [(one, Actions.REJECT), (one, Actions.ACK), (two, Actions.ACK), (two, Actions.ACK)]
+    )
+    second = await settler.settle([(one, Actions.REQUEUE), (three, Actions.ACK)])
+    assert [("reject", 1, False), ("ack", 2, False), ("ack", 3, False)] == channel.calls
+    assert (2, 0, 1) == (first.unknown, first.stale, second.unknown)
+    assert 0 == settler.ledger.unsettled_count()

@@ -241,3 +241,27 @@ async def test_sigterm_after_a_cut_and_reconnect_stops_in_time(
 
 async def consumers_are(broker: Broker, queue: str, expected: int) -> bool:
     return expected == await broker.consumer_count(queue)
+
+
+async def test_sys_exit_in_handle_stops_gracefully_with_its_code(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """handle calls sys.exit(3): the bulk fails (retried), one log line, exit status 3."""
+    queue = broker.queue_name("stop-exit")
+    await broker.declare(queue)
+    await broker.publish_ids(queue, range(5))
+    worker = await Worker.start(tmp_path, TEST_QUEUE=queue, TEST_MODE="exit")
+    try:
+        code = await worker.wait(timeout=30)
+    finally:
+        worker.kill_if_running()
+    assert 3 == code
+    # One line per handle call that asked (a retried bulk may ask again while draining).
+    asked = worker.logged("handle asked to exit: stopping")
+    assert {("Misbehaving", 3)} == {(line["consumer"], line["exit_code"]) for line in asked}
+    assert not any(noise in worker.stderr for noise in NOISE), worker.stderr
+    # The failed bulk went back for another attempt; nothing was lost.
+    await wait_until(lambda: ready_is(broker, queue, 5))
+    retried = await broker.drain(queue)
+    assert list(range(5)) == sorted(json.loads(m.body)["id"] for m in retried)
+    assert all(m.headers["x-bulkworker-attempts"] >= 1 for m in retried)

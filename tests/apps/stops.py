@@ -1,8 +1,8 @@
 """A consumer that misbehaves as the environment says, for stop tests of `bulkworker run`.
 
 TEST_MODE: ``swallow`` (handle ignores cancellation forever), ``cancel`` (the
-worker task is cancelled from inside handle), ``raise`` (handle raises), else
-handle does nothing. TEST_PAUSE / TEST_RESUME: the constructor touches the
+consumer's worker task is cancelled from outside), ``raise`` (handle raises),
+``exit`` (handle calls ``sys.exit(3)``), else handle does nothing. TEST_PAUSE / TEST_RESUME: the constructor touches the
 first file, then blocks until the second exists (so a test can act between
 connecting and declaring).
 """
@@ -39,9 +39,13 @@ class Misbehaving(BulkConsumer):
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.sleep(10)
         if mode == "cancel":
-            task = asyncio.current_task()
-            assert task is not None
-            task.cancel()
+            # The consumer's worker task cancelled from outside, as a bug elsewhere would.
+            workers = [t for t in asyncio.all_tasks() if t.get_name() == "bulkworker:Misbehaving"]
+            for worker in workers:
+                if worker is not asyncio.current_task():
+                    worker.cancel()
             await asyncio.sleep(1)
+        if mode == "exit":
+            raise SystemExit(3)
         if mode == "raise":
             raise RuntimeError("refused")
