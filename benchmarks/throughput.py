@@ -28,8 +28,8 @@ import aiormq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from framework import BulkConsumer, Container, Message, Orchestrator
-from framework.decoding import FAST_LOADS
-from framework.orchestrator import loop_factory
+from framework.core.decoding import FAST_LOADS
+from framework.runtime.orchestrator import loop_factory
 
 AMQP_URL = os.environ.get("BULKWORKER_AMQP_URL", "amqp://guest:guest@localhost:5672/")
 BULK_SIZE = 500

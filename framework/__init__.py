@@ -1,8 +1,9 @@
 """bulkworker: class-based bulk consumers for RabbitMQ."""
 
-from framework.actions import Actions
-from framework.consumer import BulkConsumer, ConsumerSettings
-from framework.container import Container
+from framework.amqp.publisher import Publisher
+from framework.core.actions import Actions
+from framework.core.consumer import BulkConsumer, ConsumerSettings
+from framework.core.message import Message
 from framework.errors import (
     BrokerUnreachableError,
     BulkworkerError,
@@ -15,9 +16,8 @@ from framework.errors import (
     QueueError,
     UnroutableError,
 )
-from framework.message import Message
-from framework.orchestrator import Orchestrator, WorkerCrashedError
-from framework.publisher import Publisher
+from framework.runtime.container import Container
+from framework.runtime.orchestrator import Orchestrator, WorkerCrashedError
 
 __all__ = [
     "Actions",

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from framework import Actions, BulkConsumer, ConsumerSettings, Container, Message, Orchestrator
-from framework.engine import BulkEngine
-from framework.message import Delivery
+from framework.core.engine import BulkEngine
+from framework.core.message import Delivery
 from framework.testing import FakeChannel, FakeClock, FakePublisher, RecordingLog
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.conftest import make_container

@@ -13,8 +13,8 @@ from aiormq.exceptions import ConnectionClosed
 from yarl import URL
 
 from framework import BrokerUnreachableError, ConfigurationError, Container
-from framework.connection import connect, redact, refusal
-from framework.settings import load_environment, split_amqp_urls
+from framework.amqp.connection import connect, redact, refusal
+from framework.runtime.settings import load_environment, split_amqp_urls
 from framework.testing import RecordingLog
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.proxy import TcpProxy

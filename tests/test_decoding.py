@@ -3,7 +3,7 @@
 import attrs
 import pytest
 
-from framework.decoding import body_decoder, decode_body
+from framework.core.decoding import body_decoder, decode_body
 from framework.errors import DecodeError
 
 

@@ -20,9 +20,9 @@ import pytest
 from dependency_injector import containers
 
 from framework import BulkConsumer, Container
-from framework.consumer import SETTING_NAMES, is_runnable, settings_table
-from framework.injection import build_consumer
-from framework.settings import SETTINGS
+from framework.core.consumer import SETTING_NAMES, is_runnable, settings_table
+from framework.runtime.injection import build_consumer
+from framework.runtime.settings import SETTINGS
 from framework.testing import ConsumerHarness
 from tests.broker import Broker
 from tests.private_broker import PrivateBroker
@@ -175,8 +175,10 @@ def test_settings_tables_name_every_setting() -> None:
 
 
 def test_consumer_settings_tables_derive_from_the_definition() -> None:
-    """README and the reference show the consumer settings table exactly as the code defines it
-    (regenerate with `python -c "from framework.consumer import settings_table as t; print(t())"`).
+    """README and the reference show the consumer settings table exactly as the code defines it.
+
+    Regenerate it with `python -c "from framework.core.consumer import settings_table as t;
+    print(t())"`.
     """
     table = settings_table()
     assert table in (ROOT / "README.md").read_text()

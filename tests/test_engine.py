@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from framework import Actions, ConsumerSettings, Message
-from framework.engine import BulkEngine
+from framework.core.engine import BulkEngine
+from framework.core.message import Delivery
+from framework.core.routing import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER
 from framework.errors import DecodeError
-from framework.message import Delivery
-from framework.routing import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER
 from framework.testing import FakeChannel, FakeClock, FakePublisher, RecordingLog, make_message
 
 

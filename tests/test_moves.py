@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
-from framework.engine import BulkEngine, Outcome
+from framework.core.engine import BulkEngine, Outcome
+from framework.core.moves import PauseSchedule
 from framework.errors import PublishError, UnroutableError
-from framework.moves import PauseSchedule
 from framework.testing import FakeChannel, FakeClock, FakePublisher, RecordingLog, make_message
 from tests.test_engine import Recorder, let_run, settings, started, stopped
 

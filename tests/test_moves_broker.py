@@ -19,7 +19,7 @@ from framework import (
     PublishError,
     UnroutableError,
 )
-from framework.fakes import RecordingLog
+from framework.testing.fakes import RecordingLog
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.private_broker import PrivateBroker
 from tests.proxy import TcpProxy

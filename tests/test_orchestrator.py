@@ -22,8 +22,8 @@ from framework import (
     QueueError,
     WorkerCrashedError,
 )
-from framework.orchestrator import ExitRequestedError
-from framework.shutdown import ABANDON_GRACE, ShutdownBudget
+from framework.runtime.orchestrator import ExitRequestedError
+from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.conftest import make_container
 from tests.proxy import TcpProxy
@@ -611,7 +611,7 @@ async def test_a_worker_that_ends_on_its_own_stops_serve_with_an_error(
     broker: Broker, monkeypatch: pytest.MonkeyPatch, ending: str
 ) -> None:
     """A worker cancelled, failing or returning while no stop was asked: WorkerCrashedError."""
-    from framework.engine import BulkEngine
+    from framework.core.engine import BulkEngine
 
     real_run = BulkEngine.run
 

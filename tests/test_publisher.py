@@ -8,8 +8,8 @@ import attrs
 import pytest
 
 from framework import PublishError
-from framework.connection import connect
-from framework.publisher import Publisher, encode
+from framework.amqp.connection import connect
+from framework.amqp.publisher import Publisher, encode
 from framework.testing import RecordingLog
 from tests.broker import AMQP_URL, Broker
 

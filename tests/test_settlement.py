@@ -1,8 +1,8 @@
 """Settlement: exactly once, refusals per message, acks coalesced only where safe."""
 
 from framework import Actions
-from framework.message import Delivery
-from framework.settlement import Settler
+from framework.core.message import Delivery
+from framework.core.settlement import Settler
 from framework.testing import FakeChannel
 
 

@@ -2,9 +2,9 @@
 
 TEST_MODE: ``swallow`` (handle ignores cancellation forever), ``cancel`` (the
 consumer's worker task is cancelled from outside), ``raise`` (handle raises),
-``exit`` (handle calls ``sys.exit(3)``), else handle does nothing. TEST_PAUSE / TEST_RESUME: the constructor touches the
-first file, then blocks until the second exists (so a test can act between
-connecting and declaring).
+``exit`` (handle calls ``sys.exit(3)``), else handle does nothing.
+TEST_PAUSE / TEST_RESUME: the constructor touches the first file, then blocks
+until the second exists (so a test can act between connecting and declaring).
 """
 
 import asyncio

@@ -17,12 +17,12 @@ from aiormq import spec
 from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import ChannelAccessRefused
 
-from framework.closing import unless_closed
-from framework.connection import close_timeout, close_within, robust_connection
+from framework.amqp.closing import unless_closed
+from framework.amqp.connection import close_timeout, close_within, robust_connection
+from framework.amqp.subscription import broker_reason
 from framework.errors import ChannelGoneError, PublishError, UnroutableError
-from framework.log import EventLog
-from framework.settings import value_of
-from framework.transport import broker_reason
+from framework.runtime.log import EventLog
+from framework.runtime.settings import value_of
 
 PERSISTENT = 2
 TRANSIENT = 1

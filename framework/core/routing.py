@@ -23,9 +23,9 @@ from typing import Any
 import attrs
 from aiormq import spec
 
-from framework.actions import Actions
-from framework.consumer import ConsumerSettings
-from framework.message import ATTEMPTS_HEADER, Delivery, Message
+from framework.core.actions import Actions
+from framework.core.consumer import ConsumerSettings
+from framework.core.message import ATTEMPTS_HEADER, Delivery, Message
 
 REASON_HEADER = "x-bulkworker-reason"
 ERROR_HEADER = "x-bulkworker-error"

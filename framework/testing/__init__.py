@@ -4,7 +4,7 @@
 (see docs/testing.md); the fakes serve tests of the engine itself.
 """
 
-from framework.fakes import (
+from framework.testing.fakes import (
     Done,
     FakeChannel,
     FakeClock,
@@ -13,7 +13,7 @@ from framework.fakes import (
     RecordingLog,
     make_message,
 )
-from framework.harness import ConsumerHarness, DeadLetter
+from framework.testing.harness import ConsumerHarness, DeadLetter
 
 __all__ = [
     "ConsumerHarness",

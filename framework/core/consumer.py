@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 
 import attrs
 
-from framework.actions import Actions
+from framework.core.actions import Actions
+from framework.core.message import Message
 from framework.errors import ConsumerDefinitionError
-from framework.message import Message
 
 # Quorum queues refuse a larger prefetch; see RabbitMQ's quorum queue docs.
 QUORUM_PREFETCH_LIMIT = 2000

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from framework.actions import Actions
-from framework.closing import CHANNEL_GONE_ERRORS, unless_closed
-from framework.message import Delivery, SettlementChannel
+from framework.amqp.closing import CHANNEL_GONE_ERRORS, unless_closed
+from framework.core.actions import Actions
+from framework.core.message import Delivery, SettlementChannel
 
 # Settlement frames are tiny: a live connection takes them at once. Longer than
 # this means the connection is wedged, and the broker will redeliver.

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from framework.message import Delivery, Message
+from framework.core.message import Delivery, Message
 
 
 @attrs.define(eq=False)

@@ -9,17 +9,17 @@ from aio_pika.abc import AbstractRobustConnection
 from aiormq import spec
 from aiormq.exceptions import ChannelNotFoundEntity
 
-from framework.errors import QueueError
-from framework.message import ATTEMPTS_HEADER
-from framework.publisher import Publisher
-from framework.routing import (
+from framework.amqp.publisher import Publisher
+from framework.amqp.subscription import declare_on_probe
+from framework.core.message import ATTEMPTS_HEADER
+from framework.core.routing import (
     CONSUMER_HEADER,
     ERROR_HEADER,
     QUEUE_HEADER,
     REASON_HEADER,
     TIME_HEADER,
 )
-from framework.transport import declare_on_probe
+from framework.errors import QueueError
 
 DEAD_LETTER_HEADERS = (
     REASON_HEADER,

@@ -5,7 +5,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import attrs
 
-from framework.actions import Actions
+from framework.core.actions import Actions
 
 BodyT = TypeVar("BodyT")
 # How many attempts at a message failed before; set by the framework when it retries.

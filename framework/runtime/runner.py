@@ -5,13 +5,13 @@ from collections.abc import Callable
 
 from aio_pika.abc import AbstractRobustConnection
 
-from framework.clock import Clock
-from framework.consumer import ConsumerSettings
-from framework.engine import BulkEngine, Handler
-from framework.hazards import warn_about_capped_queues, warn_about_publish_permission
-from framework.log import EventLog
-from framework.moves import MovePublisher
-from framework.transport import QueueRedeclarer, Subscription
+from framework.amqp.hazards import warn_about_capped_queues, warn_about_publish_permission
+from framework.amqp.subscription import QueueRedeclarer, Subscription
+from framework.core.clock import Clock
+from framework.core.consumer import ConsumerSettings
+from framework.core.engine import BulkEngine, Handler
+from framework.core.moves import MovePublisher
+from framework.runtime.log import EventLog
 
 
 class ConsumerRunner:

@@ -8,11 +8,11 @@ import attrs
 from aio_pika.abc import AbstractRobustConnection
 from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
-from framework.consumer import BulkConsumer, ConsumerSettings
-from framework.hazards import PROBE_TIMEOUT, drop_head_hazard, moved_to
-from framework.injection import Resolver
-from framework.publisher import publish_refusal
-from framework.transport import broker_reason, declare_on_probe
+from framework.amqp.hazards import PROBE_TIMEOUT, drop_head_hazard, moved_to
+from framework.amqp.publisher import publish_refusal
+from framework.amqp.subscription import broker_reason, declare_on_probe
+from framework.core.consumer import BulkConsumer, ConsumerSettings
+from framework.runtime.injection import Resolver
 
 
 @attrs.frozen

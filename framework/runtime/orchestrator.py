@@ -14,18 +14,18 @@ from typing import Any, TypeVar, cast
 import attrs
 from dependency_injector import containers, providers
 
-from framework.clock import Clock, LoopClock
-from framework.consumer import ConsumerSettings
-from framework.container import Container
-from framework.discovery import ConsumerSource, discover
-from framework.engine import Handler
+from framework.amqp.publisher import Publisher
+from framework.core.clock import Clock, LoopClock
+from framework.core.consumer import ConsumerSettings
+from framework.core.engine import Handler
 from framework.errors import BulkworkerError
-from framework.injection import build_consumer, wire_modules
-from framework.log import EventLog, route_library_logs, unroute_library_logs
-from framework.publisher import Publisher
-from framework.runner import ConsumerRunner
-from framework.settings import load_environment
-from framework.shutdown import ABANDON_GRACE, ShutdownBudget
+from framework.runtime.container import Container
+from framework.runtime.discovery import ConsumerSource, discover
+from framework.runtime.injection import build_consumer, wire_modules
+from framework.runtime.log import EventLog, route_library_logs, unroute_library_logs
+from framework.runtime.runner import ConsumerRunner
+from framework.runtime.settings import load_environment
+from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
 
 Hook = Callable[[Any], Awaitable[None]]
 # RabbitMQ's default consumer_timeout, and the share of it that earns a warning.

@@ -13,17 +13,17 @@ from typing import Any, TextIO
 from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers
 
-from framework.checks import QueueCheck, check_injections, check_queues
-from framework.connection import connect, redact
-from framework.consumer import ConsumerSettings, listed_cells
-from framework.container import Container
-from framework.dead_letters import DeadLetterQueue, dead_letter_queue_name
-from framework.discovery import discover
+from framework.amqp.connection import connect, redact
+from framework.amqp.dead_letters import DeadLetterQueue, dead_letter_queue_name
+from framework.amqp.publisher import CONFIRM_WINDOW, Publisher
+from framework.core.consumer import ConsumerSettings, listed_cells
 from framework.errors import BulkworkerError, DiscoveryError
-from framework.log import build_logger
-from framework.orchestrator import Orchestrator, loop_factory
-from framework.publisher import CONFIRM_WINDOW, Publisher
-from framework.settings import load_environment
+from framework.runtime.checks import QueueCheck, check_injections, check_queues
+from framework.runtime.container import Container
+from framework.runtime.discovery import discover
+from framework.runtime.log import build_logger
+from framework.runtime.orchestrator import Orchestrator, loop_factory
+from framework.runtime.settings import load_environment
 
 EXIT_OK = 0
 EXIT_ERROR = 1

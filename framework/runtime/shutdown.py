@@ -8,7 +8,7 @@ answers a close).
 
 import attrs
 
-from framework.connection import close_timeout
+from framework.amqp.connection import close_timeout
 
 # How long a cancelled task (a worker, the start) gets to end before it is
 # abandoned: user code that swallows cancellation never ends on its own.

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from framework.message import Message
+from framework.core.message import Message
 
 Handler = Callable[[list[Message[Any]]], Awaitable[None]]
 CallTask = asyncio.Task[BaseException | None]

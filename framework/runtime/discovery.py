@@ -6,7 +6,7 @@ import pkgutil
 from collections.abc import Iterable
 from types import ModuleType
 
-from framework.consumer import BulkConsumer, is_runnable
+from framework.core.consumer import BulkConsumer, is_runnable
 from framework.errors import ConsumerDefinitionError, DiscoveryError
 
 ConsumerSource = str | ModuleType | Iterable[type[BulkConsumer]]

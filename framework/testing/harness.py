@@ -9,10 +9,10 @@ from typing import Any
 import attrs
 from dependency_injector import providers
 
-from framework.consumer import BulkConsumer
-from framework.fakes import FakeChannel, FakeClock, RecordingLog
-from framework.message import Delivery, Message
-from framework.publisher import encode
+from framework.amqp.publisher import encode
+from framework.core.consumer import BulkConsumer
+from framework.core.message import Delivery, Message
+from framework.testing.fakes import FakeChannel, FakeClock, RecordingLog
 
 
 @attrs.frozen
@@ -52,7 +52,7 @@ class ConsumerHarness:
         broker: bool | str = False,
         redeliver_retries: bool = True,
     ) -> None:
-        from framework.container import Container
+        from framework.runtime.container import Container
 
         self.consumer_class = consumer
         self.container = container if container is not None else Container()
@@ -189,10 +189,10 @@ class _FakeBroker:
         self.pending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        from framework.consumer import ConsumerSettings
-        from framework.engine import BulkEngine
-        from framework.injection import build_consumer
-        from framework.settings import load_environment
+        from framework.core.consumer import ConsumerSettings
+        from framework.core.engine import BulkEngine
+        from framework.runtime.injection import build_consumer
+        from framework.runtime.settings import load_environment
 
         harness = self.harness
         load_environment(harness.container.config)
@@ -312,7 +312,7 @@ class _RealBroker:
         self.published = 0
 
     async def start(self) -> None:
-        from framework.orchestrator import Orchestrator, resolve
+        from framework.runtime.orchestrator import Orchestrator, resolve
 
         harness = self.harness
         if harness.broker_url:

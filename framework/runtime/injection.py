@@ -17,10 +17,10 @@ import attrs
 from dependency_injector import containers, providers
 from dependency_injector.wiring import Closing, Provide, Provider, ProvidersMap
 
-from framework.consumer import BulkConsumer
-from framework.engine import Handler
+from framework.core.consumer import BulkConsumer
+from framework.core.engine import Handler
+from framework.core.message import Message
 from framework.errors import ConsumerDefinitionError
-from framework.message import Message
 
 # The stubs type markers as instances; at run time they are classes.
 PROVIDE = cast(type, Provide)

@@ -17,13 +17,13 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from framework.actions import Actions
-from framework.clock import Clock
-from framework.consumer import ConsumerSettings
+from framework.core.actions import Actions
+from framework.core.clock import Clock
+from framework.core.consumer import ConsumerSettings
+from framework.core.routing import Move, describe_error
+from framework.core.settlement import Settler
 from framework.errors import UnroutableError
-from framework.log import EventLog
-from framework.routing import Move, describe_error
-from framework.settlement import Settler
+from framework.runtime.log import EventLog
 
 # The first pause after a refused copy; each further refusal doubles it.
 FIRST_PAUSE = 0.5

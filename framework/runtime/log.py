@@ -21,7 +21,7 @@ from aiologger.levels import LogLevel
 from aiologger.loggers.json import JsonLogger
 
 from framework.errors import ConfigurationError
-from framework.settings import value_of
+from framework.runtime.settings import value_of
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

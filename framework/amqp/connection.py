@@ -25,9 +25,9 @@ from aiormq.exceptions import (
 from yarl import URL
 
 from framework.errors import BrokerUnreachableError
-from framework.log import EventLog
-from framework.settings import redact as redact
-from framework.settings import split_amqp_urls, value_of
+from framework.runtime.log import EventLog
+from framework.runtime.settings import redact as redact
+from framework.runtime.settings import split_amqp_urls, value_of
 
 FIRST_RETRY_DELAY = 0.5
 NOT_ALLOWED = 530

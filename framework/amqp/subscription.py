@@ -20,13 +20,13 @@ from aiormq.exceptions import (
     ChannelPreconditionFailed,
 )
 
-from framework.closing import CHANNEL_GONE_ERRORS
-from framework.connection import close_within
-from framework.consumer import ConsumerSettings
-from framework.engine import BulkEngine
+from framework.amqp.closing import CHANNEL_GONE_ERRORS
+from framework.amqp.connection import close_within
+from framework.core.consumer import ConsumerSettings
+from framework.core.engine import BulkEngine
+from framework.core.message import Delivery, Message
 from framework.errors import ChannelGoneError, QueueError
-from framework.log import EventLog
-from framework.message import Delivery, Message
+from framework.runtime.log import EventLog
 
 
 class Subscription:

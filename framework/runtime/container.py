@@ -6,9 +6,9 @@ from typing import Any
 from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers, providers
 
-from framework.connection import redact, robust_connection
-from framework.log import EventLog, open_logger
-from framework.publisher import open_publisher
+from framework.amqp.connection import redact, robust_connection
+from framework.amqp.publisher import open_publisher
+from framework.runtime.log import EventLog, open_logger
 
 
 async def open_connection(
@@ -29,7 +29,7 @@ class Container(containers.DeclarativeContainer):
     """Providers the framework and consumers share; subclass it to add your own.
 
     ``config`` is filled from the environment when an Orchestrator starts
-    (see ``framework.settings``). ``connection`` consumes; ``publisher`` has a
+    (see ``framework.runtime.settings``). ``connection`` consumes; ``publisher`` has a
     connection of its own, so a broker alarm that blocks publishing never
     blocks acks. Both depend directly on ``logger``, so shutting resources down
     closes them before the logger.

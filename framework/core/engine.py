@@ -15,18 +15,18 @@ from typing import Any
 
 import attrs
 
-from framework.actions import Actions
-from framework.clock import Clock, Timer
-from framework.consumer import ConsumerSettings
-from framework.decoding import body_decoder, undecodable
+from framework.core.actions import Actions
+from framework.core.clock import Clock, Timer
+from framework.core.consumer import ConsumerSettings
+from framework.core.decoding import body_decoder, undecodable
+from framework.core.handler_call import Handler as Handler
+from framework.core.handler_call import is_exit_request, start_call, stop_call
+from framework.core.message import Message
+from framework.core.moves import MovePublisher, Mover, QueueDeclarer
+from framework.core.routing import Move, Router, Verdict, describe_error
+from framework.core.settlement import SettlementReport, Settler
 from framework.errors import DecodeError, HandlerTimeoutError
-from framework.handler_call import Handler as Handler
-from framework.handler_call import is_exit_request, start_call, stop_call
-from framework.log import EventLog
-from framework.message import Message
-from framework.moves import MovePublisher, Mover, QueueDeclarer
-from framework.routing import Move, Router, Verdict, describe_error
-from framework.settlement import SettlementReport, Settler
+from framework.runtime.log import EventLog
 
 ExitRequestCallback = Callable[[BaseException], None]
 # How long a cancelled handle call may take to end before it is abandoned.

@@ -1,0 +1,1 @@
+"""Everything that talks to RabbitMQ through aio-pika and aiormq."""

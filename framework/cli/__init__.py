@@ -1,0 +1,5 @@
+"""The ``bulkworker`` command."""
+
+from framework.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,5 @@
+import sys
+
+from framework.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Running consumers: container, injection, discovery, orchestrator, settings, logs."""
