@@ -3,7 +3,7 @@
 import pytest
 from pamqp import encode
 
-from framework.core.routing import CONVERTED_HEADER, carried_headers, copied_properties
+from framework.amqp.properties import CONVERTED_HEADER, carried_headers, copied_properties
 from framework.testing import FakeChannel, make_message
 
 

@@ -24,8 +24,8 @@ from aiormq.exceptions import (
 )
 from yarl import URL
 
+from framework.core.abc import EventLog
 from framework.errors import BrokerUnreachableError
-from framework.runtime.log import EventLog
 from framework.runtime.settings import redact as redact
 from framework.runtime.settings import split_amqp_urls, value_of
 

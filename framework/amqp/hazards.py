@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from framework.amqp.closing import CHANNEL_GONE_ERRORS
+from framework.core.abc import EventLog
 from framework.core.consumer import ConsumerSettings
 from framework.errors import BulkworkerError
-from framework.runtime.log import EventLog
 
 CAPS = ("x-max-length", "x-max-length-bytes")
 # The probe waits for one confirm; an alarm can hold it back. Then the first

@@ -19,12 +19,13 @@ from aiormq.exceptions import ChannelAccessRefused
 
 from framework.amqp.closing import unless_closed
 from framework.amqp.connection import close_timeout, close_within, robust_connection
+from framework.amqp.properties import PERSISTENT, properties_of
 from framework.amqp.subscription import broker_reason
+from framework.core.abc import EventLog
+from framework.core.routing import Move
 from framework.errors import ChannelGoneError, PublishError, UnroutableError
-from framework.runtime.log import EventLog
 from framework.runtime.settings import value_of
 
-PERSISTENT = 2
 TRANSIENT = 1
 CONFIRM_WINDOW = 1000
 
@@ -121,6 +122,11 @@ class Publisher:
         if window:
             count += await self._send(window, routing_key, exchange, mandatory)
         return count
+
+    async def publish_move(self, move: Move) -> None:
+        """Publish the copy ``move`` describes (a retry or a dead letter), mandatory, confirmed."""
+        properties = properties_of(move)
+        await self._send([(move.message.raw, properties)], move.routing_key, "", True)
 
     async def publish_raw(
         self,

@@ -22,11 +22,11 @@ from aiormq.exceptions import (
 
 from framework.amqp.closing import CHANNEL_GONE_ERRORS
 from framework.amqp.connection import close_within
+from framework.core.abc import EventLog
 from framework.core.consumer import ConsumerSettings
 from framework.core.engine import BulkEngine
 from framework.core.message import Delivery, Message
 from framework.errors import ChannelGoneError, QueueError
-from framework.runtime.log import EventLog
 
 
 class Subscription:

@@ -1,25 +1,12 @@
-"""Time as the bulk engine sees it: the event loop's clock, or one a test controls."""
+"""The event loop's clock, as the engine sees time (tests use ``FakeClock``)."""
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+
+from framework.core.abc import Clock, Timer
 
 
-class Timer(Protocol):
-    """A scheduled callback that can be called off."""
-
-    def cancel(self) -> None: ...
-
-
-class Clock(Protocol):
-    """Monotonic seconds and callbacks scheduled on them."""
-
-    def now(self) -> float: ...
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
-
-
-class LoopClock:
+class LoopClock(Clock):
     """The running event loop's monotonic clock."""
 
     def now(self) -> float:

@@ -15,18 +15,16 @@ from typing import Any
 
 import attrs
 
+from framework.core.abc import Clock, EventLog, Handler, MovePublisher, QueueDeclarer, Timer
 from framework.core.actions import Actions
-from framework.core.clock import Clock, Timer
 from framework.core.consumer import ConsumerSettings
 from framework.core.decoding import body_decoder, undecodable
-from framework.core.handler_call import Handler as Handler
 from framework.core.handler_call import is_exit_request, start_call, stop_call
 from framework.core.message import Message
-from framework.core.moves import MovePublisher, Mover, QueueDeclarer
-from framework.core.routing import Move, Router, Verdict, describe_error
+from framework.core.moves import Mover
+from framework.core.routing import Move, OutcomeKind, Router, Verdict, describe_error
 from framework.core.settlement import SettlementReport, Settler
 from framework.errors import DecodeError, HandlerTimeoutError
-from framework.runtime.log import EventLog
 
 ExitRequestCallback = Callable[[BaseException], None]
 # How long a cancelled handle call may take to end before it is abandoned.
@@ -37,20 +35,23 @@ CANCEL_GRACE = 1.0
 class Outcome:
     """What became of one message: for observers such as the test harness and metrics.
 
-    ``kind`` is ``ack``, ``retry`` (a copy went back for another attempt),
-    ``dead-letter`` (a copy went to ``destination``), ``requeue`` (returned by
-    the broker) or ``reject`` (refused to the broker, not requeued).
+    ``kind`` is one of :class:`OutcomeKind`; ``destination`` is where the copy
+    of a retry or dead letter went.
     """
 
     message: Message[Any]
-    kind: str
+    kind: OutcomeKind
     reason: str | None = None
     error: str | None = None
     destination: str | None = None
 
 
 Observer = Callable[[Outcome], None]
-BROKER_KINDS = {Actions.ACK: "ack", Actions.REQUEUE: "requeue", Actions.REJECT: "reject"}
+BROKER_KINDS = {
+    Actions.ACK: OutcomeKind.ACK,
+    Actions.REQUEUE: OutcomeKind.REQUEUE,
+    Actions.REJECT: OutcomeKind.REJECT,
+}
 
 
 class BulkEngine:
@@ -427,7 +428,7 @@ class BulkEngine:
         for observer in self._observers:
             observer(outcome)
 
-    def _moved(self, move: Move, kind: str) -> None:
+    def _moved(self, move: Move, kind: OutcomeKind) -> None:
         destination = move.routing_key if kind == move.kind else None
         self._tell(Outcome(move.message, kind, move.reason, move.error, destination))
 

@@ -12,12 +12,11 @@ raises is then told apart from the engine's own task being cancelled.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+from framework.core.abc import Handler
 from framework.core.message import Message
 
-Handler = Callable[[list[Message[Any]]], Awaitable[None]]
 CallTask = asyncio.Task[BaseException | None]
 EXIT_REQUESTS = (SystemExit, KeyboardInterrupt)
 

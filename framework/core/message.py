@@ -1,30 +1,16 @@
 """One delivered message, as ``handle`` sees it, and its decision."""
 
 from collections.abc import Mapping
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import attrs
 
+from framework.core.abc import SettlementChannel
 from framework.core.actions import Actions
 
 BodyT = TypeVar("BodyT")
 # How many attempts at a message failed before; set by the framework when it retries.
 ATTEMPTS_HEADER = "x-bulkworker-attempts"
-
-
-class SettlementChannel(Protocol):
-    """The part of an AMQP channel that settles deliveries (aiormq's ``Channel`` has it)."""
-
-    @property
-    def is_closed(self) -> bool: ...
-
-    async def basic_ack(
-        self, delivery_tag: int, multiple: bool = False, wait: bool = True
-    ) -> None: ...
-
-    async def basic_reject(
-        self, delivery_tag: int, *, requeue: bool = True, wait: bool = True
-    ) -> None: ...
 
 
 class Delivery(NamedTuple):

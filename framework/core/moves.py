@@ -15,43 +15,22 @@ given up: the broker redelivers the original.
 import asyncio
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
+from framework.core.abc import Clock, EventLog, MovePublisher, QueueDeclarer
 from framework.core.actions import Actions
-from framework.core.clock import Clock
 from framework.core.consumer import ConsumerSettings
-from framework.core.routing import Move, describe_error
+from framework.core.routing import Move, OutcomeKind, describe_error
 from framework.core.settlement import Settler
 from framework.errors import UnroutableError
-from framework.runtime.log import EventLog
 
 # The first pause after a refused copy; each further refusal doubles it.
 FIRST_PAUSE = 0.5
 
 
-class MovePublisher(Protocol):
-    """Publishes copies of messages with broker confirms (``Publisher`` has it)."""
-
-    async def publish_raw(
-        self,
-        body: bytes,
-        *,
-        routing_key: str,
-        properties: Any,
-        exchange: str = "",
-        mandatory: bool = True,
-    ) -> None: ...
-
-
-class QueueDeclarer(Protocol):
-    """Declares again a queue the framework declared at start (the AMQP side has it)."""
-
-    async def declare(self, queue: str) -> None: ...
-
-
 # What became of a move: (move, outcome kind); the kind is the move's own when it
 # was carried out, "requeue" when it was given up and the broker redelivers the original.
-MoveObserver = Callable[[Move, str], None]
+MoveObserver = Callable[[Move, OutcomeKind], None]
 
 
 def pauses(first: float, cap: float) -> "PauseSchedule":
@@ -150,9 +129,7 @@ class Mover:
         ]
 
     async def _publish(self, move: Move) -> None:
-        await self._publisher.publish_raw(
-            move.message.raw, routing_key=move.routing_key, properties=move.properties
-        )
+        await self._publisher.publish_move(move)
 
     async def _settle_done(self, done: list[Move]) -> None:
         if not done:
@@ -204,7 +181,7 @@ class Mover:
         if not gone:
             return failed
         for move in gone:
-            self._observe(move, "requeue")
+            self._observe(move, OutcomeKind.REQUEUE)
         self.held -= len(gone)
         await self._log.warning(
             "channel closed while a move was held: the broker redelivers the messages",
@@ -279,7 +256,7 @@ class Mover:
         return None
 
     async def _report_dead_letters(self, done: list[Move]) -> None:
-        dead = [move for move in done if move.kind == "dead-letter"]
+        dead = [move for move in done if move.kind is OutcomeKind.DEAD_LETTER]
         if dead:
             await self._log.warning(
                 "messages dead-lettered",

@@ -5,23 +5,16 @@ broker, and only then is the original acked. A crash in between leaves a
 duplicate, never a loss. Retries carry their count in a header, so they are
 bounded the same way on classic queues (which count nothing) and quorum queues.
 
-A copy carries the original's headers. One kind of value cannot be published
-again as it came: a 64-bit float (AMQP ``d``, as Java, Go and .NET clients send
-it) decodes to a Python ``float``, which the AMQP library encodes as a 32-bit
-``f``; 1e300 then fails to encode and 0.1 would silently change. Such a value is
-carried as its exact decimal text (``"1e+300"``), and the header
-``x-bulkworker-converted`` lists the names of the headers that were converted.
+A move is neutral: the copy's headers, expiration and persistence. The AMQP
+layer (``framework.amqp.properties``) turns it into the properties it publishes.
 """
 
-import copy
 import datetime
-import math
-import struct
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 from typing import Any
 
 import attrs
-from aiormq import spec
 
 from framework.core.actions import Actions
 from framework.core.consumer import ConsumerSettings
@@ -32,8 +25,16 @@ ERROR_HEADER = "x-bulkworker-error"
 QUEUE_HEADER = "x-bulkworker-queue"
 CONSUMER_HEADER = "x-bulkworker-consumer"
 TIME_HEADER = "x-bulkworker-dead-lettered-at"
-CONVERTED_HEADER = "x-bulkworker-converted"
-PERSISTENT = 2
+
+
+class OutcomeKind(StrEnum):
+    """What became of a message: settled with the broker, or moved as a copy."""
+
+    ACK = "ack"
+    REQUEUE = "requeue"  # returned to its queue by the broker
+    REJECT = "reject"  # refused to the broker, not requeued
+    RETRY = "retry"  # a copy went back for another attempt
+    DEAD_LETTER = "dead-letter"  # a copy went to a dead-letter queue
 
 
 @attrs.frozen
@@ -46,14 +47,21 @@ class Verdict:
     error: str | None = None
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class Move:
-    """A copy to publish before the original is acked."""
+    """A copy to publish before the original is acked: where, and what it carries.
+
+    ``headers`` replace the original's; ``expiration`` is in milliseconds, as
+    AMQP carries it (``None``: never expires); ``persistent`` None keeps the
+    original's delivery mode.
+    """
 
     message: Message[Any]
     routing_key: str
-    properties: spec.Basic.Properties
-    kind: str  # "retry" or "dead-letter"
+    kind: OutcomeKind  # RETRY or DEAD_LETTER
+    headers: dict[str, Any]
+    expiration: str | None = None
+    persistent: bool | None = None
     reason: str
     error: str | None
 
@@ -102,13 +110,19 @@ class Router:
             return
         message = verdict.message
         delay = self.settings.retry_delay
-        headers = {**message.headers, ATTEMPTS_HEADER: attempts}
-        properties = copied_properties(message, headers=headers)
-        if delay > 0:
-            # The retry queue dead-letters expired messages back to their queue.
-            properties.expiration = str(int(delay * 1000))
         routing_key = self.settings.retry_queue_for(message.queue) or message.queue
-        moves.append(Move(message, routing_key, properties, "retry", verdict.reason, verdict.error))
+        moves.append(
+            Move(
+                message=message,
+                routing_key=routing_key,
+                kind=OutcomeKind.RETRY,
+                headers={**message.headers, ATTEMPTS_HEADER: attempts},
+                # The retry queue dead-letters expired messages back to their queue.
+                expiration=str(int(delay * 1000)) if delay > 0 else message_expiration(message),
+                reason=verdict.reason,
+                error=verdict.error,
+            )
+        )
 
     def _reject(
         self,
@@ -132,69 +146,21 @@ class Router:
         }
         if verdict.error is not None:
             headers[ERROR_HEADER] = verdict.error[:1000]
-        # A dead letter must outlive a broker restart and never expire.
-        properties = copied_properties(message, headers=headers, delivery_mode=PERSISTENT)
-        properties.expiration = None
-        moves.append(Move(message, queue, properties, "dead-letter", verdict.reason, verdict.error))
-
-
-def copied_properties(message: Message[Any], **changes: Any) -> spec.Basic.Properties:
-    """The message's AMQP properties with ``changes``; user_id dropped (the broker checks it)."""
-    original = message.properties
-    if original is None:
-        original = spec.Basic.Properties(
-            content_type=message.content_type,
-            message_id=message.message_id,
-            headers=dict(message.headers),
+        moves.append(
+            Move(
+                message=message,
+                routing_key=queue,
+                kind=OutcomeKind.DEAD_LETTER,
+                headers=headers,
+                # A dead letter must outlive a broker restart and never expire.
+                expiration=None,
+                persistent=True,
+                reason=verdict.reason,
+                error=verdict.error,
+            )
         )
-    properties: spec.Basic.Properties = copy.copy(original)
-    properties.user_id = None
-    for name, value in changes.items():
-        setattr(properties, name, value)
-    if properties.headers:
-        properties.headers = carried_headers(properties.headers)
-    return properties
 
 
-def carried_headers(headers: dict[str, Any]) -> dict[str, Any]:
-    """``headers`` as they can be published again without changing any value.
-
-    A float that a 32-bit AMQP ``f`` cannot hold exactly becomes its decimal
-    text, and its header's name is added to ``x-bulkworker-converted``.
-    """
-    carried: dict[str, Any] = {}
-    converted: list[str] = []
-    for name, value in headers.items():
-        carried[name], changed = carried_value(value)
-        if changed:
-            converted.append(name)
-    if converted:
-        earlier = carried.get(CONVERTED_HEADER)
-        named = [str(name) for name in earlier] if isinstance(earlier, list) else []
-        carried[CONVERTED_HEADER] = named + [name for name in converted if name not in named]
-    return carried
-
-
-def carried_value(value: Any) -> tuple[Any, bool]:
-    """The value to publish in its place, and whether it had to change (tables too)."""
-    if isinstance(value, float):
-        return (value, False) if fits_single(value) else (repr(value), True)
-    if isinstance(value, dict):
-        items = {key: carried_value(item) for key, item in value.items()}
-        changed = any(item_changed for _, item_changed in items.values())
-        return {key: item for key, (item, _) in items.items()}, changed
-    if isinstance(value, list):
-        pairs = [carried_value(item) for item in value]
-        return [item for item, _ in pairs], any(changed for _, changed in pairs)
-    return value, False
-
-
-def fits_single(value: float) -> bool:
-    """Whether a 32-bit float (what the AMQP library encodes a float as) holds ``value`` exactly."""
-    if math.isnan(value) or math.isinf(value):
-        return True
-    try:
-        packed = struct.pack(">f", value)
-    except OverflowError:
-        return False
-    return bool(struct.unpack(">f", packed)[0] == value)
+def message_expiration(message: Message[Any]) -> str | None:
+    """The per-message TTL the original carried, kept by its retry copy."""
+    return getattr(message.properties, "expiration", None)

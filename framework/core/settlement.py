@@ -16,8 +16,9 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from framework.amqp.closing import CHANNEL_GONE_ERRORS, unless_closed
+from framework.core.abc import SettlementChannel
 from framework.core.actions import Actions
-from framework.core.message import Delivery, SettlementChannel
+from framework.core.message import Delivery
 
 # Settlement frames are tiny: a live connection takes them at once. Longer than
 # this means the connection is wedged, and the broker will redeliver.

@@ -8,7 +8,8 @@ from dependency_injector import containers, providers
 
 from framework.amqp.connection import redact, robust_connection
 from framework.amqp.publisher import open_publisher
-from framework.runtime.log import EventLog, open_logger
+from framework.core.abc import EventLog
+from framework.runtime.log import open_logger
 
 
 async def open_connection(

@@ -17,8 +17,8 @@ import attrs
 from dependency_injector import containers, providers
 from dependency_injector.wiring import Closing, Provide, Provider, ProvidersMap
 
+from framework.core.abc import Handler
 from framework.core.consumer import BulkConsumer
-from framework.core.engine import Handler
 from framework.core.message import Message
 from framework.errors import ConsumerDefinitionError
 

@@ -12,8 +12,8 @@ import datetime
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Any
 
 from aiologger.formatters.json import ExtendedJsonFormatter
 from aiologger.handlers.base import Handler
@@ -24,18 +24,6 @@ from framework.errors import ConfigurationError
 from framework.runtime.settings import value_of
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-class EventLog(Protocol):
-    """What bulkworker needs of a logger; aiologger's loggers have it."""
-
-    def debug(self, msg: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
-
-    def info(self, msg: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
-
-    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
-
-    def error(self, msg: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
 
 
 class DescriptorHandler(Handler):  # type: ignore[misc]

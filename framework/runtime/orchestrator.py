@@ -15,14 +15,14 @@ import attrs
 from dependency_injector import containers, providers
 
 from framework.amqp.publisher import Publisher
-from framework.core.clock import Clock, LoopClock
+from framework.core.abc import Clock, EventLog, Handler
+from framework.core.clock import LoopClock
 from framework.core.consumer import ConsumerSettings
-from framework.core.engine import Handler
 from framework.errors import BulkworkerError
 from framework.runtime.container import Container
 from framework.runtime.discovery import ConsumerSource, discover
 from framework.runtime.injection import build_consumer, wire_modules
-from framework.runtime.log import EventLog, route_library_logs, unroute_library_logs
+from framework.runtime.log import route_library_logs, unroute_library_logs
 from framework.runtime.runner import ConsumerRunner
 from framework.runtime.settings import load_environment
 from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget

@@ -7,11 +7,9 @@ from aio_pika.abc import AbstractRobustConnection
 
 from framework.amqp.hazards import warn_about_capped_queues, warn_about_publish_permission
 from framework.amqp.subscription import QueueRedeclarer, Subscription
-from framework.core.clock import Clock
+from framework.core.abc import Clock, EventLog, Handler, MovePublisher
 from framework.core.consumer import ConsumerSettings
-from framework.core.engine import BulkEngine, Handler
-from framework.core.moves import MovePublisher
-from framework.runtime.log import EventLog
+from framework.core.engine import BulkEngine
 
 
 class ConsumerRunner:

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from framework.core.message import Delivery, Message
+from framework.core.routing import Move
 
 
 @attrs.define(eq=False)
@@ -102,7 +103,7 @@ class FakePublisher:
     """Records the copies the engine publishes (retries, dead letters); can fail or hold."""
 
     def __init__(self) -> None:
-        self.published: list[tuple[str, bytes, Any]] = []
+        self.published: list[tuple[str, bytes, Move]] = []  # (routing key, body, move)
         self.fail_with: Exception | None = None
         # With fail_with: fail only this many more publishes (None: every one).
         self.fail_times: int | None = None
@@ -112,15 +113,7 @@ class FakePublisher:
     def __repr__(self) -> str:
         return f"<FakePublisher published={len(self.published)}>"
 
-    async def publish_raw(
-        self,
-        body: bytes,
-        *,
-        routing_key: str,
-        properties: Any,
-        exchange: str = "",
-        mandatory: bool = True,
-    ) -> None:
+    async def publish_move(self, move: Move) -> None:
         if self.gate is not None:
             await self.gate.wait()
         self.attempts += 1
@@ -128,10 +121,10 @@ class FakePublisher:
             if self.fail_times is not None:
                 self.fail_times -= 1
             raise self.fail_with
-        self.published.append((routing_key, body, properties))
+        self.published.append((move.routing_key, move.message.raw, move))
 
-    def to(self, routing_key: str) -> list[Any]:
-        """The properties of each copy published to ``routing_key``."""
+    def to(self, routing_key: str) -> list[Move]:
+        """Each move whose copy was published to ``routing_key`` (its headers, expiration...)."""
         return [properties for key, _, properties in self.published if key == routing_key]
 
 

@@ -12,6 +12,7 @@ from dependency_injector import providers
 from framework.amqp.publisher import encode
 from framework.core.consumer import BulkConsumer
 from framework.core.message import Delivery, Message
+from framework.core.routing import Move
 from framework.testing.fakes import FakeChannel, FakeClock, RecordingLog
 
 
@@ -241,31 +242,24 @@ class _FakeBroker:
         if refusal is not None:
             await refusal
 
-    async def publish_raw(
-        self,
-        body: bytes,
-        *,
-        routing_key: str,
-        properties: Any,
-        exchange: str = "",
-        mandatory: bool = True,
-    ) -> None:
+    async def publish_move(self, move: Move) -> None:
         """Where the engine's retries and dead letters arrive."""
         if not self.harness.redeliver_retries:
             return
-        headers = dict(properties.headers or {})
         for queue in self.queues:
-            if routing_key == queue:
-                self._redeliver(body, queue, headers, properties, 0.0)
-            elif routing_key == self.settings.retry_queue_for(queue):
-                self._redeliver(body, queue, headers, properties, self.settings.retry_delay)
+            if move.routing_key == queue:
+                self._redeliver(move, queue, 0.0)
+            elif move.routing_key == self.settings.retry_queue_for(queue):
+                self._redeliver(move, queue, self.settings.retry_delay)
 
-    def _redeliver(
-        self, body: bytes, queue: str, headers: dict[str, Any], properties: Any, delay: float
-    ) -> None:
+    def _redeliver(self, move: Move, queue: str, delay: float) -> None:
+        original = move.message
+
         def deliver() -> None:
             task = asyncio.create_task(
-                self.deliver(body, queue, headers, properties.content_type, properties.message_id)
+                self.deliver(
+                    original.raw, queue, move.headers, original.content_type, original.message_id
+                )
             )
             self.pending.add(task)
             task.add_done_callback(self.pending.discard)

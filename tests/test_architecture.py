@@ -1,0 +1,79 @@
+"""The layers stay layers: a pure core, imports pointing down, small functions."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FRAMEWORK = Path(__file__).resolve().parent.parent / "framework"
+# What each folder may import from the framework, besides itself and framework.errors.
+ALLOWED = {
+    "core": set(),
+    "amqp": {"core"},
+    "runtime": {"core", "amqp"},
+    "testing": {"core", "amqp", "runtime"},
+    "cli": {"core", "amqp", "runtime"},
+}
+CLIENT_LIBRARIES = ("aio_pika", "aiormq", "pamqp", "aiologger", "dependency_injector")
+LONGEST_FUNCTION = 40
+
+
+def modules() -> list[Path]:
+    return sorted(FRAMEWORK.rglob("*.py"))
+
+
+def layer_of(path: Path) -> str | None:
+    relative = path.relative_to(FRAMEWORK).parts
+    return relative[0] if len(relative) > 1 else None
+
+
+def framework_imports(path: Path) -> set[str]:
+    """The framework folders ``path`` imports from, e.g. {"core", "errors"}."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "framework" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def test_core_loads_no_client_library() -> None:
+    """Importing framework.core in a fresh interpreter loads no AMQP, logging or DI library."""
+    code = (
+        "import sys, framework.core, framework.core.engine, framework.core.consumer\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {CLIENT_LIBRARIES!r}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "[]" == result.stdout.strip()
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(FRAMEWORK)))
+def test_imports_point_down(path: Path) -> None:
+    """A module imports only from its own folder, the folders below it, and errors."""
+    layer = layer_of(path)
+    if layer is None:
+        return  # framework/__init__.py and errors.py: the public face and the root of errors
+    allowed = ALLOWED[layer] | {layer, "errors"}
+    assert set() == framework_imports(path) - allowed
+
+
+def test_no_function_is_longer_than_forty_lines() -> None:
+    """Small pieces: a long function is two ideas sharing one name."""
+    long = []
+    for path in modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > LONGEST_FUNCTION:
+                    long.append(f"{path.relative_to(FRAMEWORK)}:{node.name} ({length})")
+    assert [] == long
