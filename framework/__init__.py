@@ -1,6 +1,26 @@
-"""bulkworker: class-based bulk consumers for RabbitMQ."""
+"""bulkworker: class-based bulk consumers for RabbitMQ.
 
-from framework.amqp.publisher import Publisher
+The package is four layers; a module imports only from its own folder, the
+folders below it, and ``framework.errors`` (tests/test_architecture.py checks it):
+
+- ``framework.core``: the consumer declaration, messages, routing, settlement and
+  the bulk engine. Pure asyncio: no AMQP client, logger or container library.
+  Its interfaces to the outside are in ``framework.core.abc``.
+- ``framework.amqp``: everything that talks to RabbitMQ (aio-pika, aiormq):
+  connections, the subscription that feeds an engine, queue declarations, the
+  publisher, dead-letter queues.
+- ``framework.runtime``: running consumers: settings, logging, the container,
+  injection, discovery, the orchestrator and the per-consumer runner.
+- ``framework.cli`` (the ``bulkworker`` command) and ``framework.testing``
+  (fakes, the consumer harness, the pytest plugin) sit on top.
+
+The names below are the public API. Those of the upper layers are imported on
+first use, so that ``import framework.core`` stays free of client libraries.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from framework.core.actions import Actions
 from framework.core.consumer import BulkConsumer, ConsumerSettings
 from framework.core.message import Message
@@ -16,8 +36,28 @@ from framework.errors import (
     QueueError,
     UnroutableError,
 )
-from framework.runtime.container import Container
-from framework.runtime.orchestrator import Orchestrator, WorkerCrashedError
+
+if TYPE_CHECKING:
+    from framework.amqp.publisher import Publisher
+    from framework.runtime.container import Container
+    from framework.runtime.orchestrator import Orchestrator, WorkerCrashedError
+
+# Public names of the upper layers, and the module each comes from.
+LAZY = {
+    "Publisher": "framework.amqp.publisher",
+    "Container": "framework.runtime.container",
+    "Orchestrator": "framework.runtime.orchestrator",
+    "WorkerCrashedError": "framework.runtime.orchestrator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in LAZY:
+        value = getattr(importlib.import_module(LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'framework' has no attribute {name!r}")
+
 
 __all__ = [
     "Actions",

@@ -9,8 +9,8 @@ import pytest
 
 from framework import Actions, ConsumerSettings, Message
 from framework.core.engine import BulkEngine
+from framework.core.headers import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER
 from framework.core.message import Delivery
-from framework.core.routing import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER
 from framework.errors import DecodeError
 from framework.testing import FakeChannel, FakeClock, FakePublisher, RecordingLog, make_message
 

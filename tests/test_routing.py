@@ -3,7 +3,8 @@
 import pytest
 from pamqp import encode
 
-from framework.amqp.properties import CONVERTED_HEADER, carried_headers, copied_properties
+from framework.amqp.properties import carried_headers, copied_properties
+from framework.core.headers import CONVERTED_HEADER
 from framework.testing import FakeChannel, make_message
 
 

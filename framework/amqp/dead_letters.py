@@ -9,11 +9,11 @@ from aio_pika.abc import AbstractRobustConnection
 from aiormq import spec
 from aiormq.exceptions import ChannelNotFoundEntity
 
+from framework.amqp.declarations import declare_on_probe
 from framework.amqp.publisher import Publisher
-from framework.amqp.subscription import declare_on_probe
-from framework.core.message import ATTEMPTS_HEADER
-from framework.core.routing import (
-    CONSUMER_HEADER,
+from framework.core.headers import (
+    ATTEMPTS_HEADER,
+    DEAD_LETTER_HEADERS,
     ERROR_HEADER,
     QUEUE_HEADER,
     REASON_HEADER,
@@ -21,23 +21,9 @@ from framework.core.routing import (
 )
 from framework.errors import QueueError
 
-DEAD_LETTER_HEADERS = (
-    REASON_HEADER,
-    ERROR_HEADER,
-    QUEUE_HEADER,
-    CONSUMER_HEADER,
-    TIME_HEADER,
-    ATTEMPTS_HEADER,
-)
-
-
-def dead_letter_queue_name(queue: str) -> str:
-    """``items`` means ``items.dlq``; a name that already ends in ``.dlq`` is taken as is."""
-    return queue if queue.endswith(".dlq") else f"{queue}.dlq"
-
 
 @attrs.frozen
-class DeadLetter:
+class StoredDeadLetter:
     """One dead-lettered message as an operator sees it."""
 
     message_id: str | None
@@ -49,7 +35,7 @@ class DeadLetter:
     body: bytes
 
     @classmethod
-    def of(cls, delivered: Any, fallback_queue: str) -> "DeadLetter":
+    def of(cls, delivered: Any, fallback_queue: str) -> "StoredDeadLetter":
         properties = delivered.header.properties
         headers: Mapping[str, Any] = properties.headers or {}
         return cls(
@@ -81,7 +67,7 @@ class DeadLetterQueue:
             raise QueueError(f"dead-letter queue {self.name!r} does not exist") from None
         return channel, underlay, int(declared.message_count or 0)
 
-    async def show(self, limit: int) -> tuple[list[DeadLetter], int]:
+    async def show(self, limit: int) -> tuple[list[StoredDeadLetter], int]:
         """Up to ``limit`` dead letters and how many wait; all stay in the queue."""
         channel, underlay, waiting = await self._channel()
         letters = []
@@ -90,7 +76,7 @@ class DeadLetterQueue:
                 delivered = await underlay.basic_get(self.name, no_ack=False)
                 if delivered.delivery_tag is None:
                     break
-                letters.append(DeadLetter.of(delivered, self.origin))
+                letters.append(StoredDeadLetter.of(delivered, self.origin))
         finally:
             # Closing the channel returns everything we looked at, unacked, to the queue.
             await channel.close()
@@ -105,7 +91,7 @@ class DeadLetterQueue:
                 delivered = await underlay.basic_get(self.name, no_ack=False)
                 if delivered.delivery_tag is None:
                     break
-                letter = DeadLetter.of(delivered, self.origin)
+                letter = StoredDeadLetter.of(delivered, self.origin)
                 await publisher.publish_raw(
                     delivered.body,
                     routing_key=letter.queue,

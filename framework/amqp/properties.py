@@ -15,10 +15,10 @@ from typing import Any
 
 from aiormq import spec
 
+from framework.core.headers import CONVERTED_HEADER
 from framework.core.message import Message
 from framework.core.routing import Move
 
-CONVERTED_HEADER = "x-bulkworker-converted"
 PERSISTENT = 2
 
 

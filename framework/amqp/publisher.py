@@ -17,11 +17,11 @@ from aiormq import spec
 from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import ChannelAccessRefused
 
-from framework.amqp.closing import unless_closed
 from framework.amqp.connection import close_timeout, close_within, robust_connection
+from framework.amqp.declarations import broker_reason
 from framework.amqp.properties import PERSISTENT, properties_of
-from framework.amqp.subscription import broker_reason
 from framework.core.abc import EventLog
+from framework.core.closing import unless_closed
 from framework.core.routing import Move
 from framework.errors import ChannelGoneError, PublishError, UnroutableError
 from framework.runtime.settings import value_of

@@ -8,25 +8,18 @@ broker redelivers it) and consumes again on the new one.
 """
 
 import asyncio
-from collections.abc import Mapping
 from typing import Any
 
 import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
-from aiormq.abc import DeliveredMessage
-from aiormq.exceptions import (
-    ChannelAccessRefused,
-    ChannelNotFoundEntity,
-    ChannelPreconditionFailed,
-)
 
 from framework.amqp.closing import CHANNEL_GONE_ERRORS
 from framework.amqp.connection import close_within
+from framework.amqp.declarations import declare
+from framework.amqp.feed import QueueFeed
 from framework.core.abc import EventLog
-from framework.core.consumer import ConsumerSettings
 from framework.core.engine import BulkEngine
-from framework.core.message import Delivery, Message
-from framework.errors import ChannelGoneError, QueueError
+from framework.errors import QueueError
 
 
 class Subscription:
@@ -185,126 +178,3 @@ class Subscription:
         """Close the channel; False if the broker did not answer ``within`` seconds."""
         channel, self._channel = self._channel, None
         return channel is None or await close_within(channel, within)
-
-
-class QueueRedeclarer:
-    """Declares again, on a throwaway channel, a queue that a consumer's settings name.
-
-    The engine's mover calls it when a retry or dead-letter copy came back
-    unroutable because a queue the framework declared at start has gone.
-    """
-
-    def __init__(self, connection: AbstractRobustConnection, settings: ConsumerSettings) -> None:
-        self._connection = connection
-        self._settings = settings
-
-    def __repr__(self) -> str:
-        return f"<QueueRedeclarer {self._settings.name}>"
-
-    async def declare(self, queue: str) -> None:
-        """Declare ``queue`` with the arguments the consumer declared it with at start."""
-        transport = self._connection.transport
-        if transport is None:
-            raise ChannelGoneError("the consuming connection is down")
-        for name, arguments, _ in self._settings.declarations():
-            if name == queue:
-                await declare_on_probe(
-                    transport.connection, name, passive=False, arguments=arguments
-                )
-                return
-        raise QueueError(f"{queue!r} is not a queue {self._settings.name} declares")
-
-
-async def declare(
-    underlay: aiormq.abc.AbstractChannel,
-    queue: str,
-    arguments: Mapping[str, Any],
-    role: str,
-    settings: ConsumerSettings,
-) -> None:
-    """Declare ``queue`` (or check it exists, with ``declare = False``); errors say what to fix."""
-    try:
-        await declare_on_probe(
-            underlay.connection, queue, passive=not settings.declare, arguments=arguments
-        )
-    except ChannelNotFoundEntity as error:
-        if settings.declare:
-            # A durable classic queue whose node is down, seen from another node.
-            raise QueueError(
-                f"{role} {queue!r} cannot be declared now; the broker says: {broker_reason(error)}"
-            ) from None
-        raise QueueError(
-            f"{role} {queue!r} does not exist and {settings.name}.declare is False: "
-            "create the queue, or set declare = True"
-        ) from None
-    except ChannelPreconditionFailed as error:
-        raise QueueError(
-            f"{role} {queue!r} exists with other arguments than {settings.name} declares "
-            f"({describe(arguments)}); the broker says: {broker_reason(error)}. "
-            "Match queue_arguments to the queue, or delete the queue"
-        ) from None
-    except ChannelAccessRefused as error:
-        raise QueueError(
-            f"{role} {queue!r}: access refused for this user ({broker_reason(error)}); "
-            "grant it configure, write and read permissions on the queue"
-        ) from None
-
-
-async def declare_on_probe(
-    amqp: Any, queue: str, *, passive: bool, arguments: Mapping[str, Any] | None = None
-) -> Any:
-    """``queue.declare`` on a throwaway channel of connection ``amqp``; returns its DeclareOk.
-
-    A failed declaration closes the channel it was made on: a throwaway one
-    keeps the consuming channel, and its deliveries, alive.
-    """
-    probe = await amqp.channel()
-    try:
-        return await probe.queue_declare(
-            queue, durable=True, passive=passive, arguments=dict(arguments or {}) or None
-        )
-    finally:
-        if not probe.is_closed:
-            await probe.close()
-
-
-class QueueFeed:
-    """Turns one queue's deliveries into messages for an engine."""
-
-    __slots__ = ("engine", "queue")
-
-    def __init__(self, queue: str, engine: BulkEngine) -> None:
-        self.queue = queue
-        self.engine = engine
-
-    async def deliver(self, delivered: DeliveredMessage) -> None:
-        # Runs once per message in aiormq's delivery task: keep it short.
-        frame = delivered.delivery
-        properties = delivered.header.properties
-        refusal = self.engine.receive(
-            Message(
-                delivered.body,
-                delivered.body,
-                self.queue,
-                frame.routing_key,  # type: ignore[union-attr,arg-type]
-                Delivery(delivered.channel, frame.delivery_tag),  # type: ignore[union-attr,arg-type]
-                properties.headers or {},
-                properties.content_type,
-                properties.message_id,
-                frame.redelivered,  # type: ignore[union-attr]
-                properties,
-            )
-        )
-        if refusal is not None:
-            await refusal
-
-
-def broker_reason(error: Exception) -> str:
-    """The broker's own words from a channel error, without the client's wrapping."""
-    reply = error.args[0] if error.args else error
-    text = getattr(reply, "reply_text", None) or str(reply)
-    return str(text)
-
-
-def describe(arguments: Mapping[str, Any] | None) -> str:
-    return f"arguments {dict(arguments)!r}" if arguments else "no arguments"

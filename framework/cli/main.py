@@ -14,11 +14,13 @@ from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers
 
 from framework.amqp.connection import connect, redact
-from framework.amqp.dead_letters import DeadLetterQueue, dead_letter_queue_name
+from framework.amqp.dead_letters import DeadLetterQueue
 from framework.amqp.publisher import CONFIRM_WINDOW, Publisher
+from framework.amqp.queue_checks import QueueCheck, check_queues
 from framework.core.consumer import ConsumerSettings, listed_cells
+from framework.core.layout import dead_letter_queue_name, origin_of
 from framework.errors import BulkworkerError, DiscoveryError
-from framework.runtime.checks import QueueCheck, check_injections, check_queues
+from framework.runtime.checks import check_injections
 from framework.runtime.container import Container
 from framework.runtime.discovery import discover
 from framework.runtime.log import build_logger
@@ -283,7 +285,7 @@ class Progress:
 async def dlq_command(arguments: argparse.Namespace) -> int:
     config = configured(Container())
     name = dead_letter_queue_name(arguments.queue)
-    origin = arguments.queue.removesuffix(".dlq")
+    origin = origin_of(arguments.queue)
     async with broker_connection(config) as connection:
         queue = DeadLetterQueue(connection, name, origin)
         if arguments.action == "show":

@@ -16,14 +16,14 @@ from typing import Any, ClassVar
 
 import attrs
 
+from framework.core import layout
 from framework.core.actions import Actions
+from framework.core.layout import DEFAULT_DEAD_LETTER_QUEUE, QueueDeclaration
 from framework.core.message import Message
 from framework.errors import ConsumerDefinitionError
 
 # Quorum queues refuse a larger prefetch; see RabbitMQ's quorum queue docs.
 QUORUM_PREFETCH_LIMIT = 2000
-# "{queue}" stands for the queue a message came from.
-DEFAULT_DEAD_LETTER_QUEUE = "{queue}.dlq"
 # Seconds a partial bulk waits when neither the consumer nor the deployment says.
 DEFAULT_FLUSH_INTERVAL = 60.0
 SETTING = "bulkworker.setting"
@@ -63,7 +63,7 @@ def setting(
     return attrs.field(default=default, metadata={SETTING: spec})
 
 
-def check_queues(cls: type, name: str, value: object) -> None:
+def check_queue_names(cls: type, name: str, value: object) -> None:
     if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
         raise fail(cls, name, f"must be a list of queue names, got {value!r}")
     for queue in value:
@@ -162,7 +162,7 @@ class ConsumerSettings:
     name: str
     queues: tuple[str, ...] = setting(
         (),
-        check_queues,
+        check_queue_names,
         "one or more queue names; a bulk may mix them, `Message.queue` tells which",
         "required",
         listed=True,
@@ -259,30 +259,28 @@ class ConsumerSettings:
     )
 
     def dead_letter_queue_for(self, queue: str) -> str | None:
-        """Where messages of ``queue`` are dead-lettered; None: discarded."""
-        if self.dead_letter_queue is None:
-            return None
-        return self.dead_letter_queue.format(queue=queue)
+        """Where messages of ``queue`` are dead-lettered; None: rejected to the broker."""
+        return layout.dead_letter_queue(self.dead_letter_queue, queue)
 
     def retry_queue_for(self, queue: str) -> str | None:
         """Where retries of ``queue`` wait out ``retry_delay``; None: straight back."""
-        return f"{queue}.retry" if self.retry_delay > 0 else None
+        return layout.retry_queue(queue) if self.retry_delay > 0 else None
 
-    def declarations_for(self, queue: str) -> list[tuple[str, Mapping[str, Any], str]]:
-        """``queue`` and what the framework needs beside it: (name, arguments, role)."""
-        needed: list[tuple[str, Mapping[str, Any], str]] = [(queue, self.queue_arguments, "queue")]
+    def declarations_for(self, queue: str) -> list[QueueDeclaration]:
+        """``queue`` and what the framework needs beside it."""
+        needed = [QueueDeclaration(queue, self.queue_arguments, "queue")]
         dead = self.dead_letter_queue_for(queue)
         if dead is not None:
-            needed.append((dead, {}, "dead-letter queue"))
+            needed.append(QueueDeclaration(dead, {}, "dead-letter queue"))
         retry = self.retry_queue_for(queue)
         if retry is not None:
-            back = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}
-            needed.append((retry, back, "retry queue"))
+            arguments = layout.retry_queue_arguments(queue)
+            needed.append(QueueDeclaration(retry, arguments, "retry queue"))
         return needed
 
-    def declarations(self) -> list[tuple[str, Mapping[str, Any], str]]:
+    def declarations(self) -> list[QueueDeclaration]:
         """Every queue this consumer needs, each once (a shared dead-letter queue too)."""
-        needed: dict[str, tuple[str, Mapping[str, Any], str]] = {}
+        needed: dict[str, QueueDeclaration] = {}
         for queue in self.queues:
             for declaration in self.declarations_for(queue):
                 needed.setdefault(declaration[0], declaration)

@@ -7,10 +7,9 @@ import attrs
 
 from framework.core.abc import SettlementChannel
 from framework.core.actions import Actions
+from framework.core.headers import ATTEMPTS_HEADER
 
 BodyT = TypeVar("BodyT")
-# How many attempts at a message failed before; set by the framework when it retries.
-ATTEMPTS_HEADER = "x-bulkworker-attempts"
 
 
 class Delivery(NamedTuple):

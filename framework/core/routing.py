@@ -18,13 +18,15 @@ import attrs
 
 from framework.core.actions import Actions
 from framework.core.consumer import ConsumerSettings
-from framework.core.message import ATTEMPTS_HEADER, Delivery, Message
-
-REASON_HEADER = "x-bulkworker-reason"
-ERROR_HEADER = "x-bulkworker-error"
-QUEUE_HEADER = "x-bulkworker-queue"
-CONSUMER_HEADER = "x-bulkworker-consumer"
-TIME_HEADER = "x-bulkworker-dead-lettered-at"
+from framework.core.headers import (
+    ATTEMPTS_HEADER,
+    CONSUMER_HEADER,
+    ERROR_HEADER,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    TIME_HEADER,
+)
+from framework.core.message import Delivery, Message
 
 
 class OutcomeKind(StrEnum):

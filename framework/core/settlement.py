@@ -15,9 +15,9 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from framework.amqp.closing import CHANNEL_GONE_ERRORS, unless_closed
 from framework.core.abc import SettlementChannel
 from framework.core.actions import Actions
+from framework.core.closing import unless_closed
 from framework.core.message import Delivery
 
 # Settlement frames are tiny: a live connection takes them at once. Longer than
@@ -102,6 +102,9 @@ class Settler:
     """Sends the decisions of settled work to the channels the messages came on."""
 
     ledger: Ledger = attrs.field(factory=Ledger)
+    # What sending on a channel that closed under us raises: the AMQP layer
+    # passes its client's errors; ChannelGoneError is a ConnectionError.
+    gone_errors: tuple[type[BaseException], ...] = (ConnectionError,)
     # Frames must reach the channel in the order the ledger was updated: a
     # multiple ack sent before an earlier reject would ack that message too.
     _sending: asyncio.Lock = attrs.field(factory=asyncio.Lock)
@@ -112,7 +115,7 @@ class Settler:
             part = SettlementReport()
             if not channel.is_closed:
                 async with self._sending:
-                    with contextlib.suppress(*CHANNEL_GONE_ERRORS):
+                    with contextlib.suppress(*self.gone_errors):
                         await unless_closed(
                             channel, self._settle_on(channel, decisions, part), SEND_TIMEOUT
                         )

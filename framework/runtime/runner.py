@@ -5,11 +5,14 @@ from collections.abc import Callable
 
 from aio_pika.abc import AbstractRobustConnection
 
+from framework.amqp.closing import CHANNEL_GONE_ERRORS
+from framework.amqp.declarations import QueueRedeclarer
 from framework.amqp.hazards import warn_about_capped_queues, warn_about_publish_permission
-from framework.amqp.subscription import QueueRedeclarer, Subscription
+from framework.amqp.subscription import Subscription
 from framework.core.abc import Clock, EventLog, Handler, MovePublisher
 from framework.core.consumer import ConsumerSettings
 from framework.core.engine import BulkEngine
+from framework.core.settlement import Settler
 
 
 class ConsumerRunner:
@@ -40,6 +43,7 @@ class ConsumerRunner:
             retry_max_delay=retry_max_delay,
             declarer=QueueRedeclarer(connection, settings),
             on_exit_request=on_exit_request,
+            settler=Settler(gone_errors=CHANNEL_GONE_ERRORS),
         )
         self.subscription = Subscription(
             connection, self.engine, log, retry_max_delay=retry_max_delay

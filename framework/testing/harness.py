@@ -11,6 +11,7 @@ from dependency_injector import providers
 
 from framework.amqp.publisher import encode
 from framework.core.consumer import BulkConsumer
+from framework.core.layout import retry_queue
 from framework.core.message import Delivery, Message
 from framework.core.routing import Move
 from framework.testing.fakes import FakeChannel, FakeClock, RecordingLog
@@ -374,7 +375,7 @@ class _RealBroker:
                 for name in (
                     queue,
                     settings and settings.dead_letter_queue_for(queue),
-                    f"{queue}.retry",
+                    retry_queue(queue),
                 ):
                     if name:
                         await channel.queue_delete(name)

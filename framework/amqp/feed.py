@@ -1,0 +1,37 @@
+"""Turning one queue's deliveries into messages for an engine."""
+
+from aiormq.abc import DeliveredMessage
+
+from framework.core.engine import BulkEngine
+from framework.core.message import Delivery, Message
+
+
+class QueueFeed:
+    """Turns one queue's deliveries into messages for an engine."""
+
+    __slots__ = ("engine", "queue")
+
+    def __init__(self, queue: str, engine: BulkEngine) -> None:
+        self.queue = queue
+        self.engine = engine
+
+    async def deliver(self, delivered: DeliveredMessage) -> None:
+        # Runs once per message in aiormq's delivery task: keep it short.
+        frame = delivered.delivery
+        properties = delivered.header.properties
+        refusal = self.engine.receive(
+            Message(
+                delivered.body,
+                delivered.body,
+                self.queue,
+                frame.routing_key,  # type: ignore[union-attr,arg-type]
+                Delivery(delivered.channel, frame.delivery_tag),  # type: ignore[union-attr,arg-type]
+                properties.headers or {},
+                properties.content_type,
+                properties.message_id,
+                frame.redelivered,  # type: ignore[union-attr]
+                properties,
+            )
+        )
+        if refusal is not None:
+            await refusal
