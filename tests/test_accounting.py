@@ -141,7 +141,14 @@ class World:
         tag = len(channel.arrived) + 1
         channel.arrived.append(tag)
         raw = DEEP if plan is None else json.dumps(tag).encode()
-        message = Message(raw, raw, "q", "q", Delivery(channel, tag), {}, "application/json")
+        message = Message(
+            body=raw,
+            raw=raw,
+            queue="q",
+            routing_key="q",
+            delivery=Delivery(channel, tag),
+            content_type="application/json",
+        )
         if plan is None:
             self.decided.add((channel.name, tag))  # undecodable: decided on arrival
         else:

@@ -508,7 +508,14 @@ async def wait_for(condition: Any) -> None:
 
 def delivered(raw: bytes, channel: FakeChannel, tag: int, content_type: str | None) -> Message[Any]:
     """A message as the transport builds it: the body still raw, not yet decoded."""
-    return Message(raw, raw, "test", "test", Delivery(channel, tag), {}, content_type)
+    return Message(
+        body=raw,
+        raw=raw,
+        queue="test",
+        routing_key="test",
+        delivery=Delivery(channel, tag),
+        content_type=content_type,
+    )
 
 
 def times_settled(channel: FakeChannel) -> dict[int, int]:

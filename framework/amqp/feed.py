@@ -21,16 +21,16 @@ class QueueFeed:
         properties = delivered.header.properties
         refusal = self.engine.receive(
             Message(
-                delivered.body,
-                delivered.body,
-                self.queue,
-                frame.routing_key,  # type: ignore[union-attr,arg-type]
-                Delivery(delivered.channel, frame.delivery_tag),  # type: ignore[union-attr,arg-type]
-                properties.headers or {},
-                properties.content_type,
-                properties.message_id,
-                frame.redelivered,  # type: ignore[union-attr]
-                properties,
+                body=delivered.body,  # decoded by the engine, once the delivery is tracked
+                raw=delivered.body,
+                queue=self.queue,
+                routing_key=frame.routing_key,  # type: ignore[union-attr,arg-type]
+                delivery=Delivery(delivered.channel, frame.delivery_tag),  # type: ignore[union-attr,arg-type]
+                headers=properties.headers or {},
+                content_type=properties.content_type,
+                message_id=properties.message_id,
+                redelivered=frame.redelivered,  # type: ignore[union-attr]
+                properties=properties,
             )
         )
         if refusal is not None:

@@ -19,7 +19,7 @@ class Delivery(NamedTuple):
     tag: int
 
 
-@attrs.define(slots=True, eq=False, repr=False)
+@attrs.define(slots=True, eq=False, repr=False, kw_only=True)
 class Message(Generic[BodyT]):
     """A message in a bulk.
 

@@ -173,13 +173,12 @@ def make_message(
     """A message as the transport builds it, for engine tests."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return Message(
-        body,
-        raw,
-        queue,
-        queue,
-        Delivery(channel, tag),
-        dict(headers or {}),
-        "application/json",
-        message_id,
-        False,
+        body=body,
+        raw=raw,
+        queue=queue,
+        routing_key=queue,
+        delivery=Delivery(channel, tag),
+        headers=dict(headers or {}),
+        content_type="application/json",
+        message_id=message_id,
     )

@@ -229,15 +229,14 @@ class _FakeBroker:
         message_id: str | None,
     ) -> None:
         message = Message(
-            raw,
-            raw,
-            queue,
-            queue,
-            Delivery(self.channel, next(self.tags)),
-            headers,
-            content_type,
-            message_id,
-            False,
+            body=raw,
+            raw=raw,
+            queue=queue,
+            routing_key=queue,
+            delivery=Delivery(self.channel, next(self.tags)),
+            headers=headers,
+            content_type=content_type,
+            message_id=message_id,
         )
         refusal = self.engine.receive(message)
         if refusal is not None:
