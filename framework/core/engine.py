@@ -92,12 +92,6 @@ class BulkEngine:
         self._router = Router(settings)
         self.decode = body_decoder(settings.decoder, settings.model)
         self.settler = settler or Settler()
-        self._buffer: deque[Message[Any]] = deque()
-        self._arrivals: deque[float] = deque()
-        self._wake = asyncio.Event()
-        self._timer: Timer | None = None
-        self._due = False
-        self._closing = False
         self._mover = Mover(
             settings,
             publisher=publisher,
@@ -108,12 +102,23 @@ class BulkEngine:
             retry_max_delay=retry_max_delay,
             declarer=declarer,
         )
+        self._on_exit_request = on_exit_request
+        self._cancel_grace = cancel_grace
+        self._start_empty()
+
+    def _start_empty(self) -> None:
+        # The buffer and its flush timer: arrivals[i] is when buffer[i] came.
+        self._buffer: deque[Message[Any]] = deque()
+        self._arrivals: deque[float] = deque()
+        self._timer: Timer | None = None
+        self._due = False
+        # The worker: woken when a bulk may be due; closing once asked to stop.
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._busy = False
         self._observers: list[Observer] = []
         self._bulk_observers: list[Callable[[list[Message[Any]]], None]] = []
-        self._busy = False
-        self._on_exit_request = on_exit_request
         self._exit_requests: list[BaseException] = []
-        self._cancel_grace = cancel_grace
         self._abandoned: set[asyncio.Task[BaseException | None]] = set()
         self._drops_to_report = 0
         self.bulks_handled = 0
