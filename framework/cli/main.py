@@ -17,12 +17,13 @@ from framework.amqp.connection import connect, redact
 from framework.amqp.dead_letters import DeadLetterQueue, dead_letter_queue_name
 from framework.amqp.publisher import CONFIRM_WINDOW, Publisher
 from framework.core.consumer import ConsumerSettings, listed_cells
-from framework.errors import BulkworkerError, DiscoveryError
+from framework.errors import BulkworkerError, CheckFailedError, DiscoveryError
 from framework.runtime.checks import QueueCheck, check_injections, check_queues
 from framework.runtime.container import Container
 from framework.runtime.discovery import discover
 from framework.runtime.log import build_logger
-from framework.runtime.orchestrator import Orchestrator, loop_factory
+from framework.runtime.orchestrator import Orchestrator
+from framework.runtime.process import loop_factory
 from framework.runtime.settings import load_environment
 
 EXIT_OK = 0
@@ -33,10 +34,6 @@ EXIT_CODES = (
     "run: 1 also when a consumer's worker died, the status asked for when handle raised "
     "SystemExit, 130 for KeyboardInterrupt"
 )
-
-
-class CheckFailedError(BulkworkerError):
-    """``bulkworker check`` found problems; the table says which."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="package or module holding the consumers (default: consumers)",
         )
         add_container_option(command)
+    add_publish_command(commands)
+    add_dlq_command(commands)
+    return parser
+
+
+def add_publish_command(commands: Any) -> None:
     publish = commands.add_parser(
         "publish",
         help="publish a JSON-lines file (or stdin) to a queue, with confirms",
@@ -68,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("queue", metavar="QUEUE")
     publish.add_argument("file", nargs="?", default="-", metavar="FILE")
+
+
+def add_dlq_command(commands: Any) -> None:
     dlq = commands.add_parser(
         "dlq", help="show or replay dead-lettered messages", epilog=EXIT_CODES
     )
@@ -81,7 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
             "queue", metavar="QUEUE", help="the consumed queue (QUEUE.dlq is read) or a .dlq"
         )
         action.add_argument("--limit", type=int, default=20 if name == "show" else 1_000_000)
-    return parser
 
 
 def add_container_option(command: argparse.ArgumentParser) -> None:

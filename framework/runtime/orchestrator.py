@@ -1,13 +1,9 @@
 """The Orchestrator: discovers consumers, starts them, and stops them gracefully."""
 
 import asyncio
-import contextlib
 import functools
 import inspect
-import os
-import signal
-import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -18,11 +14,25 @@ from framework.amqp.publisher import Publisher
 from framework.core.abc import Clock, EventLog, Handler
 from framework.core.clock import LoopClock
 from framework.core.consumer import ConsumerSettings
-from framework.errors import BulkworkerError
+from framework.errors import (
+    BulkworkerError,
+    ExitRequestedError,
+    HookDefinitionError,
+)
+
+# framework/__init__.py still imports it from here.
+from framework.errors import WorkerCrashedError as WorkerCrashedError
 from framework.runtime.container import Container
 from framework.runtime.discovery import ConsumerSource, discover
 from framework.runtime.injection import build_consumer, wire_modules
 from framework.runtime.log import route_library_logs, unroute_library_logs
+from framework.runtime.process import (
+    SignalCounter,
+    retrieve,
+    run_in_new_loop,
+    stop_signals,
+    wait_first,
+)
 from framework.runtime.runner import ConsumerRunner
 from framework.runtime.settings import load_environment
 from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
@@ -32,22 +42,6 @@ Hook = Callable[[Any], Awaitable[None]]
 BROKER_ACK_TIMEOUT = 1800.0
 ACK_TIMEOUT_WARNING = 0.8
 HookT = TypeVar("HookT", bound=Hook)
-
-
-class WorkerCrashedError(BulkworkerError, RuntimeError):
-    """A consumer's worker task ended while no stop was asked for: the consumer was dead."""
-
-
-class ExitRequestedError(BulkworkerError):
-    """``handle`` raised ``SystemExit`` or ``KeyboardInterrupt``: the process should exit.
-
-    ``code`` is the exit status: ``SystemExit``'s own (``None`` is 0, an
-    integer itself, anything else 1), or 130 for ``KeyboardInterrupt``.
-    """
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @attrs.frozen
@@ -377,86 +371,10 @@ class Orchestrator:
             SystemExit: ``handle`` asked to exit; its exit status is kept.
             WorkerCrashedError: a consumer's worker ended on its own.
         """
-        loop = (loop_factory() or asyncio.new_event_loop)()
         try:
-            loop.run_until_complete(self.serve())
+            run_in_new_loop(self.serve())
         except ExitRequestedError as request:
             raise SystemExit(request.code) from None
-        finally:
-            close_loop(loop)
-
-
-class SignalCounter:
-    """First signal: stop gracefully. Second: leave at once; the broker requeues."""
-
-    def __init__(self, stop: asyncio.Event) -> None:
-        self._stop = stop
-        self.count = 0
-
-    def received(self) -> None:
-        self.count += 1
-        if self.count == 1:
-            self._stop.set()
-            return
-        sys.stderr.write("bulkworker: second signal, exiting now\n")
-        sys.stderr.flush()
-        os._exit(1)
-
-
-@contextlib.contextmanager
-def stop_signals(counter: SignalCounter) -> Iterator[None]:
-    """SIGINT and SIGTERM go to ``counter`` while in the block."""
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, counter.received)
-    try:
-        yield
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-
-
-async def wait_first(*waits: Awaitable[Any]) -> None:
-    tasks = [asyncio.ensure_future(wait) for wait in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-def close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel what is left, wait a little for it, and close ``loop``.
-
-    Unlike ``asyncio.run``, tasks that ignore cancellation are left behind
-    instead of waited for: the process must end.
-    """
-    try:
-        tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.wait(tasks, timeout=ABANDON_GRACE))
-        for task in tasks:
-            if task.done():
-                retrieve(task)
-            else:
-                task._log_destroy_pending = False  # type: ignore[attr-defined]
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        with contextlib.suppress(TimeoutError):
-            shutdown = loop.shutdown_default_executor()
-            loop.run_until_complete(asyncio.wait_for(shutdown, ABANDON_GRACE))
-    finally:
-        loop.close()
-
-
-def retrieve(task: "asyncio.Future[Any]") -> None:
-    """Mark ``task``'s outcome as seen: it was logged already, or does not matter."""
-    if not task.cancelled():
-        task.exception()
 
 
 def describe(error: BaseException) -> str:
@@ -481,18 +399,10 @@ async def resolve(value: Any) -> Any:
 
 def checked_hook(hook: HookT) -> HookT:
     if not inspect.iscoroutinefunction(hook):
-        raise TypeError(f"hook {hook_name(hook)} must be 'async def {hook_name(hook)}(container)'")
+        name = hook_name(hook)
+        raise HookDefinitionError(f"hook {name} must be 'async def {name}(container)'")
     return cast(HookT, hook)
 
 
 def hook_name(hook: Callable[..., Any]) -> str:
     return getattr(hook, "__qualname__", repr(hook))
-
-
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
