@@ -13,18 +13,19 @@ from typing import Any, TextIO
 from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers
 
-from framework.amqp.connection import connect, redact
+from framework.amqp.connection import connect
 from framework.amqp.dead_letters import DeadLetterQueue, dead_letter_queue_name
 from framework.amqp.publisher import CONFIRM_WINDOW, Publisher
+from framework.amqp.urls import redact
 from framework.core.consumer import ConsumerSettings, listed_cells
 from framework.errors import BulkworkerError, CheckFailedError, DiscoveryError
+from framework.runtime.assembly import plan
 from framework.runtime.checks import QueueCheck, check_injections, check_queues
 from framework.runtime.container import Container
-from framework.runtime.discovery import discover
 from framework.runtime.log import build_logger
 from framework.runtime.orchestrator import Orchestrator
 from framework.runtime.process import loop_factory
-from framework.runtime.settings import load_environment
+from framework.runtime.settings import Deployment, deployment_of
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -118,10 +119,9 @@ def load_container(spec: str | None) -> containers.Container:
     return container
 
 
-def configured(container: containers.Container) -> Any:
-    config: Any = container.config
-    load_environment(config)
-    return config
+def configured(container: containers.Container) -> Deployment:
+    """The deployment settings a command works with, resolved once."""
+    return deployment_of(container)
 
 
 def run_command(arguments: argparse.Namespace) -> int:
@@ -134,10 +134,8 @@ def run_command(arguments: argparse.Namespace) -> int:
 
 
 def list_command(arguments: argparse.Namespace) -> int:
-    config = configured(load_container(arguments.container))
-    flush_interval = float(config.get("flush_interval"))
-    consumers = discover(arguments.package)
-    print(format_table([settings_row(ConsumerSettings.of(c, flush_interval)) for c in consumers]))
+    consumers = plan(arguments.package, load_container(arguments.container))
+    print(format_table([settings_row(settings) for settings in consumers.settings]))
     return EXIT_OK
 
 
@@ -156,15 +154,15 @@ def format_table(rows: Sequence[dict[str, str]]) -> str:
 
 
 @asynccontextmanager
-async def broker_connection(config: Any) -> AsyncIterator[AbstractRobustConnection]:
+async def broker_connection(settings: Deployment) -> AsyncIterator[AbstractRobustConnection]:
     """A connection for a command; warnings go to stderr, which the operator reads."""
     logger = build_logger("WARNING", fd=2)
     try:
         connection = await connect(
-            config.get("amqp_url"),
+            settings.amqp_url,
             logger,
             purpose="command",
-            connect_timeout=float(config.get("connect_timeout")),
+            connect_timeout=settings.connect_timeout,
         )
         try:
             yield connection
@@ -176,18 +174,16 @@ async def broker_connection(config: Any) -> AsyncIterator[AbstractRobustConnecti
 
 async def check_command(arguments: argparse.Namespace) -> int:
     container = load_container(arguments.container)
-    config = configured(container)
-    consumers = discover(arguments.package)
-    settings = [ConsumerSettings.of(c, float(config.get("flush_interval"))) for c in consumers]
-    check_injections(consumers, container)
-    async with broker_connection(config) as connection:
-        checks = [check for s in settings for check in await check_queues(connection, s)]
-    print(f"broker: {redact(config.get('amqp_url'))}")
+    consumers = plan(arguments.package, container)
+    check_injections(list(consumers.classes), container)
+    async with broker_connection(consumers.deployment) as connection:
+        checks = [c for s in consumers.settings for c in await check_queues(connection, s)]
+    print(f"broker: {redact(consumers.deployment.amqp_url)}")
     print(format_table([check_row(check) for check in checks]))
     problems = [check for check in checks if check.problem]
     if problems:
         raise CheckFailedError(f"{len(problems)} of {len(checks)} queues are not in order")
-    print(f"{len(consumers)} consumers and {len(checks)} queues in order")
+    print(f"{len(consumers.classes)} consumers and {len(checks)} queues in order")
     return EXIT_OK
 
 
@@ -231,8 +227,7 @@ def publish_command(arguments: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 async def publish_bodies(arguments: argparse.Namespace, bodies: list[bytes]) -> int:
-    config = configured(Container())
-    async with broker_connection(config) as connection:
+    async with broker_connection(configured(Container())) as connection:
         await require_queue(connection, arguments.queue)
         publisher = Publisher(connection)
         await publisher.open()
@@ -286,10 +281,9 @@ class Progress:
 
 
 async def dlq_command(arguments: argparse.Namespace) -> int:
-    config = configured(Container())
     name = dead_letter_queue_name(arguments.queue)
     origin = arguments.queue.removesuffix(".dlq")
-    async with broker_connection(config) as connection:
+    async with broker_connection(configured(Container())) as connection:
         queue = DeadLetterQueue(connection, name, origin)
         if arguments.action == "show":
             letters, waiting = await queue.show(arguments.limit)

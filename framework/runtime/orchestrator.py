@@ -22,9 +22,11 @@ from framework.errors import (
 
 # framework/__init__.py still imports it from here.
 from framework.errors import WorkerCrashedError as WorkerCrashedError
+from framework.runtime.assembly import build_handlers
+from framework.runtime.assembly import plan as assemble
 from framework.runtime.container import Container
-from framework.runtime.discovery import ConsumerSource, discover
-from framework.runtime.injection import build_consumer, wire_modules
+from framework.runtime.discovery import ConsumerSource
+from framework.runtime.injection import wire_modules
 from framework.runtime.log import route_library_logs, unroute_library_logs
 from framework.runtime.process import (
     SignalCounter,
@@ -34,7 +36,7 @@ from framework.runtime.process import (
     wait_first,
 )
 from framework.runtime.runner import ConsumerRunner
-from framework.runtime.settings import load_environment
+from framework.runtime.settings import Deployment, deployment_of
 from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
 
 Hook = Callable[[Any], Awaitable[None]]
@@ -105,6 +107,11 @@ class Orchestrator:
         """The container's ``config``, filled from the environment on start."""
         return cast(providers.Configuration, self.container.config)
 
+    @property
+    def settings(self) -> Deployment:
+        """The deployment settings, resolved once from ``config`` and the environment."""
+        return deployment_of(self.container)
+
     def on_startup(self, hook: HookT) -> HookT:
         """Register ``async def hook(container)``; all run before any message is handled."""
         self._startup_hooks.append(checked_hook(hook))
@@ -135,21 +142,18 @@ class Orchestrator:
         if self._started:
             raise BulkworkerError("this Orchestrator was started already; create a new one")
         self._started = True
-        classes = discover(self._source)
-        load_environment(self.config)
-        flush_interval = float(self.config.get("flush_interval"))
-        settings = [ConsumerSettings.of(cls, flush_interval) for cls in classes]
+        plan = self._plan = assemble(self._source, self.container)
         try:
             await resolve(self.container.init_resources())
             self._log = await resolve(self.container.logger())
-            wire_modules(self.container, classes)
+            wire_modules(self.container, plan.classes)
             self._wired = True
             for hook in self._startup_hooks:
                 await hook(self.container)
             connection = await resolve(self.container.connection())
             publisher = self._publisher = await resolve(self.container.publisher())
-            built = [await build_consumer(cls, self.container) for cls in classes]
-            for (_, handler), consumer_settings in zip(built, settings, strict=True):
+            handlers = await build_handlers(plan.classes, self.container)
+            for handler, consumer_settings in zip(handlers, plan.settings, strict=True):
                 await self._start_consumer(handler, consumer_settings, connection, publisher)
         except BaseException:
             await self.stop()
@@ -167,7 +171,7 @@ class Orchestrator:
             clock=self._clock,
             log=self._log,
             publisher=publisher,
-            retry_max_delay=float(self.config.get("reconnect_max_delay") or 30.0),
+            reconnect_max_delay=self.settings.reconnect_max_delay,
             on_exit_request=functools.partial(self._on_exit_request, settings.name),
         )
         self.runners.append(runner)
@@ -244,7 +248,7 @@ class Orchestrator:
             return
         self._stopping = asyncio.get_running_loop().create_future()
         self._stop_called.set()
-        budget = ShutdownBudget(float(self.config.get("shutdown_timeout") or 30.0))
+        budget = ShutdownBudget(self.settings.shutdown_timeout)
         try:
             await self._report_halts()
             await self._stop_consumers(budget)
@@ -333,8 +337,7 @@ class Orchestrator:
             ExitRequestedError: ``handle`` raised ``SystemExit`` or
                 ``KeyboardInterrupt``; every consumer was stopped gracefully.
         """
-        load_environment(self.config)
-        library_logs = route_library_logs(self.config.get("log_level"))
+        library_logs = route_library_logs(self.settings.log_level)
         try:
             with stop_signals(SignalCounter(self._halted)):
                 await self._start_unless_halted()

@@ -24,7 +24,7 @@ class ConsumerRunner:
         clock: Clock,
         log: EventLog,
         publisher: MovePublisher,
-        retry_max_delay: float = 30.0,
+        reconnect_max_delay: float,
         on_exit_request: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -37,12 +37,12 @@ class ConsumerRunner:
             clock=clock,
             log=log,
             publisher=publisher,
-            retry_max_delay=retry_max_delay,
+            retry_max_delay=reconnect_max_delay,
             declarer=QueueRedeclarer(connection, settings),
             on_exit_request=on_exit_request,
         )
         self.subscription = Subscription(
-            connection, self.engine, log, retry_max_delay=retry_max_delay
+            connection, self.engine, log, retry_max_delay=reconnect_max_delay
         )
         self.worker: asyncio.Task[None] | None = None
         self._log = log
