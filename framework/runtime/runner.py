@@ -37,12 +37,12 @@ class ConsumerRunner:
             clock=clock,
             log=log,
             publisher=publisher,
-            retry_max_delay=reconnect_max_delay,
+            reconnect_max_delay=reconnect_max_delay,
             declarer=QueueRedeclarer(connection, settings),
             on_exit_request=on_exit_request,
         )
         self.subscription = Subscription(
-            connection, self.engine, log, retry_max_delay=reconnect_max_delay
+            connection, self.engine, log, reconnect_max_delay=reconnect_max_delay
         )
         self.worker: asyncio.Task[None] | None = None
         self._log = log
