@@ -65,9 +65,11 @@ SETTINGS = (
         "BULKWORKER_AMQP_URL",
         DEFAULT_AMQP_URL,
         amqp_urls,
-        "RabbitMQ URL; the path selects the vhost (`amqp://user:pass@host:5672/vhost`). "
-        "For a cluster, each node's URL, comma-separated: the first that answers is used, "
-        "the next after a lost connection",
+        "RabbitMQ URL; the path selects the vhost (`amqp://user:pass@host:5672/vhost`); "
+        "aio-pika's URL options (`?heartbeat=30`) apply. For a cluster, each node's URL, "
+        "comma-separated (`amqp://u:p@rabbit-1/vh,amqp://u:p@rabbit-2/vh`): the first that "
+        "answers is used, the next after a lost connection; options are read from the first "
+        "URL; a comma in a password is written `%2C`",
     ),
     Setting(
         "flush_interval",
@@ -95,7 +97,8 @@ SETTINGS = (
         "BULKWORKER_RECONNECT_MAX_DELAY",
         30.0,
         positive_seconds,
-        "longest pause between reconnection attempts (the pause doubles up to it)",
+        "longest pause between reconnection attempts, and between tries of a retry or "
+        "dead-letter copy the broker refused (the pause doubles up to it)",
     ),
     Setting(
         "shutdown_timeout",
@@ -105,6 +108,22 @@ SETTINGS = (
         "seconds a graceful shutdown may take before unsettled messages are left to the broker",
     ),
 )
+
+
+def deployment_table() -> str:
+    """The rows of the environment variables table in docs/configuration.md, one a setting.
+
+    Regenerate them with ``python -c "from framework.runtime.settings import
+    deployment_table as t; print(t())"``.
+    """
+    return "\n".join(
+        f"| `{s.env}` | `{s.key}` | `{shown(s.default)}` | {s.meaning} |" for s in SETTINGS
+    )
+
+
+def shown(default: Any) -> str:
+    # Seconds as the docs write them: 60, not 60.0.
+    return f"{default:g}" if isinstance(default, float) else str(default)
 
 
 @attrs.frozen
