@@ -142,7 +142,7 @@ class Orchestrator:
         if self._started:
             raise BulkworkerError("this Orchestrator was started already; create a new one")
         self._started = True
-        plan = self._plan = assemble(self._source, self.container)
+        plan = assemble(self._source, self.container)
         try:
             await resolve(self.container.init_resources())
             self._log = await resolve(self.container.logger())
