@@ -20,7 +20,7 @@ import aio_pika
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from framework.amqp.publisher import Publisher
-from framework.runtime.orchestrator import loop_factory
+from framework.runtime.process import loop_factory
 
 AMQP_URL = os.environ.get("BULKWORKER_AMQP_URL", "amqp://guest:guest@localhost:5672/")
 

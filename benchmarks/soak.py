@@ -27,7 +27,7 @@ import aiormq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from framework import BulkConsumer, Container, Message, Orchestrator
-from framework.runtime.orchestrator import loop_factory
+from framework.runtime.process import loop_factory
 from tests.proxy import TcpProxy
 
 AMQP_URL = os.environ.get("BULKWORKER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from framework import BulkConsumer, Container, Message, Orchestrator
 from framework.core.decoding import FAST_LOADS
-from framework.runtime.orchestrator import loop_factory
+from framework.runtime.process import loop_factory
 
 AMQP_URL = os.environ.get("BULKWORKER_AMQP_URL", "amqp://guest:guest@localhost:5672/")
 BULK_SIZE = 500

@@ -31,23 +31,25 @@ from framework.errors import (
     ConsumerDefinitionError,
     DecodeError,
     DiscoveryError,
+    ExitRequestedError,
     HandlerTimeoutError,
+    HookDefinitionError,
     PublishError,
     QueueError,
     UnroutableError,
+    WorkerCrashedError,
 )
 
 if TYPE_CHECKING:
     from framework.amqp.publisher import Publisher
     from framework.runtime.container import Container
-    from framework.runtime.orchestrator import Orchestrator, WorkerCrashedError
+    from framework.runtime.orchestrator import Orchestrator
 
 # Public names of the upper layers, and the module each comes from.
 LAZY = {
     "Publisher": "framework.amqp.publisher",
     "Container": "framework.runtime.container",
     "Orchestrator": "framework.runtime.orchestrator",
-    "WorkerCrashedError": "framework.runtime.orchestrator",
 }
 
 
@@ -70,7 +72,9 @@ __all__ = [
     "Container",
     "DecodeError",
     "DiscoveryError",
+    "ExitRequestedError",
     "HandlerTimeoutError",
+    "HookDefinitionError",
     "Message",
     "Orchestrator",
     "PublishError",

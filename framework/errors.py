@@ -54,3 +54,27 @@ class HandlerTimeoutError(BulkworkerError, TimeoutError):
 
 class ChannelGoneError(BulkworkerError, ConnectionError):
     """A channel closed, or stopped taking frames, while the framework was using it."""
+
+
+class HookDefinitionError(BulkworkerError, TypeError):
+    """A startup or shutdown hook is not ``async def hook(container)``."""
+
+
+class WorkerCrashedError(BulkworkerError, RuntimeError):
+    """A consumer's worker task ended while no stop was asked for: the consumer was dead."""
+
+
+class ExitRequestedError(BulkworkerError):
+    """``handle`` raised ``SystemExit`` or ``KeyboardInterrupt``: the process should exit.
+
+    ``code`` is the exit status: ``SystemExit``'s own (``None`` is 0, an
+    integer itself, anything else 1), or 130 for ``KeyboardInterrupt``.
+    """
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CheckFailedError(BulkworkerError):
+    """``bulkworker check`` found problems; the table says which."""

@@ -22,7 +22,7 @@ from dependency_injector import containers
 from framework import BulkConsumer, Container
 from framework.core.consumer import SETTING_NAMES, is_runnable, settings_table
 from framework.runtime.injection import build_consumer
-from framework.runtime.settings import SETTINGS
+from framework.runtime.settings import SETTINGS, deployment_table
 from framework.testing import ConsumerHarness
 from tests.broker import Broker
 from tests.private_broker import PrivateBroker
@@ -172,6 +172,15 @@ def test_settings_tables_name_every_setting() -> None:
     for setting in SETTINGS:
         assert f"| `{setting.env}` |" in readme
         assert f"| `{setting.env}` | `{setting.key}` |" in reference
+
+
+def test_deployment_settings_table_derives_from_the_definition() -> None:
+    """The reference lists the environment variables exactly as the code defines them.
+
+    Regenerate the rows with `python -c "from framework.runtime.settings import
+    deployment_table as t; print(t())"`.
+    """
+    assert deployment_table() in (ROOT / "docs" / "configuration.md").read_text()
 
 
 def test_consumer_settings_tables_derive_from_the_definition() -> None:

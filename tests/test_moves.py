@@ -64,7 +64,7 @@ def engine(clock, log, handler, publisher, declarer) -> BulkEngine:
         clock=clock,
         log=log,
         publisher=publisher,
-        retry_max_delay=4.0,
+        reconnect_max_delay=4.0,
         declarer=declarer,
     )
 

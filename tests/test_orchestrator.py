@@ -22,7 +22,7 @@ from framework import (
     QueueError,
     WorkerCrashedError,
 )
-from framework.runtime.orchestrator import ExitRequestedError
+from framework.errors import ExitRequestedError
 from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.conftest import make_container

@@ -24,10 +24,10 @@ from aiormq.exceptions import (
 )
 from yarl import URL
 
+from framework.amqp.urls import redact as redact
+from framework.amqp.urls import split_amqp_urls
 from framework.core.abc import EventLog
 from framework.errors import BrokerUnreachableError
-from framework.runtime.settings import redact as redact
-from framework.runtime.settings import split_amqp_urls, value_of
 
 FIRST_RETRY_DELAY = 0.5
 NOT_ALLOWED = 530
@@ -287,25 +287,25 @@ async def close_within(closable: Any, seconds: float) -> bool:
 @asynccontextmanager
 async def robust_connection(
     purpose: str,
-    url: str | None,
+    url: str,
     logger: EventLog,
-    connect_timeout: float | None = None,
-    reconnect_max_delay: float | None = None,
-    shutdown_timeout: float | None = None,
+    *,
+    connect_timeout: float,
+    reconnect_max_delay: float,
+    shutdown_timeout: float,
 ) -> AsyncIterator[AbstractRobustConnection]:
-    """A connection for one purpose, settings defaulted from the environment, closed in time."""
-    url = value_of("amqp_url", url)
+    """A connection for one purpose, closed within its share of ``shutdown_timeout``."""
     connection = await connect(
         url,
         logger,
         purpose=purpose,
-        connect_timeout=value_of("connect_timeout", connect_timeout),
-        reconnect_max_delay=value_of("reconnect_max_delay", reconnect_max_delay),
+        connect_timeout=connect_timeout,
+        reconnect_max_delay=reconnect_max_delay,
     )
     try:
         yield connection
     finally:
-        seconds = close_timeout(value_of("shutdown_timeout", shutdown_timeout))
+        seconds = close_timeout(shutdown_timeout)
         # The logger is a direct dependency of the resources using this, so still open.
         if await close_within(connection, seconds):
             await logger.info("RabbitMQ connection closed", extra={"for": purpose})

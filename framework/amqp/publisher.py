@@ -8,7 +8,7 @@ lasts, publishing waits, and acks keep flowing.
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -17,14 +17,12 @@ from aiormq import spec
 from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import ChannelAccessRefused
 
-from framework.amqp.connection import close_timeout, close_within, robust_connection
+from framework.amqp.connection import close_within
 from framework.amqp.declarations import broker_reason
 from framework.amqp.properties import PERSISTENT, properties_of
-from framework.core.abc import EventLog
 from framework.core.closing import unless_closed
 from framework.core.routing import Move
 from framework.errors import ChannelGoneError, PublishError, UnroutableError
-from framework.runtime.settings import value_of
 
 TRANSIENT = 1
 CONFIRM_WINDOW = 1000
@@ -247,22 +245,3 @@ def describe_refusal(result: Any) -> str:
     if isinstance(result, spec.Basic.Nack):
         return "nacked"
     return repr(result)
-
-
-async def open_publisher(
-    url: str | None,
-    logger: EventLog,
-    connect_timeout: float | None = None,
-    reconnect_max_delay: float | None = None,
-    shutdown_timeout: float | None = None,
-) -> AsyncIterator[Publisher]:
-    """Container resource: a publisher on its own robust connection."""
-    async with robust_connection(
-        "publishing", url, logger, connect_timeout, reconnect_max_delay, shutdown_timeout
-    ) as connection:
-        publisher = Publisher(connection)
-        try:
-            await publisher.open()
-            yield publisher
-        finally:
-            await publisher.close(close_timeout(value_of("shutdown_timeout", shutdown_timeout)))

@@ -31,13 +31,13 @@ class Subscription:
         engine: BulkEngine,
         log: EventLog,
         *,
-        retry_max_delay: float = 30.0,
+        reconnect_max_delay: float = 30.0,
     ) -> None:
         self._connection = connection
         self._engine = engine
         self._log = log
         self._settings = engine.settings
-        self._retry_max_delay = retry_max_delay
+        self._reconnect_max_delay = reconnect_max_delay
         self._channel: AbstractRobustChannel | None = None
         self._underlay: aiormq.abc.AbstractChannel | None = None
         self._consumers: dict[str, str] = {}  # consumer tag -> queue
@@ -143,7 +143,7 @@ class Subscription:
                 )
                 return
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self._retry_max_delay)
+            delay = min(delay * 2, self._reconnect_max_delay)
 
     async def _try_consume(self, queue: str) -> bool:
         """Consume ``queue`` if it is back and the channel is up; False to try again later."""

@@ -13,19 +13,21 @@ from typing import Any, TextIO
 from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers
 
-from framework.amqp.connection import connect, redact
+from framework.amqp.connection import connect
 from framework.amqp.dead_letters import DeadLetterQueue
 from framework.amqp.publisher import CONFIRM_WINDOW, Publisher
 from framework.amqp.queue_checks import QueueCheck, check_queues
+from framework.amqp.urls import redact
 from framework.core.consumer import ConsumerSettings, listed_cells
 from framework.core.layout import dead_letter_queue_name, origin_of
-from framework.errors import BulkworkerError, DiscoveryError
+from framework.errors import BulkworkerError, CheckFailedError, DiscoveryError
+from framework.runtime.assembly import plan
 from framework.runtime.checks import check_injections
 from framework.runtime.container import Container
-from framework.runtime.discovery import discover
 from framework.runtime.log import build_logger
-from framework.runtime.orchestrator import Orchestrator, loop_factory
-from framework.runtime.settings import load_environment
+from framework.runtime.orchestrator import Orchestrator
+from framework.runtime.process import loop_factory
+from framework.runtime.settings import Deployment, deployment_of
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -35,10 +37,6 @@ EXIT_CODES = (
     "run: 1 also when a consumer's worker died, the status asked for when handle raised "
     "SystemExit, 130 for KeyboardInterrupt"
 )
-
-
-class CheckFailedError(BulkworkerError):
-    """``bulkworker check`` found problems; the table says which."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="package or module holding the consumers (default: consumers)",
         )
         add_container_option(command)
+    add_publish_command(commands)
+    add_dlq_command(commands)
+    return parser
+
+
+def add_publish_command(commands: Any) -> None:
     publish = commands.add_parser(
         "publish",
         help="publish a JSON-lines file (or stdin) to a queue, with confirms",
@@ -70,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("queue", metavar="QUEUE")
     publish.add_argument("file", nargs="?", default="-", metavar="FILE")
+
+
+def add_dlq_command(commands: Any) -> None:
     dlq = commands.add_parser(
         "dlq", help="show or replay dead-lettered messages", epilog=EXIT_CODES
     )
@@ -83,7 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
             "queue", metavar="QUEUE", help="the consumed queue (QUEUE.dlq is read) or a .dlq"
         )
         action.add_argument("--limit", type=int, default=20 if name == "show" else 1_000_000)
-    return parser
 
 
 def add_container_option(command: argparse.ArgumentParser) -> None:
@@ -115,10 +121,9 @@ def load_container(spec: str | None) -> containers.Container:
     return container
 
 
-def configured(container: containers.Container) -> Any:
-    config: Any = container.config
-    load_environment(config)
-    return config
+def configured(container: containers.Container) -> Deployment:
+    """The deployment settings a command works with, resolved once."""
+    return deployment_of(container)
 
 
 def run_command(arguments: argparse.Namespace) -> int:
@@ -131,10 +136,8 @@ def run_command(arguments: argparse.Namespace) -> int:
 
 
 def list_command(arguments: argparse.Namespace) -> int:
-    config = configured(load_container(arguments.container))
-    flush_interval = float(config.get("flush_interval"))
-    consumers = discover(arguments.package)
-    print(format_table([settings_row(ConsumerSettings.of(c, flush_interval)) for c in consumers]))
+    consumers = plan(arguments.package, load_container(arguments.container))
+    print(format_table([settings_row(settings) for settings in consumers.settings]))
     return EXIT_OK
 
 
@@ -153,15 +156,15 @@ def format_table(rows: Sequence[dict[str, str]]) -> str:
 
 
 @asynccontextmanager
-async def broker_connection(config: Any) -> AsyncIterator[AbstractRobustConnection]:
+async def broker_connection(settings: Deployment) -> AsyncIterator[AbstractRobustConnection]:
     """A connection for a command; warnings go to stderr, which the operator reads."""
     logger = build_logger("WARNING", fd=2)
     try:
         connection = await connect(
-            config.get("amqp_url"),
+            settings.amqp_url,
             logger,
             purpose="command",
-            connect_timeout=float(config.get("connect_timeout")),
+            connect_timeout=settings.connect_timeout,
         )
         try:
             yield connection
@@ -173,18 +176,16 @@ async def broker_connection(config: Any) -> AsyncIterator[AbstractRobustConnecti
 
 async def check_command(arguments: argparse.Namespace) -> int:
     container = load_container(arguments.container)
-    config = configured(container)
-    consumers = discover(arguments.package)
-    settings = [ConsumerSettings.of(c, float(config.get("flush_interval"))) for c in consumers]
-    check_injections(consumers, container)
-    async with broker_connection(config) as connection:
-        checks = [check for s in settings for check in await check_queues(connection, s)]
-    print(f"broker: {redact(config.get('amqp_url'))}")
+    consumers = plan(arguments.package, container)
+    check_injections(list(consumers.classes), container)
+    async with broker_connection(consumers.deployment) as connection:
+        checks = [c for s in consumers.settings for c in await check_queues(connection, s)]
+    print(f"broker: {redact(consumers.deployment.amqp_url)}")
     print(format_table([check_row(check) for check in checks]))
     problems = [check for check in checks if check.problem]
     if problems:
         raise CheckFailedError(f"{len(problems)} of {len(checks)} queues are not in order")
-    print(f"{len(consumers)} consumers and {len(checks)} queues in order")
+    print(f"{len(consumers.classes)} consumers and {len(checks)} queues in order")
     return EXIT_OK
 
 
@@ -228,8 +229,7 @@ def publish_command(arguments: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 async def publish_bodies(arguments: argparse.Namespace, bodies: list[bytes]) -> int:
-    config = configured(Container())
-    async with broker_connection(config) as connection:
+    async with broker_connection(configured(Container())) as connection:
         await require_queue(connection, arguments.queue)
         publisher = Publisher(connection)
         await publisher.open()
@@ -283,10 +283,9 @@ class Progress:
 
 
 async def dlq_command(arguments: argparse.Namespace) -> int:
-    config = configured(Container())
     name = dead_letter_queue_name(arguments.queue)
     origin = origin_of(arguments.queue)
-    async with broker_connection(config) as connection:
+    async with broker_connection(configured(Container())) as connection:
         queue = DeadLetterQueue(connection, name, origin)
         if arguments.action == "show":
             letters, waiting = await queue.show(arguments.limit)

@@ -80,7 +80,7 @@ class BulkEngine:
         log: EventLog,
         publisher: MovePublisher,
         settler: Settler | None = None,
-        retry_max_delay: float = 30.0,
+        reconnect_max_delay: float = 30.0,
         declarer: QueueDeclarer | None = None,
         on_exit_request: ExitRequestCallback | None = None,
         cancel_grace: float = CANCEL_GRACE,
@@ -99,7 +99,7 @@ class BulkEngine:
             clock=clock,
             log=log,
             observe=self._moved,
-            retry_max_delay=retry_max_delay,
+            reconnect_max_delay=reconnect_max_delay,
             declarer=declarer,
         )
         self._on_exit_request = on_exit_request

@@ -63,7 +63,7 @@ class Mover:
         clock: Clock,
         log: EventLog,
         observe: MoveObserver,
-        retry_max_delay: float = 30.0,
+        reconnect_max_delay: float = 30.0,
         declarer: QueueDeclarer | None = None,
     ) -> None:
         self.settings = settings
@@ -72,7 +72,7 @@ class Mover:
         self._clock = clock
         self._log = log
         self._observe = observe
-        self._max_delay = retry_max_delay
+        self._max_delay = reconnect_max_delay
         self._declarer = declarer
         # Only queues the framework itself declares are declared again.
         names = [name for name, _, _ in settings.declarations()]

@@ -12,7 +12,6 @@ import datetime
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiologger.formatters.json import ExtendedJsonFormatter
@@ -21,7 +20,6 @@ from aiologger.levels import LogLevel
 from aiologger.loggers.json import JsonLogger
 
 from framework.errors import ConfigurationError
-from framework.runtime.settings import value_of
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -104,17 +102,6 @@ def build_logger(level: str | int = "INFO", fd: int = 1) -> BulkworkerLogger:
     logger = BulkworkerLogger(level=parse_level(level))
     logger.add_handler(DescriptorHandler(fd))
     return logger
-
-
-async def open_logger(
-    level: str | int | None = None, fd: int = 1
-) -> AsyncIterator[BulkworkerLogger]:
-    """Container resource: a JSON logger on ``fd`` (stdout), shut down last."""
-    logger = build_logger(value_of("log_level", level), fd)
-    try:
-        yield logger
-    finally:
-        await logger.shutdown()
 
 
 LIBRARY_LOGGERS = ("aio_pika", "aiormq")

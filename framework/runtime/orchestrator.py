@@ -1,13 +1,9 @@
 """The Orchestrator: discovers consumers, starts them, and stops them gracefully."""
 
 import asyncio
-import contextlib
 import functools
 import inspect
-import os
-import signal
-import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -18,13 +14,27 @@ from framework.amqp.publisher import Publisher
 from framework.core.abc import Clock, EventLog, Handler
 from framework.core.clock import LoopClock
 from framework.core.consumer import ConsumerSettings
-from framework.errors import BulkworkerError
+from framework.errors import (
+    BulkworkerError,
+    ExitRequestedError,
+    HookDefinitionError,
+    WorkerCrashedError,
+)
+from framework.runtime.assembly import build_handlers
+from framework.runtime.assembly import plan as assemble
 from framework.runtime.container import Container
-from framework.runtime.discovery import ConsumerSource, discover
-from framework.runtime.injection import build_consumer, wire_modules
+from framework.runtime.discovery import ConsumerSource
+from framework.runtime.injection import wire_modules
 from framework.runtime.log import route_library_logs, unroute_library_logs
+from framework.runtime.process import (
+    SignalCounter,
+    retrieve,
+    run_in_new_loop,
+    stop_signals,
+    wait_first,
+)
 from framework.runtime.runner import ConsumerRunner
-from framework.runtime.settings import load_environment
+from framework.runtime.settings import Deployment, deployment_of
 from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
 
 Hook = Callable[[Any], Awaitable[None]]
@@ -32,22 +42,6 @@ Hook = Callable[[Any], Awaitable[None]]
 BROKER_ACK_TIMEOUT = 1800.0
 ACK_TIMEOUT_WARNING = 0.8
 HookT = TypeVar("HookT", bound=Hook)
-
-
-class WorkerCrashedError(BulkworkerError, RuntimeError):
-    """A consumer's worker task ended while no stop was asked for: the consumer was dead."""
-
-
-class ExitRequestedError(BulkworkerError):
-    """``handle`` raised ``SystemExit`` or ``KeyboardInterrupt``: the process should exit.
-
-    ``code`` is the exit status: ``SystemExit``'s own (``None`` is 0, an
-    integer itself, anything else 1), or 130 for ``KeyboardInterrupt``.
-    """
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @attrs.frozen
@@ -111,6 +105,11 @@ class Orchestrator:
         """The container's ``config``, filled from the environment on start."""
         return cast(providers.Configuration, self.container.config)
 
+    @property
+    def settings(self) -> Deployment:
+        """The deployment settings, resolved once from ``config`` and the environment."""
+        return deployment_of(self.container)
+
     def on_startup(self, hook: HookT) -> HookT:
         """Register ``async def hook(container)``; all run before any message is handled."""
         self._startup_hooks.append(checked_hook(hook))
@@ -141,21 +140,18 @@ class Orchestrator:
         if self._started:
             raise BulkworkerError("this Orchestrator was started already; create a new one")
         self._started = True
-        classes = discover(self._source)
-        load_environment(self.config)
-        flush_interval = float(self.config.get("flush_interval"))
-        settings = [ConsumerSettings.of(cls, flush_interval) for cls in classes]
+        plan = assemble(self._source, self.container)
         try:
             await resolve(self.container.init_resources())
             self._log = await resolve(self.container.logger())
-            wire_modules(self.container, classes)
+            wire_modules(self.container, plan.classes)
             self._wired = True
             for hook in self._startup_hooks:
                 await hook(self.container)
             connection = await resolve(self.container.connection())
             publisher = self._publisher = await resolve(self.container.publisher())
-            built = [await build_consumer(cls, self.container) for cls in classes]
-            for (_, handler), consumer_settings in zip(built, settings, strict=True):
+            handlers = await build_handlers(plan.classes, self.container)
+            for handler, consumer_settings in zip(handlers, plan.settings, strict=True):
                 await self._start_consumer(handler, consumer_settings, connection, publisher)
         except BaseException:
             await self.stop()
@@ -173,7 +169,7 @@ class Orchestrator:
             clock=self._clock,
             log=self._log,
             publisher=publisher,
-            retry_max_delay=float(self.config.get("reconnect_max_delay") or 30.0),
+            reconnect_max_delay=self.settings.reconnect_max_delay,
             on_exit_request=functools.partial(self._on_exit_request, settings.name),
         )
         self.runners.append(runner)
@@ -250,7 +246,7 @@ class Orchestrator:
             return
         self._stopping = asyncio.get_running_loop().create_future()
         self._stop_called.set()
-        budget = ShutdownBudget(float(self.config.get("shutdown_timeout") or 30.0))
+        budget = ShutdownBudget(self.settings.shutdown_timeout)
         try:
             await self._report_halts()
             await self._stop_consumers(budget)
@@ -339,8 +335,7 @@ class Orchestrator:
             ExitRequestedError: ``handle`` raised ``SystemExit`` or
                 ``KeyboardInterrupt``; every consumer was stopped gracefully.
         """
-        load_environment(self.config)
-        library_logs = route_library_logs(self.config.get("log_level"))
+        library_logs = route_library_logs(self.settings.log_level)
         try:
             with stop_signals(SignalCounter(self._halted)):
                 await self._start_unless_halted()
@@ -377,86 +372,10 @@ class Orchestrator:
             SystemExit: ``handle`` asked to exit; its exit status is kept.
             WorkerCrashedError: a consumer's worker ended on its own.
         """
-        loop = (loop_factory() or asyncio.new_event_loop)()
         try:
-            loop.run_until_complete(self.serve())
+            run_in_new_loop(self.serve())
         except ExitRequestedError as request:
             raise SystemExit(request.code) from None
-        finally:
-            close_loop(loop)
-
-
-class SignalCounter:
-    """First signal: stop gracefully. Second: leave at once; the broker requeues."""
-
-    def __init__(self, stop: asyncio.Event) -> None:
-        self._stop = stop
-        self.count = 0
-
-    def received(self) -> None:
-        self.count += 1
-        if self.count == 1:
-            self._stop.set()
-            return
-        sys.stderr.write("bulkworker: second signal, exiting now\n")
-        sys.stderr.flush()
-        os._exit(1)
-
-
-@contextlib.contextmanager
-def stop_signals(counter: SignalCounter) -> Iterator[None]:
-    """SIGINT and SIGTERM go to ``counter`` while in the block."""
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, counter.received)
-    try:
-        yield
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-
-
-async def wait_first(*waits: Awaitable[Any]) -> None:
-    tasks = [asyncio.ensure_future(wait) for wait in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-def close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel what is left, wait a little for it, and close ``loop``.
-
-    Unlike ``asyncio.run``, tasks that ignore cancellation are left behind
-    instead of waited for: the process must end.
-    """
-    try:
-        tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.wait(tasks, timeout=ABANDON_GRACE))
-        for task in tasks:
-            if task.done():
-                retrieve(task)
-            else:
-                task._log_destroy_pending = False  # type: ignore[attr-defined]
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        with contextlib.suppress(TimeoutError):
-            shutdown = loop.shutdown_default_executor()
-            loop.run_until_complete(asyncio.wait_for(shutdown, ABANDON_GRACE))
-    finally:
-        loop.close()
-
-
-def retrieve(task: "asyncio.Future[Any]") -> None:
-    """Mark ``task``'s outcome as seen: it was logged already, or does not matter."""
-    if not task.cancelled():
-        task.exception()
 
 
 def describe(error: BaseException) -> str:
@@ -481,18 +400,10 @@ async def resolve(value: Any) -> Any:
 
 def checked_hook(hook: HookT) -> HookT:
     if not inspect.iscoroutinefunction(hook):
-        raise TypeError(f"hook {hook_name(hook)} must be 'async def {hook_name(hook)}(container)'")
+        name = hook_name(hook)
+        raise HookDefinitionError(f"hook {name} must be 'async def {name}(container)'")
     return cast(HookT, hook)
 
 
 def hook_name(hook: Callable[..., Any]) -> str:
     return getattr(hook, "__qualname__", repr(hook))
-
-
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory

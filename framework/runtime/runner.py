@@ -27,7 +27,7 @@ class ConsumerRunner:
         clock: Clock,
         log: EventLog,
         publisher: MovePublisher,
-        retry_max_delay: float = 30.0,
+        reconnect_max_delay: float,
         on_exit_request: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -40,13 +40,13 @@ class ConsumerRunner:
             clock=clock,
             log=log,
             publisher=publisher,
-            retry_max_delay=retry_max_delay,
+            reconnect_max_delay=reconnect_max_delay,
             declarer=QueueRedeclarer(connection, settings),
             on_exit_request=on_exit_request,
             settler=Settler(gone_errors=CHANNEL_GONE_ERRORS),
         )
         self.subscription = Subscription(
-            connection, self.engine, log, retry_max_delay=retry_max_delay
+            connection, self.engine, log, reconnect_max_delay=reconnect_max_delay
         )
         self.worker: asyncio.Task[None] | None = None
         self._log = log

@@ -1,14 +1,21 @@
-"""Deployment settings: environment variables read into the container's ``config``."""
+"""Deployment settings: resolved once, from code, the environment or defaults, into one object.
+
+Each setting is defined once, in :data:`SETTINGS`. :func:`resolve_deployment`
+reads them into a frozen :class:`Deployment` (a value set on the container's
+``config`` in code wins, then the ``BULKWORKER_*`` variable, then the
+default); the container's ``settings`` provider does so once, and the
+resources, the orchestrator, the harness and the command read that object.
+"""
 
 import os
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 from dependency_injector import providers
-from yarl import URL
 
+from framework.amqp.urls import split_amqp_urls
+from framework.core.consumer import DEFAULT_FLUSH_INTERVAL
 from framework.errors import ConfigurationError
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
@@ -28,58 +35,10 @@ def text(name: str, raw: str) -> str:
     return raw
 
 
-AMQP_SCHEMES = ("amqp", "amqps")
-URL_FORM = "amqp://user:password@host:5672/vhost"
-# The password of a URL, whether or not the rest of it parses: up to the last
-# "@" before the path (a raw "@" in a password is not unusual).
-PASSWORD = re.compile(r"(://[^:/@,]*:)[^/,]*@")
-
-
-def redact(url: str) -> str:
-    """``url`` (one or several, comma-separated) with every password masked."""
-    return PASSWORD.sub(r"\1******@", url)
-
-
 def amqp_urls(name: str, raw: str) -> str:
     """``raw`` checked to be one or more comma-separated RabbitMQ URLs, then kept as given."""
     split_amqp_urls(raw, name)
     return raw.strip()
-
-
-def split_amqp_urls(raw: str, name: str = "BULKWORKER_AMQP_URL") -> tuple[URL, ...]:
-    """Each node's URL of a comma-separated list, in order; a bad one is a ConfigurationError.
-
-    A comma inside a password must be written ``%2C``.
-    """
-    parts = [part.strip() for part in raw.split(",")]
-    if not raw.strip() or "" in parts:
-        raise ConfigurationError(
-            f"{name} must be one or more comma-separated URLs like {URL_FORM}, got {redact(raw)!r}"
-        )
-    return tuple(amqp_url(part, name) for part in parts)
-
-
-def amqp_url(raw: str, name: str) -> URL:
-    try:
-        url = URL(raw)
-        problem = url_problem(url)
-    except ValueError as error:
-        problem = str(error).rstrip(".")
-    if problem:
-        raise ConfigurationError(
-            f"{name}: {redact(raw)!r} is not a RabbitMQ URL ({problem}); expected {URL_FORM}"
-        )
-    return url
-
-
-def url_problem(url: URL) -> str | None:
-    if url.scheme not in AMQP_SCHEMES:
-        return f"the scheme must be amqp or amqps, not {url.scheme or 'missing'!r}"
-    if not url.host:
-        return "no host"
-    if url.explicit_port == 0:
-        return "port 0"
-    return None
 
 
 @attrs.frozen
@@ -92,6 +51,13 @@ class Setting:
     parse: Callable[[str, str], Any]
     meaning: str
 
+    def value(self, given: Any, environ: Mapping[str, str]) -> Any:
+        """``given`` if set, else the environment's value, else the default."""
+        if given is not None:
+            return given
+        raw = environ.get(self.env, "")
+        return self.parse(self.env, raw) if raw else self.default
+
 
 SETTINGS = (
     Setting(
@@ -99,14 +65,16 @@ SETTINGS = (
         "BULKWORKER_AMQP_URL",
         DEFAULT_AMQP_URL,
         amqp_urls,
-        "RabbitMQ URL; the path selects the vhost (`amqp://user:pass@host:5672/vhost`). "
-        "For a cluster, each node's URL, comma-separated: the first that answers is used, "
-        "the next after a lost connection",
+        "RabbitMQ URL; the path selects the vhost (`amqp://user:pass@host:5672/vhost`); "
+        "aio-pika's URL options (`?heartbeat=30`) apply. For a cluster, each node's URL, "
+        "comma-separated (`amqp://u:p@rabbit-1/vh,amqp://u:p@rabbit-2/vh`): the first that "
+        "answers is used, the next after a lost connection; options are read from the first "
+        "URL; a comma in a password is written `%2C`",
     ),
     Setting(
         "flush_interval",
         "BULKWORKER_FLUSH_INTERVAL",
-        60.0,
+        DEFAULT_FLUSH_INTERVAL,
         positive_seconds,
         "seconds a partial bulk waits, for consumers that set no `flush_interval`",
     ),
@@ -129,7 +97,8 @@ SETTINGS = (
         "BULKWORKER_RECONNECT_MAX_DELAY",
         30.0,
         positive_seconds,
-        "longest pause between reconnection attempts (the pause doubles up to it)",
+        "longest pause between reconnection attempts, and between tries of a retry or "
+        "dead-letter copy the broker refused (the pause doubles up to it)",
     ),
     Setting(
         "shutdown_timeout",
@@ -141,34 +110,74 @@ SETTINGS = (
 )
 
 
+def deployment_table() -> str:
+    """The rows of the environment variables table in docs/configuration.md, one a setting.
+
+    Regenerate them with ``python -c "from framework.runtime.settings import
+    deployment_table as t; print(t())"``.
+    """
+    return "\n".join(
+        f"| `{s.env}` | `{s.key}` | `{shown(s.default)}` | {s.meaning} |" for s in SETTINGS
+    )
+
+
+def shown(default: Any) -> str:
+    # Seconds as the docs write them: 60, not 60.0.
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+@attrs.frozen
+class Deployment:
+    """The deployment settings of one process, resolved once (see :data:`SETTINGS`)."""
+
+    amqp_url: str
+    flush_interval: float
+    log_level: str
+    connect_timeout: float
+    reconnect_max_delay: float
+    shutdown_timeout: float
+
+
+def resolve_deployment(
+    given: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Deployment:
+    """Every setting: from ``given`` (the container's ``config``), else the environment, else
+    its default. A bad environment value raises :class:`ConfigurationError` naming it.
+    """
+    given = given or {}
+    environ = os.environ if environ is None else environ
+    return Deployment(**{s.key: s.value(given.get(s.key), environ) for s in SETTINGS})
+
+
 def load_environment(
     config: providers.Configuration, environ: Mapping[str, str] | None = None
-) -> None:
-    """Fill each setting ``config`` does not have yet from the environment, else its default.
+) -> Deployment:
+    """Resolve the settings from ``config`` and the environment, and show them in ``config``.
 
     Values set on ``config`` in code (``container.config.amqp_url.from_value(...)``)
     are kept: they win over the environment.
     """
-    environ = os.environ if environ is None else environ
-    for setting in SETTINGS:
-        if config.get(setting.key) is not None:
-            continue
-        raw = environ.get(setting.env, "")
-        value = setting.parse(setting.env, raw) if raw else setting.default
-        config.set(setting.key, value)
+    deployment = resolve_deployment(config(), environ)
+    show_in(config, deployment)
+    return deployment
 
 
-SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
+def show_in(config: providers.Configuration, deployment: Deployment) -> None:
+    """Set each setting ``config`` does not have yet, so that ``config`` shows what is used."""
+    for key, value in attrs.asdict(deployment).items():
+        if config.get(key) is None:
+            config.set(key, value)
 
 
-def value_of(key: str, given: Any, environ: Mapping[str, str] | None = None) -> Any:
-    """``given`` if set, else the environment's value, else the default.
+def deployment_of(container: Any) -> Deployment:
+    """The container's deployment settings, resolved once; its ``config`` shows them too.
 
-    For resources used without an Orchestrator (``await container.init_resources()``),
-    whose ``config`` nobody filled from the environment.
+    A container without a ``settings`` provider (any dependency-injector
+    container with a ``config``) has them resolved from its ``config`` here.
     """
-    if given is not None:
-        return given
-    setting = SETTINGS_BY_KEY[key]
-    raw = (os.environ if environ is None else environ).get(setting.env, "")
-    return setting.parse(setting.env, raw) if raw else setting.default
+    settings = getattr(container, "settings", None)
+    deployment: Deployment = (
+        settings() if settings is not None else resolve_deployment(container.config())
+    )
+    show_in(container.config, deployment)
+    return deployment

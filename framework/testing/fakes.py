@@ -11,6 +11,7 @@ import attrs
 
 from framework.core.message import Delivery, Message
 from framework.core.routing import Move
+from framework.errors import ChannelGoneError
 
 
 @attrs.define(eq=False)
@@ -83,10 +84,9 @@ class FakeChannel:
         self.calls.append(("requeue" if requeue else "reject", delivery_tag, False))
 
     def _check_open(self) -> None:
+        # What the AMQP layer's channel errors mean to the engine.
         if self.closed:
-            from aiormq.exceptions import ChannelInvalidStateError
-
-            raise ChannelInvalidStateError(f"{self.name} is closed")
+            raise ChannelGoneError(f"{self.name} is closed")
 
     def settled_tags(self, upto_known: int) -> dict[int, str]:
         """Each tag from 1 to ``upto_known`` with the action that settled it."""

@@ -6,14 +6,19 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import aio_pika
 import attrs
 from dependency_injector import providers
 
 from framework.amqp.publisher import encode
 from framework.core.consumer import BulkConsumer
+from framework.core.engine import BulkEngine
 from framework.core.layout import retry_queue
 from framework.core.message import Delivery, Message
 from framework.core.routing import Move
+from framework.runtime.assembly import build_handlers, plan
+from framework.runtime.container import Container
+from framework.runtime.orchestrator import Orchestrator, resolve
 from framework.testing.fakes import FakeChannel, FakeClock, RecordingLog
 
 
@@ -54,8 +59,6 @@ class ConsumerHarness:
         broker: bool | str = False,
         redeliver_retries: bool = True,
     ) -> None:
-        from framework.runtime.container import Container
-
         self.consumer_class = consumer
         self.container = container if container is not None else Container()
         self.overrides = dict(overrides or {})
@@ -191,18 +194,11 @@ class _FakeBroker:
         self.pending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        from framework.core.consumer import ConsumerSettings
-        from framework.core.engine import BulkEngine
-        from framework.runtime.injection import build_consumer
-        from framework.runtime.settings import load_environment
-
         harness = self.harness
-        load_environment(harness.container.config)
-        flush_interval = float(harness.container.config.get("flush_interval"))
-        settings = ConsumerSettings.of(harness.consumer_class, flush_interval)
-        self.settings = settings
+        consumers = plan([harness.consumer_class], harness.container)
+        settings = self.settings = consumers.settings[0]
         self.queues = list(settings.queues)
-        _, handler = await build_consumer(harness.consumer_class, harness.container)
+        [handler] = await build_handlers(consumers.classes, harness.container)
         self.engine = BulkEngine(
             settings, handler, clock=harness.clock, log=harness.log, publisher=self
         )
@@ -306,8 +302,6 @@ class _RealBroker:
         self.published = 0
 
     async def start(self) -> None:
-        from framework.runtime.orchestrator import Orchestrator, resolve
-
         harness = self.harness
         if harness.broker_url:
             harness.container.config.amqp_url.from_value(harness.broker_url)
@@ -363,10 +357,8 @@ class _RealBroker:
             await self._delete_queues()
 
     async def _delete_queues(self) -> None:
-        import aio_pika
-
         settings = self.orchestrator.runners[0].settings if self.orchestrator.runners else None
-        url = self.harness.container.config.get("amqp_url")
+        url = self.orchestrator.settings.amqp_url
         connection = await aio_pika.connect(url)
         async with connection:
             channel = await connection.channel()

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from framework.testing.harness import ConsumerHarness
+
 BROKER_OPTION = "--bulkworker-broker"
 BROKER_VARIABLE = "BULKWORKER_HARNESS_BROKER"
 
@@ -27,8 +29,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def consumer_harness(request: pytest.FixtureRequest) -> Callable[..., Any]:
     """A factory: ``async with consumer_harness(MyConsumer, overrides={...}) as h: ...``."""
-    from framework.testing import ConsumerHarness
-
     broker = request.config.getoption(BROKER_OPTION) or os.environ.get(BROKER_VARIABLE) or False
 
     def make(consumer: Any, **options: Any) -> ConsumerHarness:

@@ -1,0 +1,45 @@
+"""From consumer classes to what runs them: the one path the orchestrator, the harness and
+the ``bulkworker`` command share.
+
+1. :func:`plan` resolves the deployment settings once and each class's
+   :class:`~framework.core.consumer.ConsumerSettings` (validated, with the
+   deployment's flush interval for classes that set none);
+2. :func:`build_handlers` instantiates each class with its services and gives
+   the handler its engine calls;
+3. the caller builds the engine around each handler with its clock, log and
+   publisher: :class:`~framework.runtime.runner.ConsumerRunner` on a broker,
+   the harness in memory.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from framework.core.abc import Handler
+from framework.core.consumer import BulkConsumer, ConsumerSettings
+from framework.runtime.discovery import ConsumerSource, discover
+from framework.runtime.injection import build_consumer
+from framework.runtime.settings import Deployment, deployment_of
+
+
+@attrs.frozen
+class Plan:
+    """The consumer classes to run, their settings, and the deployment's settings."""
+
+    deployment: Deployment
+    classes: tuple[type[BulkConsumer], ...]
+    settings: tuple[ConsumerSettings, ...]
+
+
+def plan(source: ConsumerSource, container: Any) -> Plan:
+    """Discover the consumers of ``source`` and resolve every setting they run with."""
+    classes = tuple(discover(source))
+    deployment = deployment_of(container)
+    settings = tuple(ConsumerSettings.of(cls, deployment.flush_interval) for cls in classes)
+    return Plan(deployment, classes, settings)
+
+
+async def build_handlers(classes: Sequence[type[BulkConsumer]], container: Any) -> list[Handler]:
+    """Each class instantiated with its services, as the handler its engine calls."""
+    return [(await build_consumer(cls, container))[1] for cls in classes]

@@ -1,0 +1,53 @@
+"""The container's resources: the logger and the two RabbitMQ connections, from the settings."""
+
+from collections.abc import AsyncIterator
+
+from aio_pika.abc import AbstractRobustConnection
+
+from framework.amqp.connection import close_timeout, robust_connection
+from framework.amqp.publisher import Publisher
+from framework.core.abc import EventLog
+from framework.runtime.log import BulkworkerLogger, build_logger
+from framework.runtime.settings import Deployment
+
+
+async def open_logger(settings: Deployment, fd: int = 1) -> AsyncIterator[BulkworkerLogger]:
+    """Container resource: a JSON logger on ``fd`` (stdout), shut down last."""
+    logger = build_logger(settings.log_level, fd)
+    try:
+        yield logger
+    finally:
+        await logger.shutdown()
+
+
+async def open_connection(
+    settings: Deployment, logger: EventLog
+) -> AsyncIterator[AbstractRobustConnection]:
+    """Container resource: the consumers' robust connection, closed on shutdown."""
+    async with robust_connection(
+        "consuming",
+        settings.amqp_url,
+        logger,
+        connect_timeout=settings.connect_timeout,
+        reconnect_max_delay=settings.reconnect_max_delay,
+        shutdown_timeout=settings.shutdown_timeout,
+    ) as connection:
+        yield connection
+
+
+async def open_publisher(settings: Deployment, logger: EventLog) -> AsyncIterator[Publisher]:
+    """Container resource: a publisher on its own robust connection."""
+    async with robust_connection(
+        "publishing",
+        settings.amqp_url,
+        logger,
+        connect_timeout=settings.connect_timeout,
+        reconnect_max_delay=settings.reconnect_max_delay,
+        shutdown_timeout=settings.shutdown_timeout,
+    ) as connection:
+        publisher = Publisher(connection)
+        try:
+            await publisher.open()
+            yield publisher
+        finally:
+            await publisher.close(close_timeout(settings.shutdown_timeout))
