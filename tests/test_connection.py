@@ -216,3 +216,24 @@ async def test_a_cut_logs_one_warning_per_connection_and_no_library_errors(
     assert [] == [
         r["msg"] for r in records if r.get("logger", "").startswith(("aiormq", "aio_pika"))
     ]
+
+
+def test_a_command_waiting_for_the_broker_prints_only_its_own_lines() -> None:
+    """`dlq show` with the broker down: its retry warnings, one error, no client library
+    noise, and no instant retries as the connect timeout runs out."""
+    result = subprocess.run(
+        [*BULKWORKER, "dlq", "show", "items"],
+        cwd=ROOT,
+        env=environment(
+            BULKWORKER_AMQP_URL="amqp://guest:guest@127.0.0.1:1/", BULKWORKER_CONNECT_TIMEOUT="2"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert 1 == result.returncode
+    *retries, error = result.stderr.splitlines()
+    assert error.startswith("bulkworker: error: cannot connect to RabbitMQ")
+    pauses = [json.loads(line)["retry_in"] for line in retries]
+    assert 2 <= len(pauses) <= 4, result.stderr
+    assert all(pause >= 0.05 for pause in pauses), pauses

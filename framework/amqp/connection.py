@@ -30,6 +30,8 @@ from framework.core.abc import EventLog
 from framework.errors import BrokerUnreachableError
 
 FIRST_RETRY_DELAY = 0.5
+# Less time than this left before the connect timeout: give up rather than retry at once.
+SHORTEST_PAUSE = 0.05
 NOT_ALLOWED = 530
 
 
@@ -244,7 +246,7 @@ async def connect(
     attempt = 1
     while isinstance(answer := await first_answering(nodes, logger, purpose), list):
         remaining = deadline - loop.time()
-        if remaining <= 0:
+        if remaining < SHORTEST_PAUSE:
             raise BrokerUnreachableError(
                 f"cannot connect to RabbitMQ at {redact(url)} ({'; '.join(answer)}) "
                 f"after {attempt} attempts in {connect_timeout:g}s: "

@@ -24,7 +24,7 @@ from framework.errors import BulkworkerError, CheckFailedError, DiscoveryError
 from framework.runtime.assembly import plan
 from framework.runtime.checks import check_injections
 from framework.runtime.container import Container
-from framework.runtime.log import build_logger
+from framework.runtime.log import build_logger, route_library_logs, unroute_library_logs
 from framework.runtime.orchestrator import Orchestrator
 from framework.runtime.process import loop_factory
 from framework.runtime.settings import Deployment, deployment_of
@@ -159,6 +159,7 @@ def format_table(rows: Sequence[dict[str, str]]) -> str:
 async def broker_connection(settings: Deployment) -> AsyncIterator[AbstractRobustConnection]:
     """A connection for a command; warnings go to stderr, which the operator reads."""
     logger = build_logger("WARNING", fd=2)
+    library_logs = route_library_logs("WARNING", fd=2)
     try:
         connection = await connect(
             settings.amqp_url,
@@ -171,6 +172,7 @@ async def broker_connection(settings: Deployment) -> AsyncIterator[AbstractRobus
         finally:
             await connection.close()
     finally:
+        unroute_library_logs(library_logs)
         await logger.shutdown()
 
 
