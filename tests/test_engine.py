@@ -607,6 +607,50 @@ async def test_any_exception_from_decoding_dead_letters_with_its_text(
     await stopped(engine, task)
 
 
+class Unusual(BaseException):
+    """Not an Exception: what a careless decoder might raise."""
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [Unusual("odd"), GeneratorExit(), SystemExit(3), KeyboardInterrupt()],
+    ids=["own-base", "generator-exit", "system-exit", "keyboard-interrupt"],
+)
+async def test_a_decoder_raising_any_base_exception_dead_letters_that_message_alone(
+    clock, channel, log, handler, publisher, raised
+) -> None:
+    """A decoder raising a BaseException: that message is dead-lettered, the next one handled;
+    an exit request is passed on (once, after the dead letter is on its way)."""
+    requests: list[BaseException] = []
+    engine = BulkEngine(
+        settings(bulk_size=1),
+        handler,
+        clock=clock,
+        log=log,
+        publisher=publisher,
+        on_exit_request=requests.append,
+    )
+
+    def decode(raw: bytes, content_type: str | None) -> Any:
+        if raw == b"bad":
+            raise raised
+        return json.loads(raw)
+
+    engine.decode = decode
+    task = await started(engine)
+    refusal = engine.receive(delivered(b"bad", channel, 1, None))
+    assert refusal is not None
+    await refusal
+    assert engine.receive(delivered(b"2", channel, 2, None)) is None
+    await let_run()
+    assert [b"bad"] == [body for key, body, _ in publisher.published if key == "test.dlq"]
+    assert [[2]] == handler.bulks
+    assert {("ack", 1, False), ("ack", 2, False)} == set(channel.calls)
+    exit_request = isinstance(raised, SystemExit | KeyboardInterrupt)
+    assert ([raised] if exit_request else []) == requests
+    await stopped(engine, task)
+
+
 @pytest.mark.parametrize(
     ("change", "expected_bodies"),
     [

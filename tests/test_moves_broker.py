@@ -326,3 +326,34 @@ async def test_unroutable_publish_raises_unroutable_error(broker: Broker) -> Non
         assert issubclass(UnroutableError, PublishError)
     finally:
         await publisher.close()
+
+
+async def test_a_copy_too_large_for_a_frame_leaves_out_the_largest_headers(
+    broker: Broker,
+) -> None:
+    """An original whose headers fill a frame, and a plain one, both dead-lettered together:
+    both land in the .dlq, the fat one without its largest header (named), and the
+    publishing connection is never dropped by the broker."""
+    queue = broker.queue_name("fat-headers")
+    await broker.declare(queue)
+    await broker.publish(queue, {"id": 0}, message_id="fat", headers={"blob": "x" * 130_950})
+    await broker.publish(queue, {"id": 1}, message_id="plain", headers={"small": 1})
+
+    class Rejecting(BulkConsumer):
+        queues = [queue]
+        bulk_size = 2
+        flush_interval = 0.5
+        on_exception = Actions.REJECT
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            raise ValueError("é" * 1000)
+
+    container, log = recorded(AMQP_URL)
+    async with Orchestrator([Rejecting], container):
+        await wait_until(lambda: ready_is(broker, f"{queue}.dlq", 2), timeout=20)
+    dead = {m.message_id: m.headers for m in await broker.drain(f"{queue}.dlq")}
+    assert ["blob"] == dead["fat"]["x-bulkworker-dropped-headers"]
+    assert "blob" not in dead["fat"]
+    assert ("exception", 1) == (dead["plain"]["x-bulkworker-reason"], dead["plain"]["small"])
+    assert "x-bulkworker-dropped-headers" not in dead["plain"]
+    assert [] == [r for r in log.records if r[1] == "RabbitMQ connection lost: reconnecting"]

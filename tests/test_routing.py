@@ -3,7 +3,7 @@
 import pytest
 from pamqp import encode
 
-from framework.amqp.properties import carried_headers, copied_properties
+from framework.amqp.properties import carried_headers, copied_properties, fitted, header_frame_size
 from framework.core.headers import CONVERTED_HEADER
 from framework.testing import FakeChannel, make_message
 
@@ -51,3 +51,31 @@ def test_copied_properties_encode_where_the_original_could_not() -> None:
     properties = copied_properties(message, headers={**message.headers, "x": 1})
     assert encode.field_table(properties.headers)
     assert "1e+300" == properties.headers["price"]
+
+
+def test_properties_too_large_for_a_frame_leave_out_the_largest_foreign_headers() -> None:
+    """Over frame_max: the largest original headers go, named; the framework's own stay."""
+    message = make_message(
+        {"id": 1},
+        channel=FakeChannel(),
+        tag=1,
+        headers={"big": "x" * 5000, "medium": "y" * 3000, "small": "z"},
+    )
+    headers = {**message.headers, "x-bulkworker-reason": "exception", "x-bulkworker-error": "e"}
+    properties = copied_properties(message, headers=headers)
+    assert header_frame_size(properties, 20) > 6000
+    fitted(properties, 20, 6000)
+    assert header_frame_size(properties, 20) <= 6000
+    assert ["big"] == properties.headers["x-bulkworker-dropped-headers"]
+    assert {"medium", "small", "x-bulkworker-reason", "x-bulkworker-error"} <= set(
+        properties.headers
+    )
+
+
+def test_properties_within_a_frame_or_without_a_limit_are_left_alone() -> None:
+    """Fits, or frame_max 0 (no limit): nothing is left out and no marker is added."""
+    message = make_message({"id": 1}, channel=FakeChannel(), tag=1, headers={"big": "x" * 5000})
+    for frame_max in (0, 131_072):
+        properties = copied_properties(message, headers=dict(message.headers))
+        fitted(properties, 20, frame_max)
+        assert {"big"} == set(properties.headers)

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.broker import Broker, wait_until
 from tests.private_broker import PrivateBroker
 from tests.proxy import TcpProxy
@@ -265,3 +267,38 @@ async def test_sys_exit_in_handle_stops_gracefully_with_its_code(
     retried = await broker.drain(queue)
     assert list(range(5)) == sorted(json.loads(m.body)["id"] for m in retried)
     assert all(m.headers["x-bulkworker-attempts"] >= 1 for m in retried)
+
+
+@pytest.mark.parametrize(("raised", "status"), [("SystemExit", 0), ("KeyboardInterrupt", 130)])
+async def test_a_decoder_asking_to_exit_dead_letters_its_message_and_stops_gracefully(
+    broker: Broker, tmp_path: Path, raised: str, status: int
+) -> None:
+    """The decoder raises SystemExit / KeyboardInterrupt on one body: that message is
+    dead-lettered (no crash loop on the next start), the stop is graceful, nothing is lost."""
+    queue = broker.queue_name("decoder-exit")
+    await broker.declare(queue)
+    for body in (b"good-1", b"bad", b"good-2"):
+        await broker.publish(queue, body, content_type=None)
+    output = tmp_path / "handled"
+    output.touch()
+    process = await asyncio.create_subprocess_exec(
+        *BULKWORKER,
+        "run",
+        "tests.apps.exiting_decoder",
+        cwd=ROOT,
+        env=environment(TEST_QUEUE=queue, TEST_OUTPUT=str(output), TEST_DECODER_RAISES=raised),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert status == process.returncode
+    assert not any(noise in stderr.decode() for noise in NOISE), stderr
+    [dead] = await broker.drain(f"{queue}.dlq")
+    assert (b"bad", "undecodable") == (dead.body, dead.headers["x-bulkworker-reason"])
+    handled = [json.loads(line) for line in output.read_text().splitlines()]
+    left = [m.body.decode() for m in await broker.drain(queue)]
+    assert ["good-1", "good-2"] == sorted(handled + left)

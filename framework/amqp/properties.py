@@ -1,5 +1,10 @@
 """AMQP properties for the copies the engine moves, built from its neutral moves.
 
+A copy's properties must fit one frame of the connection (``frame_max``, 128 KiB
+by default): the broker closes the whole connection over a larger one. A copy
+that would not fit leaves out the original's largest headers, named in
+``x-bulkworker-dropped-headers``; the framework's own headers always stay.
+
 A copy carries the original's headers. One kind of value cannot be published
 again as it came: a 64-bit float (AMQP ``d``, as Java, Go and .NET clients send
 it) decodes to a Python ``float``, which the AMQP library encodes as a 32-bit
@@ -14,20 +19,50 @@ import struct
 from typing import Any
 
 from aiormq import spec
+from pamqp import frame
+from pamqp.header import ContentHeader
 
-from framework.core.headers import CONVERTED_HEADER
+from framework.core.headers import CONVERTED_HEADER, DROPPED_HEADER, OWN_PREFIX
 from framework.core.message import Message
 from framework.core.routing import Move
 
 PERSISTENT = 2
 
 
-def properties_of(move: Move) -> spec.Basic.Properties:
-    """The properties the copy of ``move`` is published with."""
+def properties_of(move: Move, frame_max: int = 0) -> spec.Basic.Properties:
+    """The properties the copy of ``move`` is published with, fitted to ``frame_max``."""
     changes: dict[str, Any] = {"headers": move.headers, "expiration": move.expiration}
     if move.persistent:
         changes["delivery_mode"] = PERSISTENT
-    return copied_properties(move.message, **changes)
+    properties = copied_properties(move.message, **changes)
+    return fitted(properties, len(move.message.raw), frame_max)
+
+
+def fitted(
+    properties: spec.Basic.Properties, body_size: int, frame_max: int
+) -> spec.Basic.Properties:
+    """``properties`` without the original's largest headers, until the header frame fits.
+
+    ``frame_max`` 0 means no limit. What still does not fit with only the
+    framework's own headers is left to the broker to refuse (the move is held).
+    """
+    if not frame_max or header_frame_size(properties, body_size) <= frame_max:
+        return properties
+    headers: dict[str, Any] = dict(properties.headers or {})
+    foreign = [name for name in headers if not name.startswith(OWN_PREFIX)]
+    dropped: list[Any] = []  # a field array, as the AMQP library types it
+    for name in sorted(foreign, key=lambda name: len(repr(headers[name])), reverse=True):
+        del headers[name]
+        dropped.append(name)
+        properties.headers = {**headers, DROPPED_HEADER: dropped}
+        if header_frame_size(properties, body_size) <= frame_max:
+            break
+    return properties
+
+
+def header_frame_size(properties: spec.Basic.Properties, body_size: int) -> int:
+    """Bytes of the content header frame these properties make."""
+    return len(frame.marshal(ContentHeader(0, body_size, properties), 1))
 
 
 def copied_properties(message: Message[Any], **changes: Any) -> spec.Basic.Properties:

@@ -123,7 +123,10 @@ class Publisher:
 
     async def publish_move(self, move: Move) -> None:
         """Publish the copy ``move`` describes (a retry or a dead letter), mandatory, confirmed."""
-        properties = properties_of(move)
+        if self._channel is None:
+            raise PublishError("the publisher is not open")
+        underlay = await self._channel.get_underlay_channel()
+        properties = properties_of(move, frame_max_of(underlay))
         await self._send([(move.message.raw, properties)], move.routing_key, "", True)
 
     async def publish_raw(
@@ -236,6 +239,12 @@ async def publish_refusal(amqp: Any) -> str | None:
 def is_returned(result: Any) -> bool:
     """Whether the broker returned the message (``NO_ROUTE``) rather than nacking it."""
     return isinstance(result, DeliveredMessage)
+
+
+def frame_max_of(channel: Any) -> int:
+    """The largest frame the broker takes on ``channel``'s connection; 0 when not known."""
+    tune = getattr(channel.connection, "connection_tune", None)
+    return int(getattr(tune, "frame_max", 0) or 0)
 
 
 def describe_refusal(result: Any) -> str:

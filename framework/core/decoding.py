@@ -99,7 +99,7 @@ def too_deep(content_type: str | None) -> str:
     return f"JSON nested too deeply to decode (content type {content_type!r})"
 
 
-def undecodable(error: Exception) -> DecodeError:
+def undecodable(error: BaseException) -> DecodeError:
     """``error`` from decoding a body, as the :class:`DecodeError` that dead-letters it."""
     if isinstance(error, DecodeError):
         return error

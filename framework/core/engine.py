@@ -176,7 +176,9 @@ class BulkEngine:
         self.settler.ledger.track(message.delivery)
         try:
             message.body = self.decode(message.raw, message.content_type)
-        except Exception as error:  # any type: RecursionError, a user's decoder...
+        except BaseException as error:  # any type: RecursionError, even a decoder's SystemExit
+            if is_exit_request(error):
+                self._exit_requests.append(error)
             return self.refuse(message, undecodable(error))
         self._take_in(message)
         return None
@@ -209,6 +211,8 @@ class BulkEngine:
             },
         )
         await self._settle([Verdict(message, Actions.REJECT, error.reason, str(error))])
+        if self._exit_requests:
+            self._pass_exit_requests()
 
     def drop_closed(self) -> int:
         """Forget buffered messages whose channel closed: the broker redelivers them."""

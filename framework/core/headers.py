@@ -13,6 +13,10 @@ CONSUMER_HEADER = "x-bulkworker-consumer"
 TIME_HEADER = "x-bulkworker-dead-lettered-at"
 # The names of the headers whose values had to be converted to be published again.
 CONVERTED_HEADER = "x-bulkworker-converted"
+# The names of the original's headers left out of a copy that would not fit a frame.
+DROPPED_HEADER = "x-bulkworker-dropped-headers"
+# Every header the framework sets starts with it.
+OWN_PREFIX = "x-bulkworker-"
 
 # What a dead letter carries about its death: removed when it is replayed.
 DEAD_LETTER_HEADERS = (
