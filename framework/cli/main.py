@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from importlib import metadata
 from typing import Any, TextIO
 
 from aio_pika.abc import AbstractRobustConnection
@@ -42,6 +43,9 @@ EXIT_CODES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bulkworker", description="Bulk consumers for RabbitMQ.", epilog=EXIT_CODES
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"bulkworker {metadata.version('bulkworker')}"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in (
