@@ -7,7 +7,7 @@ import aio_pika
 import attrs
 import pytest
 
-from framework import PublishError
+from framework import PublishError, UnroutableError
 from framework.amqp.connection import connect
 from framework.amqp.publisher import Publisher, encode
 from framework.testing import RecordingLog
@@ -68,6 +68,20 @@ async def test_unroutable_mandatory_message_is_an_error(publisher: Publisher) ->
         await publisher.publish(
             {"a": 1}, routing_key="bulkworker.test.no-such-queue", mandatory=True
         )
+
+
+async def test_unroutable_message_is_an_error_by_default(publisher: Publisher) -> None:
+    """Without saying mandatory, publish and publish_many raise UnroutableError, never drop."""
+    with pytest.raises(UnroutableError, match="returned unroutable"):
+        await publisher.publish({"a": 1}, routing_key="bulkworker.test.no-such-queue")
+    with pytest.raises(UnroutableError, match="returned unroutable"):
+        await publisher.publish_many([{"a": 1}], routing_key="bulkworker.test.no-such-queue")
+
+
+async def test_mandatory_false_lets_an_unroutable_message_go(publisher: Publisher) -> None:
+    """mandatory=False is the explicit opt-out: the broker drops it, publish returns."""
+    await publisher.publish({"a": 1}, routing_key="bulkworker.test.no-such-queue", mandatory=False)
+    assert 1 == publisher.published
 
 
 async def test_closed_publisher_is_an_error(publisher: Publisher) -> None:

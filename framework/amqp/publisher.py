@@ -78,12 +78,14 @@ class Publisher:
         message_id: str | None = None,
         content_type: str | None = None,
         persistent: bool = True,
-        mandatory: bool = False,
+        mandatory: bool = True,
     ) -> None:
         """Publish ``body`` (JSON unless bytes or text) and wait for the broker's confirm.
 
         Raises :class:`PublishError` when the broker nacks the message, or
-        returns it as unroutable (with ``mandatory=True``).
+        returns it as unroutable (:class:`UnroutableError`: no queue is bound for
+        ``routing_key``). ``mandatory=False`` lets the broker drop an unroutable
+        message silently instead.
         """
         raw, properties = prepare(body, headers, message_id, content_type, persistent)
         await self.publish_raw(
@@ -103,7 +105,7 @@ class Publisher:
         headers: Mapping[str, Any] | None = None,
         content_type: str | None = None,
         persistent: bool = True,
-        mandatory: bool = False,
+        mandatory: bool = True,
     ) -> int:
         """Publish every body with confirms, a window of them in flight at once.
 
