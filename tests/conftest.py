@@ -1,10 +1,15 @@
 """Fixtures: a real broker connection, a fresh container per test, a cuttable proxy."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+from dependency_injector import providers
 
 from framework import Container
+from framework.testing import FakeChannel, FakeClock, FakePublisher, RecordingLog
 from tests.broker import AMQP_URL, Broker
 from tests.private_broker import PrivateBroker, rabbitmq_installed
 from tests.proxy import TcpProxy
@@ -27,6 +32,16 @@ def make_container(url: str = AMQP_URL, container_class: type = Container) -> Co
     return container
 
 
+def recorded(url: str = AMQP_URL, **config: Any) -> tuple[Container, RecordingLog]:
+    """A fresh container logging into a RecordingLog, with ``config`` set."""
+    container = make_container(url)
+    for key, value in config.items():
+        getattr(container.config, key).from_value(value)
+    log = RecordingLog()
+    container.logger.override(providers.Object(log))
+    return container, log
+
+
 @pytest.fixture
 def container() -> Container:
     return make_container()
@@ -42,6 +57,23 @@ async def proxy() -> AsyncIterator[TcpProxy]:
         await proxy.close()
 
 
+@pytest.fixture
+async def private(private_broker: PrivateBroker) -> AsyncIterator[Broker]:
+    """A test connection to the private node; the node is running again afterwards."""
+    broker = await Broker.connect(private_broker.url)
+    try:
+        yield broker
+    finally:
+        await asyncio.to_thread(private_broker.start_app)
+        private_broker.memory_alarm(False)
+        with contextlib.suppress(Exception):
+            await broker.connection.close()
+        # The test's own connection may have died with the broker: clean up on a new one.
+        cleanup = await Broker.connect(private_broker.url)
+        cleanup.names = broker.names
+        await cleanup.close()
+
+
 @pytest.fixture(scope="session")
 def private_broker() -> Iterator[PrivateBroker]:
     """A RabbitMQ node of the suite's own, for faults that stop or alarm a broker."""
@@ -53,3 +85,24 @@ def private_broker() -> Iterator[PrivateBroker]:
         yield node
     finally:
         node.close()
+
+
+# The engine's fakes, for tests of the pure core.
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def channel() -> FakeChannel:
+    return FakeChannel()
+
+
+@pytest.fixture
+def log() -> RecordingLog:
+    return RecordingLog()
+
+
+@pytest.fixture
+def publisher() -> FakePublisher:
+    return FakePublisher()

@@ -12,7 +12,7 @@ from framework.core.engine import BulkEngine
 from framework.core.headers import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER
 from framework.core.message import Delivery
 from framework.errors import DecodeError
-from framework.testing import FakeChannel, FakeClock, FakePublisher, RecordingLog, make_message
+from framework.testing import FakeChannel, make_message
 
 
 def settings(**overrides: Any) -> ConsumerSettings:
@@ -28,11 +28,6 @@ def settings(**overrides: Any) -> ConsumerSettings:
         "queue_arguments": {},
     }
     return ConsumerSettings(**{**values, **overrides})
-
-
-@pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
 
 
 @pytest.fixture
@@ -73,21 +68,6 @@ class Recorder:
                 raise self.fail_with
         finally:
             self.running -= 1
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def channel() -> FakeChannel:
-    return FakeChannel()
-
-
-@pytest.fixture
-def log() -> RecordingLog:
-    return RecordingLog()
 
 
 @pytest.fixture
@@ -608,7 +588,7 @@ async def test_any_exception_from_decoding_dead_letters_with_its_text(
 
 
 class Unusual(BaseException):
-    """Not an Exception: what a careless decoder might raise."""
+    """A BaseException of the user's own: what careless user code might raise."""
 
 
 @pytest.mark.parametrize(
@@ -737,10 +717,6 @@ async def test_messages_of_a_channel_that_died_unnoticed_never_reach_handle(
         in log.messages("warning")
     )
     await stopped(engine, task)
-
-
-class Unusual(BaseException):
-    """A BaseException of the user's own."""
 
 
 @pytest.mark.parametrize(

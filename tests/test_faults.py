@@ -4,48 +4,18 @@ message handled at least once, the queue drained, the dead-letter queue exact, t
 consumer back, and nothing unexpected logged."""
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from dependency_injector import providers
 
 from framework import BulkConsumer, Container, Message, Orchestrator, QueueError
-from framework.testing import RecordingLog
 from tests.broker import AMQP_URL, Broker, wait_until
-from tests.conftest import make_container
+from tests.conftest import recorded
 from tests.private_broker import PrivateBroker
 from tests.proxy import TcpProxy
-
-
-def recorded(url: str, **config: Any) -> tuple[Container, RecordingLog]:
-    container = make_container(url)
-    for key, value in config.items():
-        getattr(container.config, key).from_value(value)
-    log = RecordingLog()
-    container.logger.override(providers.Object(log))
-    return container, log
-
-
-@pytest.fixture
-async def private(private_broker: PrivateBroker) -> AsyncIterator[Broker]:
-    """A test connection to the private node; the node is running again afterwards."""
-    broker = await Broker.connect(private_broker.url)
-    try:
-        yield broker
-    finally:
-        await asyncio.to_thread(private_broker.start_app)
-        private_broker.memory_alarm(False)
-        with contextlib.suppress(Exception):
-            await broker.connection.close()
-        # The test's own connection may have died with the broker: clean up on a new one.
-        cleanup = await Broker.connect(private_broker.url)
-        cleanup.names = broker.names
-        await cleanup.close()
 
 
 async def unacked(node: PrivateBroker, queue: str) -> int:

@@ -7,7 +7,7 @@ import pytest
 from framework.core.engine import BulkEngine, Outcome
 from framework.core.moves import PauseSchedule
 from framework.errors import PublishError, UnroutableError
-from framework.testing import FakeChannel, FakeClock, FakePublisher, RecordingLog, make_message
+from framework.testing import FakeChannel, FakeClock, RecordingLog, make_message
 from tests.test_engine import Recorder, let_run, settings, started, stopped
 
 HELD = "could not publish the dead-letter copy: holding the message, trying again"
@@ -21,26 +21,6 @@ class RecordingDeclarer:
 
     async def declare(self, queue: str) -> None:
         self.declared.append(queue)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def channel() -> FakeChannel:
-    return FakeChannel()
-
-
-@pytest.fixture
-def log() -> RecordingLog:
-    return RecordingLog()
-
-
-@pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
@@ -21,10 +21,11 @@ from framework import (
 )
 from framework.testing.fakes import RecordingLog
 from tests.broker import AMQP_URL, Broker, wait_until
+from tests.conftest import recorded
 from tests.private_broker import PrivateBroker
 from tests.proxy import TcpProxy
 from tests.test_cli import run_cli
-from tests.test_faults import ready_is, recorded
+from tests.test_faults import ready_is
 
 HELD = "could not publish the {} copy: holding the message, trying again"
 NO_PUBLISH = "this user may not publish retries or dead letters: they will be held and retried"
@@ -218,15 +219,6 @@ def limited_user(private_broker: PrivateBroker) -> Iterator[str]:
         yield user
     finally:
         private_broker.ctl("delete_user", user)
-
-
-@pytest.fixture
-async def private(private_broker: PrivateBroker) -> AsyncIterator[Broker]:
-    broker = await Broker.connect(private_broker.url)
-    try:
-        yield broker
-    finally:
-        await broker.close()
 
 
 async def test_no_publish_permission_is_warned_and_held(

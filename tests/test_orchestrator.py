@@ -25,7 +25,7 @@ from framework import (
 from framework.errors import ExitRequestedError
 from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
 from tests.broker import AMQP_URL, Broker, wait_until
-from tests.conftest import make_container
+from tests.conftest import make_container, recorded
 from tests.proxy import TcpProxy
 
 
@@ -553,18 +553,6 @@ async def test_start_warns_when_bulks_could_outlive_the_brokers_ack_timeout(
     assert ("Slowpoke", 0) == (stopped["consumer"], stopped["bulks_handled"])
 
 
-def recorded_container(url: str = AMQP_URL, **config: Any) -> tuple[Container, Any]:
-    """A fresh container logging into a RecordingLog, with ``config`` set."""
-    from framework.testing import RecordingLog
-
-    container = make_container(url)
-    for key, value in config.items():
-        getattr(container.config, key).from_value(value)
-    log = RecordingLog()
-    container.logger.override(providers.Object(log))
-    return container, log
-
-
 def idle_consumer(queue: str) -> type[BulkConsumer]:
     class Idle(BulkConsumer):
         queues = [queue]
@@ -592,7 +580,7 @@ async def test_an_exit_request_from_handle_stops_gracefully_with_its_status(
     broker: Broker, request_: BaseException, code: int
 ) -> None:
     """SystemExit / KeyboardInterrupt reported by the engine: one log line, a graceful stop."""
-    container, log = recorded_container()
+    container, log = recorded()
     orchestrator = Orchestrator([idle_consumer(broker.queue_name("exit"))], container)
     serve = await serving(orchestrator)
     engine = orchestrator.runners[0].engine
@@ -624,7 +612,7 @@ async def test_a_worker_that_ends_on_its_own_stops_serve_with_an_error(
         # "returns": falls through, the worker ends without being asked.
 
     monkeypatch.setattr(BulkEngine, "run", ending_run)
-    container, log = recorded_container()
+    container, log = recorded()
     orchestrator = Orchestrator([idle_consumer(broker.queue_name("ends"))], container)
     serve = asyncio.create_task(orchestrator.serve())
     with pytest.raises(WorkerCrashedError, match="the worker of consumer Idle ended"):
@@ -638,7 +626,7 @@ async def test_a_worker_that_ends_on_its_own_stops_serve_with_an_error(
 
 async def test_stop_called_while_serving_ends_serve(broker: Broker) -> None:
     """orchestrator.stop() from another task: serve() returns without an error."""
-    container, _ = recorded_container()
+    container, _ = recorded()
     orchestrator = Orchestrator([idle_consumer(broker.queue_name("stop-serve"))], container)
     serve = await serving(orchestrator)
     await orchestrator.stop()
@@ -651,7 +639,7 @@ async def test_sigterm_during_a_startup_hook_that_never_ends_stops_in_time(
     broker: Broker, swallows: bool
 ) -> None:
     """SIGTERM while a startup hook waits forever (even ignoring cancellation): serve ends."""
-    container, log = recorded_container(shutdown_timeout=4.0)
+    container, log = recorded(shutdown_timeout=4.0)
     orchestrator = Orchestrator([idle_consumer(broker.queue_name("hook"))], container)
     entered, released = asyncio.Event(), asyncio.Event()
 
@@ -696,7 +684,7 @@ async def test_a_stop_where_every_step_hits_its_limit_stays_within_the_budget(
     queue = broker.queue_name("budget")
     await broker.declare(queue)
     await broker.publish_ids(queue, range(3))
-    container, log = recorded_container(proxy.url, shutdown_timeout=4.0)
+    container, log = recorded(proxy.url, shutdown_timeout=4.0)
     entered, released = asyncio.Event(), asyncio.Event()
 
     class Stuck(BulkConsumer):

@@ -66,6 +66,7 @@ class Worker:
         return time.monotonic() - sent
 
     async def wait(self, timeout: float = 30.0) -> int:
+        """The exit code; a process still running after ``timeout`` is killed."""
         try:
             return await asyncio.wait_for(self.process.wait(), timeout)
         finally:
@@ -151,10 +152,7 @@ async def test_a_cancelled_worker_stops_the_process_with_exit_1(
     await broker.declare(queue)
     await broker.publish_ids(queue, range(3))
     worker = await Worker.start(tmp_path, TEST_QUEUE=queue, TEST_MODE="cancel")
-    try:
-        code = await worker.wait(timeout=30)
-    finally:
-        worker.kill_if_running()
+    code = await worker.wait(timeout=30)
     assert 1 == code
     [line] = worker.stderr.splitlines()
     assert line.startswith("bulkworker: error: the worker of consumer Misbehaving ended")
@@ -253,10 +251,7 @@ async def test_sys_exit_in_handle_stops_gracefully_with_its_code(
     await broker.declare(queue)
     await broker.publish_ids(queue, range(5))
     worker = await Worker.start(tmp_path, TEST_QUEUE=queue, TEST_MODE="exit")
-    try:
-        code = await worker.wait(timeout=30)
-    finally:
-        worker.kill_if_running()
+    code = await worker.wait(timeout=30)
     assert 3 == code
     # One line per handle call that asked (a retried bulk may ask again while draining).
     asked = worker.logged("handle asked to exit: stopping")
