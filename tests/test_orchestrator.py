@@ -735,3 +735,32 @@ async def release(*tasks: "asyncio.Task[None] | None") -> None:
 
 async def ready_is(broker: Broker, queue: str, expected: int) -> bool:
     return expected == await broker.ready_count(queue)
+
+
+class SilentPublisher:
+    """A publisher whose permission probe never answers (an alarm holding its confirm)."""
+
+    def __init__(self) -> None:
+        self.probing = asyncio.Event()
+
+    async def refusal(self) -> str | None:
+        self.probing.set()
+        await asyncio.Event().wait()
+        return None
+
+    async def publish_move(self, move: Any) -> None:
+        raise AssertionError("no copies in this test")
+
+
+async def test_a_stop_ends_the_start_up_probe_that_has_no_answer_yet(broker: Broker) -> None:
+    """The publish-permission probe still waiting when the stop comes is ended with it."""
+    queue = broker.queue_name("probe")
+    container, _ = recorded()
+    publisher = SilentPublisher()
+    container.publisher.override(providers.Object(publisher))
+    before = asyncio.all_tasks()
+    orchestrator = Orchestrator([idle_consumer(queue)], container)
+    async with orchestrator:
+        await asyncio.wait_for(publisher.probing.wait(), 10)
+    left = [task for task in asyncio.all_tasks() - before if task is not asyncio.current_task()]
+    assert [] == [task for task in left if "warn_about_publish_permission" in repr(task)]

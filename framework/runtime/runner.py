@@ -71,7 +71,10 @@ class ConsumerRunner:
         await self.subscription.open()
 
     async def cancel(self) -> None:
-        """Stop new deliveries; what has arrived stays buffered."""
+        """Stop new deliveries and the start-up probe; what has arrived stays buffered."""
+        if self._probe is not None and not self._probe.done():
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
         await self.subscription.cancel()
 
     async def drain(self) -> None:
