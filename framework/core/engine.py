@@ -9,11 +9,9 @@ next one fills.
 
 import asyncio
 import itertools
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-
-import attrs
 
 from framework.core.abc import Clock, EventLog, Handler, MovePublisher, QueueDeclarer, Timer
 from framework.core.actions import Actions
@@ -24,6 +22,17 @@ from framework.core.message import Message
 from framework.core.moves import Mover
 from framework.core.routing import Move, OutcomeKind, Router, Verdict, describe_error
 from framework.core.settlement import SettlementReport, Settler
+from framework.core.watch import (
+    Bulk,
+    BulkDone,
+    CallOutcome,
+    FlushReason,
+    HandleCall,
+    HandleEnd,
+    Outcome,
+    Watcher,
+    Watchers,
+)
 from framework.errors import DecodeError, HandlerTimeoutError
 
 ExitRequestCallback = Callable[[BaseException], None]
@@ -31,22 +40,29 @@ ExitRequestCallback = Callable[[BaseException], None]
 CANCEL_GRACE = 1.0
 
 
-@attrs.frozen
-class Outcome:
-    """What became of one message: for observers such as the test harness and metrics.
-
-    ``kind`` is one of :class:`OutcomeKind`; ``destination`` is where the copy
-    of a retry or dead letter went.
-    """
-
-    message: Message[Any]
-    kind: OutcomeKind
-    reason: str | None = None
-    error: str | None = None
-    destination: str | None = None
-
-
 Observer = Callable[[Outcome], None]
+
+
+class OutcomeObserver(Watcher):
+    """A watcher that only cares for settlements."""
+
+    def __init__(self, observer: Observer) -> None:
+        self._observer = observer
+
+    def settled(self, outcome: Outcome) -> None:
+        self._observer(outcome)
+
+
+class BulkObserver(Watcher):
+    """A watcher that only cares for the lists handed to ``handle``."""
+
+    def __init__(self, observer: Callable[[list[Message[Any]]], None]) -> None:
+        self._observer = observer
+
+    def call_started(self, call: HandleCall) -> None:
+        self._observer(list(call.messages))
+
+
 BROKER_KINDS = {
     Actions.ACK: OutcomeKind.ACK,
     Actions.REQUEUE: OutcomeKind.REQUEUE,
@@ -69,6 +85,8 @@ class BulkEngine:
             graceful stop. The engine itself keeps running.
         cancel_grace: seconds a cancelled ``handle`` call (timed out, or the worker
             cancelled) may take to end before it is abandoned.
+        watcher: told of arrivals, bulks, ``handle`` calls and settlements
+            (more can be added with :meth:`watch`).
     """
 
     def __init__(
@@ -84,6 +102,7 @@ class BulkEngine:
         declarer: QueueDeclarer | None = None,
         on_exit_request: ExitRequestCallback | None = None,
         cancel_grace: float = CANCEL_GRACE,
+        watcher: Watcher | None = None,
     ) -> None:
         self.settings = settings
         self._handler = handler
@@ -104,6 +123,9 @@ class BulkEngine:
         )
         self._on_exit_request = on_exit_request
         self._cancel_grace = cancel_grace
+        self.watchers = Watchers()
+        if watcher is not None:
+            self.watchers.add(watcher)
         self._start_empty()
 
     def _start_empty(self) -> None:
@@ -112,12 +134,11 @@ class BulkEngine:
         self._arrivals: deque[float] = deque()
         self._timer: Timer | None = None
         self._due = False
+        self._due_reason = FlushReason.INTERVAL
         # The worker: woken when a bulk may be due; closing once asked to stop.
         self._wake = asyncio.Event()
         self._closing = False
         self._busy = False
-        self._observers: list[Observer] = []
-        self._bulk_observers: list[Callable[[list[Message[Any]]], None]] = []
         self._exit_requests: list[BaseException] = []
         self._abandoned: set[asyncio.Task[BaseException | None]] = set()
         self._drops_to_report = 0
@@ -150,18 +171,28 @@ class BulkEngine:
             self._closing or self._due or len(self._buffer) >= self.settings.bulk_size
         )
 
+    def watch(self, watcher: Watcher) -> None:
+        """Tell ``watcher`` of every event from now on."""
+        self.watchers.add(watcher)
+
     def observe(self, observer: Observer) -> None:
         """Call ``observer`` with the outcome of every message settled from now on."""
-        self._observers.append(observer)
+        self.watch(OutcomeObserver(observer))
 
     def observe_bulks(self, observer: Callable[[list[Message[Any]]], None]) -> None:
         """Call ``observer`` with every list of messages handed to ``handle`` from now on."""
-        self._bulk_observers.append(observer)
+        self.watch(BulkObserver(observer))
+
+    @property
+    def oldest_buffered_seconds(self) -> float:
+        """How long the oldest buffered message has waited; 0 when nothing is buffered."""
+        return self._clock.now() - self._arrivals[0] if self._arrivals else 0.0
 
     def flush_now(self) -> None:
         """Hand over the partial bulk without waiting for its flush interval."""
         if self._buffer:
             self._due = True
+            self._due_reason = FlushReason.FORCED
             self._wake.set()
 
     def receive(self, message: Message[Any]) -> Awaitable[None] | None:
@@ -174,6 +205,7 @@ class BulkEngine:
         keeps the arrival order.
         """
         self.settler.ledger.track(message.delivery)
+        self.watchers.received(message)
         try:
             message.body = self.decode(message.raw, message.content_type)
         except BaseException as error:  # any type: RecursionError, even a decoder's SystemExit
@@ -186,6 +218,7 @@ class BulkEngine:
     def accept(self, message: Message[Any]) -> None:
         """Record a decoded message and take it into the next bulk."""
         self.settler.ledger.track(message.delivery)
+        self.watchers.received(message)
         self._take_in(message)
 
     def _take_in(self, message: Message[Any]) -> None:
@@ -254,7 +287,7 @@ class BulkEngine:
                 await self.finish_moves()
                 return
 
-    def _take_due_bulk(self) -> list[Message[Any]] | None:
+    def _take_due_bulk(self) -> Bulk | None:
         if not self._due_now():
             return None
         size = min(self.settings.bulk_size, len(self._buffer))
@@ -262,11 +295,20 @@ class BulkEngine:
             # Its channel died before the transport noticed: the broker redelivers them.
             self._drops_to_report += self.drop_closed()
             return self._take_due_bulk()
-        bulk = [self._buffer.popleft() for _ in range(size)]
+        reason = self._flush_reason()
+        waited = self._clock.now() - self._arrivals[0]
+        messages = [self._buffer.popleft() for _ in range(size)]
         for _ in range(size):
             self._arrivals.popleft()
         self._rearm_timer()
+        bulk = Bulk(self.settings.name, messages, reason, waited)
+        self.watchers.bulk_taken(bulk)
         return bulk
+
+    def _flush_reason(self) -> FlushReason:
+        if len(self._buffer) >= self.settings.bulk_size:
+            return FlushReason.SIZE
+        return self._due_reason if self._due else FlushReason.SHUTDOWN
 
     def _holds_closed(self, count: int) -> bool:
         """True if one of the first ``count`` buffered messages came on a closed channel."""
@@ -289,6 +331,7 @@ class BulkEngine:
     def _on_deadline(self) -> None:
         self._timer = None
         self._due = True
+        self._due_reason = FlushReason.INTERVAL
         self._wake.set()
 
     def _rearm_timer(self) -> None:
@@ -304,15 +347,19 @@ class BulkEngine:
             self._timer.cancel()
             self._timer = None
 
-    async def process(self, bulk: list[Message[Any]]) -> SettlementReport:
+    async def process(self, bulk: Bulk) -> SettlementReport:
         """Call the handler on one bulk and settle every message of it.
 
-        ``handle`` gets a copy of ``bulk``: whatever it does to its list,
-        settlement goes by ``bulk``, each message exactly once.
+        ``handle`` gets a copy of the bulk's messages: whatever it does to its
+        list, settlement goes by ``bulk``, each message exactly once.
         """
+        started = self._clock.now()
         failures = await self._run(bulk)
         self.bulks_handled += 1
-        report = await self._settle([self._verdict(m, failures.get(id(m))) for m in bulk])
+        verdicts = [self._verdict(m, failures.get(id(m))) for m in bulk.messages]
+        report, kinds = await self._settle(verdicts)
+        seconds = self._clock.now() - started
+        self.watchers.bulk_done(BulkDone(bulk, seconds, kinds, bool(failures)))
         if self._exit_requests:
             self._pass_exit_requests()
         return report
@@ -331,57 +378,70 @@ class BulkEngine:
             return Verdict(message, action, reason, None)
         return Verdict(message, action, "exception", describe_error(error))
 
-    async def _run(self, bulk: list[Message[Any]]) -> dict[int, BaseException]:
+    async def _run(self, bulk: Bulk) -> dict[int, BaseException]:
         """Handle ``bulk``; return the messages that failed, with their errors."""
-        error = await self._attempt(bulk)
+        error = await self._attempt(bulk, bulk.messages)
         if error is None:
             return {}
         await self._log.error(
             "handle raised",
             extra={
                 "consumer": self.settings.name,
-                "bulk_size": len(bulk),
+                "bulk_size": bulk.size,
                 "exception": type(error).__name__,
                 "exit_requested": is_exit_request(error),
                 "on_exception": self.settings.on_exception.name,
-                "isolating": self.settings.isolate_failures and len(bulk) > 1,
+                "isolating": self.settings.isolate_failures and bulk.size > 1,
             },
             exc_info=error,
         )
-        if not self.settings.isolate_failures or len(bulk) == 1:
-            return {id(message): error for message in bulk}
+        if not self.settings.isolate_failures or bulk.size == 1:
+            return {id(message): error for message in bulk.messages}
         failures: dict[int, BaseException] = {}
-        await self._bisect(bulk, failures)
+        await self._bisect(bulk, bulk.messages, failures)
         await self._log.warning(
             "failures isolated",
             extra={
                 "consumer": self.settings.name,
-                "bulk_size": len(bulk),
+                "bulk_size": bulk.size,
                 "failed": len(failures),
-                "failed_message_ids": [m.message_id for m in bulk if id(m) in failures][:50],
+                "failed_message_ids": [m.message_id for m in bulk.messages if id(m) in failures][
+                    :50
+                ],
             },
         )
         return failures
 
-    async def _bisect(self, part: list[Message[Any]], failures: dict[int, BaseException]) -> None:
+    async def _bisect(
+        self, bulk: Bulk, part: Sequence[Message[Any]], failures: dict[int, BaseException]
+    ) -> None:
         # Each half runs again alone; only what still fails alone is a failure.
         middle = len(part) // 2
         for half in (part[:middle], part[middle:]):
             for message in half:
                 message.forget_decision()
-            error = await self._attempt(half)
+            error = await self._attempt(bulk, half)
             if error is None:
                 continue
             if len(half) == 1:
                 failures[id(half[0])] = error
             else:
-                await self._bisect(half, failures)
+                await self._bisect(bulk, half, failures)
 
-    async def _attempt(self, part: list[Message[Any]]) -> BaseException | None:
+    async def _attempt(self, bulk: Bulk, part: Sequence[Message[Any]]) -> BaseException | None:
         """One ``handle`` call on a list of its own; what it raised, or None."""
         self.handle_calls += 1
-        for observer in self._bulk_observers:
-            observer(part)
+        call = HandleCall(bulk, part)
+        self.watchers.call_started(call)
+        started = self._clock.now()
+        error = await self._call(part)
+        outcome = CallOutcome.SUCCESS if error is None else CallOutcome.ERROR
+        if isinstance(error, HandlerTimeoutError):
+            outcome = CallOutcome.TIMEOUT
+        self.watchers.call_ended(HandleEnd(call, outcome, self._clock.now() - started, error))
+        return error
+
+    async def _call(self, part: Sequence[Message[Any]]) -> BaseException | None:
         timeout = self.settings.handler_timeout
         call = start_call(self._handler, list(part))
         try:
@@ -418,10 +478,13 @@ class BulkEngine:
             },
         )
 
-    async def _settle(self, verdicts: list[Verdict]) -> SettlementReport:
+    async def _settle(
+        self, verdicts: list[Verdict]
+    ) -> tuple[SettlementReport, dict[OutcomeKind, int]]:
+        """Settle what can be settled now, start the moves; what each verdict became."""
         now, moves = self._router.route(verdicts)
         report = await self.settler.settle(now)
-        if self._observers:
+        if self.watchers.members:
             by_delivery = {verdict.message.delivery: verdict for verdict in verdicts}
             for delivery, action in now:
                 verdict = by_delivery[delivery]
@@ -431,11 +494,12 @@ class BulkEngine:
         await self._warn_stale(report)
         if moves:
             self._mover.start(moves)
-        return report
+        kinds = Counter(BROKER_KINDS[action] for _, action in now)
+        kinds.update(move.kind for move in moves)
+        return report, dict(kinds)
 
     def _tell(self, outcome: Outcome) -> None:
-        for observer in self._observers:
-            observer(outcome)
+        self.watchers.settled(outcome)
 
     def _moved(self, move: Move, kind: OutcomeKind) -> None:
         destination = move.routing_key if kind == move.kind else None

@@ -14,6 +14,7 @@ from framework.amqp.publisher import Publisher
 from framework.core.abc import Clock, EventLog, Handler
 from framework.core.clock import LoopClock
 from framework.core.consumer import ConsumerSettings
+from framework.core.watch import Watchers
 from framework.errors import (
     BulkworkerError,
     ExitRequestedError,
@@ -86,6 +87,8 @@ class Orchestrator:
         self._startup_hooks: list[Hook] = []
         self._shutdown_hooks: list[Hook] = []
         self.runners: list[ConsumerRunner] = []
+        # Told of every consumer's events: logs, metrics and tracing add theirs.
+        self.watchers = Watchers()
         self._log: EventLog | None = None
         self._wired = False
         self._started = False
@@ -171,6 +174,7 @@ class Orchestrator:
             publisher=publisher,
             reconnect_max_delay=self.settings.reconnect_max_delay,
             on_exit_request=functools.partial(self._on_exit_request, settings.name),
+            watcher=self.watchers,
         )
         self.runners.append(runner)
         await runner.start()

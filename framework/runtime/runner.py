@@ -13,6 +13,7 @@ from framework.core.abc import Clock, EventLog, Handler, MovePublisher
 from framework.core.consumer import ConsumerSettings
 from framework.core.engine import BulkEngine
 from framework.core.settlement import Settler
+from framework.core.watch import Watcher
 
 
 class ConsumerRunner:
@@ -29,6 +30,7 @@ class ConsumerRunner:
         publisher: MovePublisher,
         reconnect_max_delay: float,
         on_exit_request: Callable[[BaseException], None] | None = None,
+        watcher: Watcher | None = None,
     ) -> None:
         self.settings = settings
         self._log = log
@@ -44,6 +46,7 @@ class ConsumerRunner:
             declarer=QueueRedeclarer(connection, settings),
             on_exit_request=on_exit_request,
             settler=Settler(gone_errors=CHANNEL_GONE_ERRORS),
+            watcher=watcher,
         )
         self.subscription = Subscription(
             connection, self.engine, log, reconnect_max_delay=reconnect_max_delay

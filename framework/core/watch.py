@@ -1,0 +1,156 @@
+"""What the engine tells its watchers: arrivals, bulks, ``handle`` calls, settlements.
+
+Logs, metrics, tracing and the test harness all learn what happened from one
+place. A watcher subclasses :class:`Watcher` and overrides the events it cares
+about; the others stay no-ops, so new events never break an existing watcher.
+Watchers are called synchronously on the engine's task and must not block:
+anything slow belongs in a task of the watcher's own.
+"""
+
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from framework.core.message import Message
+from framework.core.routing import OutcomeKind
+
+
+class FlushReason(enum.StrEnum):
+    """Why a bulk left the buffer."""
+
+    SIZE = "size"  # bulk_size messages arrived
+    INTERVAL = "interval"  # the flush interval passed since its first message
+    SHUTDOWN = "shutdown"  # the consumer is stopping: what is buffered is handed over
+    FORCED = "forced"  # flush_now() asked for it
+    PRESSURE = "pressure"  # the buffer holds as many messages as it may
+
+
+@attrs.frozen
+class Outcome:
+    """What became of one message: for observers such as the test harness and metrics.
+
+    ``kind`` is one of :class:`OutcomeKind`; ``destination`` is where the copy
+    of a retry or dead letter went.
+    """
+
+    message: Message[Any]
+    kind: OutcomeKind
+    reason: str | None = None
+    error: str | None = None
+    destination: str | None = None
+
+
+class CallOutcome(enum.StrEnum):
+    """How one ``handle`` call ended."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+
+@attrs.frozen
+class Bulk:
+    """A bulk taken from the buffer, before its first ``handle`` call.
+
+    ``waited`` is how long its first message waited in the buffer, in seconds.
+    """
+
+    consumer: str
+    messages: Sequence[Message[Any]]
+    reason: FlushReason
+    waited: float
+
+    @property
+    def size(self) -> int:
+        return len(self.messages)
+
+
+@attrs.frozen
+class HandleCall:
+    """One ``handle`` call: the whole bulk, or a part of it while failures are isolated."""
+
+    bulk: Bulk
+    messages: Sequence[Message[Any]]
+
+
+@attrs.frozen
+class HandleEnd:
+    """How a ``handle`` call ended, and after how many seconds."""
+
+    call: HandleCall
+    outcome: CallOutcome
+    seconds: float
+    error: BaseException | None = None
+
+
+@attrs.frozen
+class BulkDone:
+    """A bulk whose messages are all decided: what became of them, and how long it took.
+
+    ``seconds`` runs from taking the bulk to its settlement; ``outcomes``
+    counts the decisions by kind (retries and dead letters as decided, before
+    their copies are confirmed).
+    """
+
+    bulk: Bulk
+    seconds: float
+    outcomes: Mapping[OutcomeKind, int]
+    failed: bool
+
+
+class Watcher:
+    """Receives the engine's events; every method is a no-op until overridden."""
+
+    def received(self, message: Message[Any]) -> None:
+        """A delivery arrived (before decoding)."""
+
+    def bulk_taken(self, bulk: Bulk) -> None:
+        """A bulk left the buffer."""
+
+    def call_started(self, call: HandleCall) -> None:
+        """A ``handle`` call is about to start, in the task that starts it."""
+
+    def call_ended(self, end: HandleEnd) -> None:
+        """A ``handle`` call ended, in the task that started it."""
+
+    def bulk_done(self, done: BulkDone) -> None:
+        """Every message of a bulk is decided."""
+
+    def settled(self, outcome: Outcome) -> None:
+        """A message was settled: acked, requeued, rejected, retried or dead-lettered."""
+
+
+@attrs.define
+class Watchers(Watcher):
+    """Passes every event on to each watcher, in the order they were added."""
+
+    members: list[Watcher] = attrs.field(factory=list)
+
+    def add(self, watcher: Watcher) -> None:
+        self.members.append(watcher)
+
+    def received(self, message: Message[Any]) -> None:
+        for member in self.members:
+            member.received(message)
+
+    def bulk_taken(self, bulk: Bulk) -> None:
+        for member in self.members:
+            member.bulk_taken(bulk)
+
+    def call_started(self, call: HandleCall) -> None:
+        for member in self.members:
+            member.call_started(call)
+
+    def call_ended(self, end: HandleEnd) -> None:
+        for member in self.members:
+            member.call_ended(end)
+
+    def bulk_done(self, done: BulkDone) -> None:
+        for member in self.members:
+            member.bulk_done(done)
+
+    def settled(self, outcome: Outcome) -> None:
+        for member in self.members:
+            member.settled(outcome)
