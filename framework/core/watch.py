@@ -100,8 +100,18 @@ class BulkDone:
     failed: bool
 
 
+@attrs.frozen
+class TaskRun:
+    """One run of a periodic task: ``outcome`` is ``success`` or ``error``."""
+
+    task: str
+    outcome: CallOutcome
+    seconds: float
+    error: BaseException | None = None
+
+
 class Watcher:
-    """Receives the engine's events; every method is a no-op until overridden."""
+    """Receives the framework's events; every method is a no-op until overridden."""
 
     def received(self, message: Message[Any]) -> None:
         """A delivery arrived (before decoding)."""
@@ -120,6 +130,12 @@ class Watcher:
 
     def settled(self, outcome: Outcome) -> None:
         """A message was settled: acked, requeued, rejected, retried or dead-lettered."""
+
+    def task_ran(self, run: TaskRun) -> None:
+        """A periodic task's run ended."""
+
+    def task_skipped(self, task: str) -> None:
+        """A periodic task's tick came while its previous run still ran: skipped."""
 
 
 @attrs.define
@@ -154,3 +170,11 @@ class Watchers(Watcher):
     def settled(self, outcome: Outcome) -> None:
         for member in self.members:
             member.settled(outcome)
+
+    def task_ran(self, run: TaskRun) -> None:
+        for member in self.members:
+            member.task_ran(run)
+
+    def task_skipped(self, task: str) -> None:
+        for member in self.members:
+            member.task_skipped(task)
