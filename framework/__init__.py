@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from framework.core.actions import Actions
 from framework.core.consumer import BulkConsumer, ConsumerSettings
 from framework.core.message import Message
+from framework.core.serialization import json_converter
+from framework.core.watch import Watcher
 from framework.errors import (
     BrokerUnreachableError,
     BulkworkerError,
@@ -36,6 +38,7 @@ from framework.errors import (
     HookDefinitionError,
     PublishError,
     QueueError,
+    SerializationError,
     UnroutableError,
     WorkerCrashedError,
 )
@@ -80,6 +83,9 @@ __all__ = [
     "PublishError",
     "Publisher",
     "QueueError",
+    "SerializationError",
     "UnroutableError",
+    "Watcher",
     "WorkerCrashedError",
+    "json_converter",
 ]

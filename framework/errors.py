@@ -48,6 +48,13 @@ class UnroutableError(PublishError):
     """
 
 
+class SerializationError(BulkworkerError, TypeError):
+    """A body to publish holds a value JSON cannot carry; the message gives its path.
+
+    Raised before anything is sent, so nothing half-published needs undoing.
+    """
+
+
 class HandlerTimeoutError(BulkworkerError, TimeoutError):
     """``handle`` ran longer than the consumer's ``handler_timeout``."""
 

@@ -1,5 +1,7 @@
 """The confirmed publisher, on the real RabbitMQ."""
 
+import datetime
+import decimal
 import json
 from typing import Any
 
@@ -7,9 +9,11 @@ import aio_pika
 import attrs
 import pytest
 
-from framework import PublishError, UnroutableError
+from framework import PublishError, SerializationError, UnroutableError
 from framework.amqp.connection import connect
-from framework.amqp.publisher import Publisher, encode
+from framework.amqp.publisher import Publisher
+from framework.core.decoding import body_decoder
+from framework.core.serialization import encode_body as encode
 from framework.testing import RecordingLog
 from tests.broker import AMQP_URL, Broker
 
@@ -104,3 +108,35 @@ async def test_container_publisher_is_injectable(broker: Broker) -> None:
         assert publisher._connection is not consuming
     finally:
         await container.shutdown_resources()
+
+
+@attrs.frozen
+class Shipped:
+    order: str
+    at: datetime.datetime
+    amount: decimal.Decimal
+
+
+async def test_an_attrs_event_with_a_datetime_is_published_and_reads_back(
+    broker: Broker, publisher: Publisher
+) -> None:
+    """A model with datetime and Decimal fields arrives as JSON a consumer's model reads back."""
+    queue = broker.queue_name("publisher-models")
+    await broker.declare(queue)
+    event = Shipped(
+        "o-1", datetime.datetime(2026, 11, 28, 8, 0, tzinfo=datetime.UTC), decimal.Decimal("9.90")
+    )
+    await publisher.publish(event, routing_key=queue)
+    [message] = await broker.drain(queue)
+    assert "application/json" == message.content_type
+    assert event == body_decoder(None, Shipped)(message.body, message.content_type)
+
+
+async def test_a_body_json_cannot_hold_sends_nothing(broker: Broker, publisher: Publisher) -> None:
+    """SerializationError comes before any publish: no message of the batch reaches the queue."""
+    queue = broker.queue_name("publisher-unserializable")
+    await broker.declare(queue)
+    bodies = [{"n": 1}, {"n": 2}, {"n": object()}]
+    with pytest.raises(SerializationError, match=r"\$\.n is of type object"):
+        await publisher.publish_many(bodies, routing_key=queue)
+    assert [] == await broker.drain(queue)

@@ -6,12 +6,11 @@ lasts, publishing waits, and acks keep flowing.
 """
 
 import asyncio
-import json
 import uuid
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any
 
-import attrs
+import cattrs
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq import spec
 from aiormq.abc import DeliveredMessage
@@ -22,28 +21,25 @@ from framework.amqp.declarations import broker_reason
 from framework.amqp.properties import PERSISTENT, properties_of
 from framework.core.closing import unless_closed
 from framework.core.routing import Move
+from framework.core.serialization import DEFAULT_CONVERTER, encode_body
 from framework.errors import ChannelGoneError, PublishError, UnroutableError
 
 TRANSIENT = 1
 CONFIRM_WINDOW = 1000
 
 
-def encode(body: Any) -> tuple[bytes, str | None]:
-    """The bytes and content type of ``body``: bytes as they are, text as UTF-8, else JSON."""
-    if isinstance(body, bytes | bytearray | memoryview):
-        return bytes(body), None
-    if isinstance(body, str):
-        return body.encode(), "text/plain; charset=utf-8"
-    if attrs.has(type(body)):
-        body = attrs.asdict(body)
-    return json.dumps(body, separators=(",", ":")).encode(), "application/json"
-
-
 class Publisher:
-    """Publishes messages and waits for the broker to confirm each one."""
+    """Publishes messages and waits for the broker to confirm each one.
 
-    def __init__(self, connection: AbstractRobustConnection) -> None:
+    Bodies that are neither bytes nor text are written as JSON through
+    ``converter`` (attrs instances, datetimes, UUIDs, Decimals, enums...).
+    """
+
+    def __init__(
+        self, connection: AbstractRobustConnection, converter: cattrs.Converter = DEFAULT_CONVERTER
+    ) -> None:
         self._connection = connection
+        self.converter = converter
         self._channel: AbstractRobustChannel | None = None
         self.published = 0
 
@@ -82,12 +78,13 @@ class Publisher:
     ) -> None:
         """Publish ``body`` (JSON unless bytes or text) and wait for the broker's confirm.
 
-        Raises :class:`PublishError` when the broker nacks the message, or
-        returns it as unroutable (:class:`UnroutableError`: no queue is bound for
-        ``routing_key``). ``mandatory=False`` lets the broker drop an unroutable
-        message silently instead.
+        Raises :class:`SerializationError` (before sending anything) when a
+        value cannot be written as JSON; :class:`PublishError` when the broker
+        nacks the message, or returns it as unroutable (:class:`UnroutableError`:
+        no queue is bound for ``routing_key``). ``mandatory=False`` lets the
+        broker drop an unroutable message silently instead.
         """
-        raw, properties = prepare(body, headers, message_id, content_type, persistent)
+        raw, properties = self.prepare(body, headers, message_id, content_type, persistent)
         await self.publish_raw(
             raw,
             routing_key=routing_key,
@@ -109,19 +106,28 @@ class Publisher:
     ) -> int:
         """Publish every body with confirms, a window of them in flight at once.
 
-        Returns how many were published. Raises :class:`PublishError` if the
-        broker refused any; the ones before that window were all confirmed.
+        Returns how many were published. Every body is encoded first: a
+        :class:`SerializationError` publishes none of them. Raises
+        :class:`PublishError` if the broker refused any; the ones before that
+        window were all confirmed.
         """
+        prepared = [self.prepare(body, headers, None, content_type, persistent) for body in bodies]
         count = 0
-        window: list[tuple[bytes, spec.Basic.Properties]] = []
-        for body in bodies:
-            window.append(prepare(body, headers, None, content_type, persistent))
-            if len(window) == CONFIRM_WINDOW:
-                count += await self._send(window, routing_key, exchange, mandatory)
-                window = []
-        if window:
+        for start in range(0, len(prepared), CONFIRM_WINDOW):
+            window = prepared[start : start + CONFIRM_WINDOW]
             count += await self._send(window, routing_key, exchange, mandatory)
         return count
+
+    def prepare(
+        self,
+        body: Any,
+        headers: Mapping[str, Any] | None,
+        message_id: str | None,
+        content_type: str | None,
+        persistent: bool,
+    ) -> tuple[bytes, spec.Basic.Properties]:
+        """The bytes and AMQP properties ``publish`` would send for ``body``."""
+        return prepare(body, headers, message_id, content_type, persistent, self.converter)
 
     async def publish_move(self, move: Move) -> None:
         """Publish the copy ``move`` describes (a retry or a dead letter), mandatory, confirmed."""
@@ -204,8 +210,9 @@ def prepare(
     message_id: str | None,
     content_type: str | None,
     persistent: bool,
+    converter: cattrs.Converter = DEFAULT_CONVERTER,
 ) -> tuple[bytes, spec.Basic.Properties]:
-    raw, detected_type = encode(body)
+    raw, detected_type = encode_body(body, converter)
     properties = spec.Basic.Properties(
         content_type=content_type or detected_type,
         headers=dict(headers) if headers else None,

@@ -12,14 +12,16 @@ import inspect
 import typing
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import attrs
+import cattrs
 
 from framework.core import layout
 from framework.core.actions import Actions
 from framework.core.layout import DEFAULT_DEAD_LETTER_QUEUE, QueueDeclaration
 from framework.core.message import Message
+from framework.core.serialization import DEFAULT_CONVERTER, json_converter, model_problem
 from framework.errors import ConsumerDefinitionError
 
 # Quorum queues refuse a larger prefetch; see RabbitMQ's quorum queue docs.
@@ -144,6 +146,11 @@ def check_model(cls: type, name: str, value: object) -> None:
     )
 
 
+def check_converter(cls: type, name: str, value: object) -> None:
+    if value is not None and not isinstance(value, cattrs.BaseConverter):
+        raise fail(cls, name, f"must be a cattrs converter, or None, got {value!r}")
+
+
 def check_decoder(cls: type, name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise fail(
@@ -257,6 +264,24 @@ class ConsumerSettings:
         "a function `(raw: bytes, content_type) -> body` for formats of your own; anything it "
         "raises dead-letters the message",
     )
+    converter: Any = setting(
+        None,
+        check_converter,
+        "the cattrs converter that reads bodies into `model`; `None`: bulkworker's JSON "
+        "converter (datetime, date, UUID, Decimal, enums, nested attrs; no type coercion)",
+    )
+    refuse_unknown_keys: bool = setting(
+        False,
+        check_flag,
+        "dead-letter a body whose object has keys `model` has no field for (by default they "
+        "are ignored); for bulkworker's converter only",
+    )
+
+    def model_converter(self) -> cattrs.BaseConverter:
+        """The converter that reads bodies into ``model``."""
+        if self.converter is not None:
+            return cast(cattrs.BaseConverter, self.converter)
+        return STRICT_KEYS_CONVERTER if self.refuse_unknown_keys else DEFAULT_CONVERTER
 
     def dead_letter_queue_for(self, queue: str) -> str | None:
         """Where messages of ``queue`` are dead-lettered; None: rejected to the broker."""
@@ -302,6 +327,7 @@ class ConsumerSettings:
         if not consumer.queues:
             raise fail(consumer, "queues", "is required: name at least one queue to consume")
         check_handle(consumer)
+        check_model_fits(consumer)
         return cls(
             **{
                 **declared,
@@ -316,6 +342,26 @@ class ConsumerSettings:
                 else float(consumer.handler_timeout),
             }
         )
+
+
+STRICT_KEYS_CONVERTER = json_converter(forbid_extra_keys=True)
+
+
+def check_model_fits(consumer: type["BulkConsumer"]) -> None:
+    """A model the converter cannot read fails now, not on the first message."""
+    if consumer.refuse_unknown_keys and consumer.converter is not None:
+        raise fail(
+            consumer,
+            "refuse_unknown_keys",
+            "applies to bulkworker's converter only: configure your own converter "
+            "with forbid_extra_keys=True instead",
+        )
+    if consumer.model is None:
+        return
+    converter = consumer.converter or DEFAULT_CONVERTER
+    problem = model_problem(converter, consumer.model)
+    if problem is not None:
+        raise fail(consumer, "model", problem)
 
 
 SPECS: dict[str, SettingSpec] = {
@@ -388,6 +434,8 @@ class BulkConsumer(abc.ABC):
     handler_timeout: ClassVar[float | None]
     model: ClassVar[Any]
     decoder: ClassVar[Callable[[bytes, str | None], Any] | None]
+    converter: ClassVar[Any]
+    refuse_unknown_keys: ClassVar[bool]
     __bulkworker_abstract__: ClassVar[bool] = True
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:

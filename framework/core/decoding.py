@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import cattrs
+from cattrs.v import format_exception
 
+from framework.core.serialization import DEFAULT_CONVERTER, WrongType
 from framework.errors import DecodeError
 
 
@@ -27,7 +29,6 @@ def fast_json() -> Callable[[bytes], Any] | None:
 FAST_LOADS = fast_json()
 
 Decoder = Callable[[bytes, str | None], Any]
-CONVERTER = cattrs.Converter()
 
 
 def loads(raw: bytes) -> Any:
@@ -106,12 +107,14 @@ def undecodable(error: BaseException) -> DecodeError:
     return DecodeError(f"decoding raised {type(error).__name__}: {error}")
 
 
-def body_decoder(custom: Decoder | None, model: Any | None) -> Decoder:
+def body_decoder(
+    custom: Decoder | None, model: Any | None, converter: cattrs.BaseConverter | None = None
+) -> Decoder:
     """The function that turns one consumer's raw bodies into ``Message.body``."""
     decode = custom or decode_body
     if model is None:
         return decode if custom is None else guarded(custom)
-    structure = CONVERTER.get_structure_hook(model)
+    structure = (converter or DEFAULT_CONVERTER).get_structure_hook(model)
     if custom is not None:
         decode = guarded(custom)
 
@@ -141,7 +144,16 @@ def describe_invalid(error: Exception, model: Any) -> str:
     """Each problem with its field path, e.g. ``required field missing @ $.name``."""
     name = getattr(model, "__name__", repr(model))
     if isinstance(error, cattrs.BaseValidationError):
-        problems = "; ".join(cattrs.transform_error(error))
+        problems = "; ".join(cattrs.transform_error(error, format_exception=explain))
     else:
         problems = f"{type(error).__name__}: {error}"
     return f"does not fit {name}: {problems}"
+
+
+def explain(error: BaseException, kind: type | None) -> str:
+    """One problem in words: the strict converter's own, or an attrs validator's message."""
+    if isinstance(error, WrongType):
+        return str(error)
+    if type(error) is ValueError and str(error):  # attrs validators raise plain ValueErrors
+        return str(error)
+    return format_exception(error, kind)

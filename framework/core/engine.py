@@ -109,7 +109,7 @@ class BulkEngine:
         self._clock = clock
         self._log = log
         self._router = Router(settings)
-        self.decode = body_decoder(settings.decoder, settings.model)
+        self.decode = body_decoder(settings.decoder, settings.model, settings.model_converter())
         self.settler = settler or Settler()
         self._mover = Mover(
             settings,

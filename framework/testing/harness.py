@@ -10,12 +10,12 @@ import aio_pika
 import attrs
 from dependency_injector import providers
 
-from framework.amqp.publisher import encode
 from framework.core.consumer import BulkConsumer
 from framework.core.engine import BulkEngine
 from framework.core.layout import retry_queue
 from framework.core.message import Delivery, Message
 from framework.core.routing import Move
+from framework.core.serialization import encode_body as encode
 from framework.runtime.assembly import build_handlers, plan
 from framework.runtime.container import Container
 from framework.runtime.orchestrator import Orchestrator, resolve
