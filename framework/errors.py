@@ -64,7 +64,7 @@ class ChannelGoneError(BulkworkerError, ConnectionError):
 
 
 class HookDefinitionError(BulkworkerError, TypeError):
-    """A startup or shutdown hook is not ``async def hook(container)``."""
+    """A startup or shutdown hook is not an ``async def`` with parameters the framework fills."""
 
 
 class WorkerCrashedError(BulkworkerError, RuntimeError):

@@ -3,7 +3,7 @@
 import asyncio
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -18,13 +18,13 @@ from framework.core.watch import Watchers
 from framework.errors import (
     BulkworkerError,
     ExitRequestedError,
-    HookDefinitionError,
     WorkerCrashedError,
 )
 from framework.runtime.assembly import build_handlers
 from framework.runtime.assembly import plan as assemble
 from framework.runtime.container import Container
 from framework.runtime.discovery import ConsumerSource
+from framework.runtime.hooks import Hook, HookFunction
 from framework.runtime.injection import wire_modules
 from framework.runtime.log import route_library_logs, unroute_library_logs
 from framework.runtime.process import (
@@ -38,11 +38,10 @@ from framework.runtime.runner import ConsumerRunner
 from framework.runtime.settings import Deployment, deployment_of
 from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
 
-Hook = Callable[[Any], Awaitable[None]]
 # RabbitMQ's default consumer_timeout, and the share of it that earns a warning.
 BROKER_ACK_TIMEOUT = 1800.0
 ACK_TIMEOUT_WARNING = 0.8
-HookT = TypeVar("HookT", bound=Hook)
+HookT = TypeVar("HookT", bound=HookFunction)
 
 
 @attrs.frozen
@@ -114,14 +113,29 @@ class Orchestrator:
         return deployment_of(self.container)
 
     def on_startup(self, hook: HookT) -> HookT:
-        """Register ``async def hook(container)``; all run before any message is handled."""
-        self._startup_hooks.append(checked_hook(hook))
+        """Register a startup hook; all run, in order, before any message is handled.
+
+        The hook's parameters are injected like a consumer's
+        (``repository: Repository = Provide["repository"]``, async resources
+        awaited); a plain positional parameter receives the container.
+        """
+        self._startup_hooks.append(Hook.of(hook))
         return hook
 
     def on_shutdown(self, hook: HookT) -> HookT:
-        """Register ``async def hook(container)``; run after consuming stopped."""
-        self._shutdown_hooks.append(checked_hook(hook))
+        """Register a shutdown hook, injected like a startup hook; run after consuming stopped."""
+        self._shutdown_hooks.append(Hook.of(hook))
         return hook
+
+    async def run_startup_hooks(self) -> None:
+        """Run the startup hooks in order; the first that raises stops the rest."""
+        for hook in self._startup_hooks:
+            await hook.call(self.container)
+
+    async def run_shutdown_hooks(self) -> None:
+        """Run every shutdown hook in order; one that raises is logged, the rest still run."""
+        for hook in self._shutdown_hooks:
+            await self._quietly(hook.call(self.container), f"shutdown hook {hook.name}")
 
     async def __aenter__(self) -> "Orchestrator":
         await self.start()
@@ -149,8 +163,7 @@ class Orchestrator:
             self._log = await resolve(self.container.logger())
             wire_modules(self.container, plan.classes)
             self._wired = True
-            for hook in self._startup_hooks:
-                await hook(self.container)
+            await self.run_startup_hooks()
             connection = await resolve(self.container.connection())
             publisher = self._publisher = await resolve(self.container.publisher())
             handlers = await build_handlers(plan.classes, self.container)
@@ -310,8 +323,7 @@ class Orchestrator:
     async def _run_shutdown_hooks(self, within: float) -> None:
         try:
             async with asyncio.timeout(within):
-                for hook in self._shutdown_hooks:
-                    await self._quietly(hook(self.container), f"shutdown hook {hook_name(hook)}")
+                await self.run_shutdown_hooks()
         except TimeoutError:
             if self._log is not None:
                 await self._log.error(
@@ -400,14 +412,3 @@ def exit_status(request: BaseException) -> int:
 async def resolve(value: Any) -> Any:
     """Await ``value`` if a provider handed back an awaitable (async resources do)."""
     return await value if inspect.isawaitable(value) else value
-
-
-def checked_hook(hook: HookT) -> HookT:
-    if not inspect.iscoroutinefunction(hook):
-        name = hook_name(hook)
-        raise HookDefinitionError(f"hook {name} must be 'async def {name}(container)'")
-    return cast(HookT, hook)
-
-
-def hook_name(hook: Callable[..., Any]) -> str:
-    return getattr(hook, "__qualname__", repr(hook))
