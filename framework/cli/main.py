@@ -19,6 +19,13 @@ from framework.amqp.dead_letters import DeadLetterQueue
 from framework.amqp.publisher import CONFIRM_WINDOW, Publisher
 from framework.amqp.queue_checks import QueueCheck, check_queues
 from framework.amqp.urls import redact
+from framework.cli.targets import (
+    is_attribute_target,
+    load_orchestrator,
+    located,
+    no_container_option,
+    warn_about_unused,
+)
 from framework.core.consumer import ConsumerSettings, listed_cells
 from framework.core.layout import dead_letter_queue_name, origin_of
 from framework.errors import BulkworkerError, CheckFailedError, DiscoveryError
@@ -55,11 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=text, description=text, epilog=EXIT_CODES)
         command.add_argument(
-            "package",
+            "target",
             nargs="?",
             default="consumers",
-            metavar="PACKAGE",
-            help="package or module holding the consumers (default: consumers)",
+            metavar="TARGET",
+            help="MODULE:ATTRIBUTE naming your Orchestrator (its container and hooks are "
+            "used), or a PACKAGE or module whose consumers run with --container "
+            "(default: consumers)",
         )
         add_container_option(command)
     add_publish_command(commands)
@@ -100,12 +109,14 @@ def add_container_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--container",
         metavar="MODULE:CLASS",
-        default=os.environ.get("BULKWORKER_CONTAINER"),
-        help="container class (default: $BULKWORKER_CONTAINER, else framework.Container)",
+        default=None,
+        help="container class for a PACKAGE target (default: $BULKWORKER_CONTAINER, "
+        "else framework.Container)",
     )
 
 
-def load_container(spec: str | None) -> containers.Container:
+def load_container(given: str | None) -> containers.Container:
+    spec = given or os.environ.get("BULKWORKER_CONTAINER")
     if not spec:
         return Container()
     module_name, _, class_name = spec.partition(":")
@@ -130,9 +141,22 @@ def configured(container: containers.Container) -> Deployment:
     return deployment_of(container)
 
 
+def orchestrator_for(arguments: argparse.Namespace) -> Orchestrator:
+    """The orchestrator the command works with: the application's own, or one for a package."""
+    target = arguments.target
+    if is_attribute_target(target):
+        no_container_option(target, arguments.container)
+        return load_orchestrator(target)
+    orchestrator = Orchestrator(target, load_container(arguments.container))
+    plan(target, orchestrator.container)  # imports the package, so unused Orchestrators show
+    warn_about_unused(target, arguments.command)
+    return orchestrator
+
+
 def run_command(arguments: argparse.Namespace) -> int:
+    orchestrator = orchestrator_for(arguments)
     try:
-        Orchestrator(arguments.package, load_container(arguments.container)).run()
+        orchestrator.run()
     except SystemExit as request:
         # handle asked to exit; the orchestrator stopped gracefully and kept its status.
         return request.code if isinstance(request.code, int) else EXIT_ERROR
@@ -140,7 +164,8 @@ def run_command(arguments: argparse.Namespace) -> int:
 
 
 def list_command(arguments: argparse.Namespace) -> int:
-    consumers = plan(arguments.package, load_container(arguments.container))
+    orchestrator = orchestrator_for(arguments)
+    consumers = plan(orchestrator.source, orchestrator.container)
     print(format_table([settings_row(settings) for settings in consumers.settings]))
     return EXIT_OK
 
@@ -181,8 +206,9 @@ async def broker_connection(settings: Deployment) -> AsyncIterator[AbstractRobus
 
 
 async def check_command(arguments: argparse.Namespace) -> int:
-    container = load_container(arguments.container)
-    consumers = plan(arguments.package, container)
+    orchestrator = orchestrator_for(arguments)
+    container = orchestrator.container
+    consumers = plan(orchestrator.source, container)
     check_injections(list(consumers.classes), container)
     async with broker_connection(consumers.deployment) as connection:
         checks = [c for s in consumers.settings for c in await check_queues(connection, s)]
@@ -345,6 +371,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BulkworkerError as error:
         print(f"bulkworker: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as error:  # a missing file, a refused socket: the operator's to fix
+        print(f"bulkworker: error: {describe_os_error(error)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:  # the application's own code, imported or run: one line
+        print(f"bulkworker: error: {located(error)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def describe_os_error(error: OSError) -> str:
+    if error.filename:
+        return f"{error.strerror or error}: {error.filename}"
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,11 @@ class Orchestrator:
         return f"<Orchestrator(consumers={len(self.runners)}, running={running})>"
 
     @property
+    def source(self) -> ConsumerSource:
+        """Where the consumers come from: a package or module name, a module, or classes."""
+        return self._source
+
+    @property
     def config(self) -> providers.Configuration:
         """The container's ``config``, filled from the environment on start."""
         return cast(providers.Configuration, self.container.config)
