@@ -36,7 +36,9 @@ class Publisher:
     """
 
     def __init__(
-        self, connection: AbstractRobustConnection, converter: cattrs.Converter = DEFAULT_CONVERTER
+        self,
+        connection: AbstractRobustConnection,
+        converter: cattrs.BaseConverter = DEFAULT_CONVERTER,
     ) -> None:
         self._connection = connection
         self.converter = converter
@@ -210,7 +212,7 @@ def prepare(
     message_id: str | None,
     content_type: str | None,
     persistent: bool,
-    converter: cattrs.Converter = DEFAULT_CONVERTER,
+    converter: cattrs.BaseConverter = DEFAULT_CONVERTER,
 ) -> tuple[bytes, spec.Basic.Properties]:
     raw, detected_type = encode_body(body, converter)
     properties = spec.Basic.Properties(

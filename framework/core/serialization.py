@@ -136,7 +136,7 @@ def json_converter(*, forbid_extra_keys: bool = False) -> cattrs.Converter:
 DEFAULT_CONVERTER = json_converter()
 
 
-def model_problem(converter: cattrs.Converter, model: Any) -> str | None:
+def model_problem(converter: cattrs.BaseConverter, model: Any) -> str | None:
     """Why ``converter`` cannot read ``model``, naming the field; None when it can."""
     if not attrs.has(model):
         return hook_problem(converter, model, getattr(model, "__name__", repr(model)))
@@ -156,7 +156,7 @@ def model_problem(converter: cattrs.Converter, model: Any) -> str | None:
     return None
 
 
-def hook_problem(converter: cattrs.Converter, kind: Any, where: str) -> str | None:
+def hook_problem(converter: cattrs.BaseConverter, kind: Any, where: str) -> str | None:
     try:
         converter.get_structure_hook(kind)
     except cattrs.errors.StructureHandlerNotFoundError as error:
@@ -174,7 +174,7 @@ def type_name(kind: Any) -> str:
 
 
 def encode_body(
-    body: Any, converter: cattrs.Converter = DEFAULT_CONVERTER
+    body: Any, converter: cattrs.BaseConverter = DEFAULT_CONVERTER
 ) -> tuple[bytes, str | None]:
     """The bytes and content type of ``body``: bytes as they are, text as UTF-8, else JSON."""
     if isinstance(body, bytes | bytearray | memoryview):
@@ -184,7 +184,7 @@ def encode_body(
     return to_json(body, converter), "application/json"
 
 
-def to_json(body: Any, converter: cattrs.Converter = DEFAULT_CONVERTER) -> bytes:
+def to_json(body: Any, converter: cattrs.BaseConverter = DEFAULT_CONVERTER) -> bytes:
     """``body`` as compact UTF-8 JSON; attrs instances, datetimes, UUIDs... through ``converter``.
 
     Raises:

@@ -14,6 +14,11 @@ from framework.testing.fakes import (
     make_message,
 )
 from framework.testing.harness import ConsumerHarness, DeadLetter
+from framework.testing.publisher import (
+    OfflineConnection,
+    PublishedMessage,
+    RecordingPublisher,
+)
 
 __all__ = [
     "ConsumerHarness",
@@ -23,6 +28,9 @@ __all__ = [
     "FakeClock",
     "FakePublisher",
     "FakeTimer",
+    "OfflineConnection",
+    "PublishedMessage",
     "RecordingLog",
+    "RecordingPublisher",
     "make_message",
 ]

@@ -47,6 +47,12 @@ class FakeClock:
         heapq.heappush(self._timers, (timer.when, next(self._order), timer))
         return timer
 
+    def next_due(self) -> float | None:
+        """When the next callback that is not called off is due; None if there is none."""
+        while self._timers and self._timers[0][2].cancelled:
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else None
+
     def advance(self, seconds: float) -> None:
         """Move time forward, firing due callbacks in order."""
         target = self._now + seconds

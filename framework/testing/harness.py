@@ -10,6 +10,8 @@ import aio_pika
 import attrs
 from dependency_injector import providers
 
+from framework.amqp.connection import connect
+from framework.amqp.publisher import Publisher
 from framework.core.consumer import BulkConsumer
 from framework.core.engine import BulkEngine
 from framework.core.layout import retry_queue
@@ -20,6 +22,7 @@ from framework.runtime.assembly import build_handlers, plan
 from framework.runtime.container import Container
 from framework.runtime.orchestrator import Orchestrator, resolve
 from framework.testing.fakes import FakeChannel, FakeClock, RecordingLog
+from framework.testing.publisher import OfflineConnection, PublishedMessage, RecordingPublisher
 
 
 @attrs.frozen
@@ -45,9 +48,13 @@ class ConsumerHarness:
             assert [{"id": 1, "name": "lamp", "price": 30}] == h.acked
 
     Retries come back by themselves (after ``retry_delay`` on the harness clock),
-    as the broker would send them. Pass ``broker=True`` (or an AMQP URL) to run
-    the same test against a real RabbitMQ: the consumer then reads queues of its
-    own, named after its queues, that are deleted afterwards.
+    as the broker would send them. In memory, the container's ``publisher`` is a
+    :class:`RecordingPublisher` (what handlers publish is in :attr:`published`)
+    and its ``connection`` an :class:`OfflineConnection`: nothing connects.
+    ``orchestrator=`` runs that orchestrator's startup hooks on entry and its
+    shutdown hooks on exit, with its container. Pass ``broker=True`` (or an AMQP
+    URL) to run the same test against a real RabbitMQ: the consumer then reads
+    queues of its own, named after its queues, that are deleted afterwards.
     """
 
     def __init__(
@@ -58,9 +65,13 @@ class ConsumerHarness:
         overrides: Mapping[str, Any] | None = None,
         broker: bool | str = False,
         redeliver_retries: bool = True,
+        orchestrator: Orchestrator | None = None,
     ) -> None:
         self.consumer_class = consumer
-        self.container = container if container is not None else Container()
+        self.orchestrator = orchestrator
+        if container is None:
+            container = orchestrator.container if orchestrator is not None else Container()
+        self.container = container
         self.overrides = dict(overrides or {})
         self.broker_url = broker if isinstance(broker, str) else None
         self.real = bool(broker)
@@ -69,7 +80,9 @@ class ConsumerHarness:
         self.log = RecordingLog()
         self.bulks: list[list[Any]] = []
         self.outcomes: list[Any] = []
+        self.publisher = RecordingPublisher()
         self._mode: _FakeBroker | _RealBroker | None = None
+        self._overridden: list[str] = []
 
     def __repr__(self) -> str:
         mode = "real broker" if self.real else "in memory"
@@ -78,11 +91,16 @@ class ConsumerHarness:
         )
 
     async def __aenter__(self) -> "ConsumerHarness":
-        for name, value in self.overrides.items():
+        overrides = dict(self.overrides)
+        if not self.real:
+            overrides.setdefault("publisher", self.publisher)
+            overrides.setdefault("connection", OfflineConnection(self.publisher))
+        for name, value in overrides.items():
             provider = getattr(self.container, name, None)
             if provider is None:
                 raise KeyError(f"the container has no provider {name!r} to override")
             provider.override(providers.Object(value))
+            self._overridden.append(name)
         self._mode = _RealBroker(self) if self.real else _FakeBroker(self)
         try:
             await self._mode.start()
@@ -95,8 +113,14 @@ class ConsumerHarness:
         try:
             if self._mode is not None:
                 await self._mode.stop()
+            if self.orchestrator is not None:
+                await self.orchestrator.run_shutdown_hooks()
         finally:
             self._restore()
+
+    async def run_startup_hooks(self) -> None:
+        if self.orchestrator is not None:
+            await self.orchestrator.run_startup_hooks()
 
     def watch(self, engine: Any) -> None:
         """Record what ``engine`` hands to ``handle`` and what becomes of each message."""
@@ -104,8 +128,16 @@ class ConsumerHarness:
         engine.observe_bulks(lambda bulk: self.bulks.append([m.body for m in bulk]))
 
     def _restore(self) -> None:
-        for name in self.overrides:
+        for name in self._overridden:
             getattr(self.container, name).reset_override()
+        self._overridden = []
+
+    @property
+    def published(self) -> list[PublishedMessage]:
+        """What handlers published through the container's publisher (in memory)."""
+        if self.real:
+            raise RuntimeError("with a broker, handlers publish to RabbitMQ: read the queues")
+        return self.publisher.messages
 
     @property
     def mode(self) -> "_FakeBroker | _RealBroker":
@@ -144,6 +176,14 @@ class ConsumerHarness:
     async def flush(self) -> None:
         """Hand the partial bulk to ``handle`` now and wait until everything is settled."""
         await self.mode.flush()
+
+    async def drain(self) -> None:
+        """Run until nothing is buffered, handled, retrying or waiting.
+
+        In memory, the clock jumps to each retry as it comes due, so a message
+        retried with ``retry_delay`` runs out its attempts without any sleeping.
+        """
+        await self.mode.drain()
 
     async def advance(self, seconds: float) -> None:
         """Move the harness clock (flush intervals, retry delays), then let due work run."""
@@ -198,6 +238,9 @@ class _FakeBroker:
         consumers = plan([harness.consumer_class], harness.container)
         settings = self.settings = consumers.settings[0]
         self.queues = list(settings.queues)
+        for declaration in settings.declarations():
+            harness.publisher.allow(declaration.name)
+        await harness.run_startup_hooks()
         [handler] = await build_handlers(consumers.classes, harness.container)
         self.engine = BulkEngine(
             settings, handler, clock=harness.clock, log=harness.log, publisher=self
@@ -282,6 +325,16 @@ class _FakeBroker:
         self.engine.flush_now()
         await self.settle()
 
+    async def drain(self) -> None:
+        clock = self.harness.clock
+        for _ in range(10_000):
+            await self.flush()
+            due = clock.next_due()
+            if due is None:
+                return
+            clock.advance(due - clock.now())
+        raise TimeoutError("the consumer kept retrying through 10,000 rounds of drain()")
+
     async def stop(self) -> None:
         if self.worker is None:
             return
@@ -290,6 +343,9 @@ class _FakeBroker:
         for task in list(self.pending):
             task.cancel()
         await asyncio.gather(*self.pending, return_exceptions=True)
+        if self.harness.orchestrator is not None:
+            # The orchestrator's whole life, as its stop would end it: resources closed.
+            await resolve(self.harness.container.shutdown_resources())
 
 
 class _RealBroker:
@@ -299,6 +355,7 @@ class _RealBroker:
         self.harness = harness
         self.queues: list[str] = []
         self.orchestrator: Any = None
+        self.connection: Any = None
         self.published = 0
 
     async def start(self) -> None:
@@ -315,9 +372,16 @@ class _RealBroker:
             {"queues": self.queues, "__module__": original.__module__},
         )
         self.orchestrator = Orchestrator([isolated], harness.container)
+        await harness.run_startup_hooks()
         await self.orchestrator.start()
         harness.watch(self.orchestrator.runners[0].engine)
-        self.publisher = await resolve(harness.container.publisher())
+        # The harness's own publisher: whatever the test overrides, its input arrives.
+        settings = self.orchestrator.settings
+        self.connection = await connect(
+            settings.amqp_url, harness.log, purpose="harness", connect_timeout=30.0
+        )
+        self.publisher = Publisher(self.connection)
+        await self.publisher.open()
 
     async def publish(
         self,
@@ -348,12 +412,18 @@ class _RealBroker:
     async def settle(self) -> None:
         await self.flush()
 
+    async def drain(self) -> None:
+        await self.flush()
+
     async def stop(self) -> None:
         if self.orchestrator is None:
             return
         try:
             await self.orchestrator.stop()
         finally:
+            if self.connection is not None:
+                await self.publisher.close()
+                await self.connection.close()
             await self._delete_queues()
 
     async def _delete_queues(self) -> None:
