@@ -232,17 +232,18 @@ class BulkEngine:
     async def refuse(self, message: Message[Any], error: DecodeError) -> None:
         """Dead-letter a message that cannot be decoded: it never reaches ``handle``."""
         self.settler.ledger.track(message.delivery)
-        await self._log.error(
-            "message cannot be decoded: dead-lettered, never handled",
-            extra={
-                "consumer": self.settings.name,
-                "queue": message.queue,
-                "message_id": message.message_id,
-                "reason": error.reason,
-                "error": str(error),
-                "dead_letter_queue": self.settings.dead_letter_queue_for(message.queue),
-            },
-        )
+        if self.settings.dead_letter_queue_for(message.queue) is None:
+            # No dead letter will say it: the broker gets the reject, the log says why.
+            await self._log.error(
+                "message cannot be decoded: rejected to the broker, never handled",
+                extra={
+                    "consumer": self.settings.name,
+                    "queue": message.queue,
+                    "message_id": message.message_id,
+                    "reason": error.reason,
+                    "error": str(error),
+                },
+            )
         await self._settle([Verdict(message, Actions.REJECT, error.reason, str(error))])
         if self._exit_requests:
             self._pass_exit_requests()
@@ -486,10 +487,12 @@ class BulkEngine:
         report = await self.settler.settle(now)
         if self.watchers.members:
             by_delivery = {verdict.message.delivery: verdict for verdict in verdicts}
+            name = self.settings.name
             for delivery, action in now:
                 verdict = by_delivery[delivery]
+                kind = BROKER_KINDS[action]
                 self._tell(
-                    Outcome(verdict.message, BROKER_KINDS[action], verdict.reason, verdict.error)
+                    Outcome(verdict.message, kind, verdict.reason, verdict.error, None, name)
                 )
         await self._warn_stale(report)
         if moves:
@@ -503,7 +506,8 @@ class BulkEngine:
 
     def _moved(self, move: Move, kind: OutcomeKind) -> None:
         destination = move.routing_key if kind == move.kind else None
-        self._tell(Outcome(move.message, kind, move.reason, move.error, destination))
+        name = self.settings.name
+        self._tell(Outcome(move.message, kind, move.reason, move.error, destination, name))
 
     async def _warn_stale(self, report: SettlementReport) -> None:
         if report.stale:

@@ -13,7 +13,6 @@ given up: the broker redelivers the original.
 """
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -256,18 +255,20 @@ class Mover:
         return None
 
     async def _report_dead_letters(self, done: list[Move]) -> None:
-        dead = [move for move in done if move.kind is OutcomeKind.DEAD_LETTER]
-        if dead:
-            await self._log.warning(
-                "messages dead-lettered",
-                extra={
-                    "consumer": self.settings.name,
-                    "count": len(dead),
-                    "dead_letter_queues": sorted({move.routing_key for move in dead}),
-                    "reasons": dict(Counter(move.reason for move in dead)),
-                    "message_ids": [move.message.message_id for move in dead][:50],
-                },
-            )
+        # One line per dead letter: what a person looking for a message searches for.
+        for move in done:
+            if move.kind is OutcomeKind.DEAD_LETTER:
+                await self._log.warning(
+                    "message dead-lettered",
+                    extra={
+                        "consumer": self.settings.name,
+                        "queue": move.message.queue,
+                        "dead_letter_queue": move.routing_key,
+                        "reason": move.reason,
+                        "error": move.error,
+                        "message_id": move.message.message_id,
+                    },
+                )
 
 
 def closing_of(channel: object) -> "asyncio.Future[Any] | None":

@@ -40,6 +40,7 @@ class Outcome:
     reason: str | None = None
     error: str | None = None
     destination: str | None = None
+    consumer: str = ""
 
 
 class CallOutcome(enum.StrEnum):

@@ -1,35 +1,40 @@
-"""The JSON logger: aiologger, made safe for files, pipes and terminals alike.
+"""The logger: aiologger, made safe for files, pipes and terminals alike.
 
 aiologger 0.7's default handlers write through an asyncio pipe transport, which
 fails on a regular file (``bulkworker run > worker.log``), and closing them
 closes the process's own stdout and stderr. The handler here writes to a
 duplicate of the descriptor instead: closing it closes only the duplicate.
+Lines are console text or JSON (see :mod:`framework.runtime.log_format`); the
+standard library's records, the application's own included, are written to the
+same descriptor in the same format while a worker runs.
 """
 
 import asyncio
 import contextlib
-import datetime
 import json
 import logging
 import os
 from typing import Any
 
-from aiologger.formatters.json import ExtendedJsonFormatter
+import attrs
 from aiologger.handlers.base import Handler
 from aiologger.levels import LogLevel
 from aiologger.loggers.json import JsonLogger
 
 from framework.errors import ConfigurationError
+from framework.runtime.log_format import Format, JsonFormat, chosen_format
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class DescriptorHandler(Handler):  # type: ignore[misc]
-    """Writes each record as one JSON line to its own duplicate of a file descriptor."""
+    """Writes each record, formatted, to its own duplicate of a file descriptor."""
 
-    def __init__(self, fd: int, level: int = LogLevel.NOTSET) -> None:
+    def __init__(
+        self, fd: int, level: int = LogLevel.NOTSET, line_format: Format | None = None
+    ) -> None:
         super().__init__(level=level)
-        self.formatter = ExtendedJsonFormatter()
+        self.line_format = line_format or JsonFormat()
         self._fd = os.dup(fd)
 
     @property
@@ -40,7 +45,7 @@ class DescriptorHandler(Handler):  # type: ignore[misc]
         if self._fd < 0:
             return
         try:
-            write_all(self._fd, (self.formatter.format(record) + "\n").encode())
+            write_all(self._fd, (self.line_format.format(record) + "\n").encode())
         except OSError as error:
             await self.handle_error(record, error)
 
@@ -69,7 +74,7 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 class BulkworkerLogger(JsonLogger):  # type: ignore[misc]
-    """A JSON logger that finishes every record it was given before it shuts down."""
+    """A logger that finishes every record it was given before it shuts down."""
 
     def __init__(self, level: int) -> None:
         super().__init__(name="bulkworker", level=level, flatten=True)
@@ -98,33 +103,42 @@ def parse_level(level: str | int) -> int:
     return int(LogLevel[name])
 
 
-def build_logger(level: str | int = "INFO", fd: int = 1) -> BulkworkerLogger:
+def line_format_for(level: str | int, fd: int, log_format: str) -> Format:
+    return chosen_format(log_format, parse_level(level), is_terminal(fd))
+
+
+def is_terminal(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def build_logger(
+    level: str | int = "INFO", fd: int = 1, log_format: str = "auto"
+) -> BulkworkerLogger:
+    """The framework's logger on ``fd``, in ``log_format`` (auto: console on a terminal)."""
     logger = BulkworkerLogger(level=parse_level(level))
-    logger.add_handler(DescriptorHandler(fd))
+    logger.add_handler(DescriptorHandler(fd, line_format=line_format_for(level, fd, log_format)))
     return logger
 
 
 LIBRARY_LOGGERS = ("aio_pika", "aiormq")
 
 
-class JsonLinesHandler(logging.Handler):
-    """Standard-library records as the same JSON lines, on a duplicate descriptor."""
+class LinesHandler(logging.Handler):
+    """Standard-library records in the worker's format, on a duplicate descriptor."""
 
-    def __init__(self, fd: int = 1, level: int = logging.WARNING) -> None:
+    def __init__(
+        self, fd: int = 1, level: int = logging.WARNING, line_format: Format | None = None
+    ) -> None:
         super().__init__(level=level)
+        self.line_format = line_format or JsonFormat()
         self._fd = os.dup(fd)
 
     def emit(self, record: logging.LogRecord) -> None:
-        line = {
-            "logged_at": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            line["exc_text"] = logging.Formatter().formatException(record.exc_info)
         try:
-            write_all(self._fd, (json.dumps(line, default=str) + "\n").encode())
+            write_all(self._fd, (self.line_format.format(record) + "\n").encode())
         except OSError:
             self.handleError(record)
 
@@ -161,25 +175,48 @@ class ReconnectNoise(logging.Filter):
         return not (is_callback_error and CHANNEL_CLOSE_CALLBACK in record.getMessage())
 
 
-def route_library_logs(level: str | int = "INFO", fd: int = 1) -> JsonLinesHandler:
-    """Send aio-pika's and aiormq's own records to the JSON log instead of stderr.
+@attrs.define
+class StdlibRoute:
+    """What :func:`route_library_logs` changed, to undo it."""
 
-    At WARNING or above whatever ``level`` says: their INFO lines are noise here,
-    and so are their records of a dropped connection (see :class:`ReconnectNoise`).
-    Returns the handler, for :func:`unroute_library_logs`.
+    library: LinesHandler
+    application: LinesHandler
+    root_level: int
+
+
+def route_library_logs(
+    level: str | int = "INFO", fd: int = 1, log_format: str = "auto"
+) -> StdlibRoute:
+    """Write the standard library's records to the worker's log, in its format.
+
+    The application's own records (the root logger) at ``level``; aio-pika's and
+    aiormq's at WARNING or above whatever ``level`` says: their INFO lines are
+    noise here, and so are their records of a dropped connection (see
+    :class:`ReconnectNoise`). Returns what :func:`unroute_library_logs` undoes.
     """
-    handler = JsonLinesHandler(fd, level=max(logging.WARNING, parse_level(level)))
-    handler.addFilter(ReconnectNoise())
+    number = parse_level(level)
+    line_format = line_format_for(level, fd, log_format)
+    library = LinesHandler(fd, max(logging.WARNING, number), line_format)
+    library.addFilter(ReconnectNoise())
     for name in LIBRARY_LOGGERS:
-        library = logging.getLogger(name)
-        library.addHandler(handler)
-        library.propagate = False
-    return handler
+        logger = logging.getLogger(name)
+        logger.addHandler(library)
+        logger.propagate = False
+    root = logging.getLogger()
+    application = LinesHandler(fd, number, line_format)
+    route = StdlibRoute(library, application, root.level)
+    root.addHandler(application)
+    root.setLevel(number)
+    return route
 
 
-def unroute_library_logs(handler: JsonLinesHandler) -> None:
+def unroute_library_logs(route: StdlibRoute) -> None:
     for name in LIBRARY_LOGGERS:
-        library = logging.getLogger(name)
-        library.removeHandler(handler)
-        library.propagate = True
-    handler.close()
+        logger = logging.getLogger(name)
+        logger.removeHandler(route.library)
+        logger.propagate = True
+    root = logging.getLogger()
+    root.removeHandler(route.application)
+    root.setLevel(route.root_level)
+    route.library.close()
+    route.application.close()

@@ -27,6 +27,7 @@ from framework.runtime.discovery import ConsumerSource
 from framework.runtime.hooks import Hook, HookFunction
 from framework.runtime.injection import wire_modules
 from framework.runtime.log import route_library_logs, unroute_library_logs
+from framework.runtime.log_stats import BulkLog, StatsLog
 from framework.runtime.process import (
     SignalCounter,
     retrieve,
@@ -97,6 +98,7 @@ class Orchestrator:
         self._halts: list[Halt] = []
         self._halts_reported = 0
         self._publisher: Any = None
+        self._stats: StatsLog | None = None
 
     def __repr__(self) -> str:
         running = sum(runner.running for runner in self.runners)
@@ -166,6 +168,7 @@ class Orchestrator:
         try:
             await resolve(self.container.init_resources())
             self._log = await resolve(self.container.logger())
+            self._watch_in_the_log(self._log)
             wire_modules(self.container, plan.classes)
             self._wired = True
             await self.run_startup_hooks()
@@ -177,6 +180,12 @@ class Orchestrator:
         except BaseException:
             await self.stop()
             raise
+
+    def _watch_in_the_log(self, log: EventLog) -> None:
+        self.watchers.add(BulkLog(log))
+        self._stats = StatsLog(log, self.settings.log_stats_interval)
+        self.watchers.add(self._stats)
+        self._stats.start()
 
     async def _start_consumer(
         self, handler: Handler, settings: ConsumerSettings, connection: Any, publisher: Any
@@ -272,6 +281,8 @@ class Orchestrator:
         try:
             await self._report_halts()
             await self._stop_consumers(budget)
+            if self._stats is not None:
+                await self._stats.stop()
             await self._run_shutdown_hooks(budget.hooks)
         finally:
             if self._wired:
@@ -356,7 +367,7 @@ class Orchestrator:
             ExitRequestedError: ``handle`` raised ``SystemExit`` or
                 ``KeyboardInterrupt``; every consumer was stopped gracefully.
         """
-        library_logs = route_library_logs(self.settings.log_level)
+        library_logs = route_library_logs(self.settings.log_level, 1, self.settings.log_format)
         try:
             with stop_signals(SignalCounter(self._halted)):
                 await self._start_unless_halted()

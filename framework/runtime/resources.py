@@ -13,8 +13,8 @@ from framework.runtime.settings import Deployment
 
 
 async def open_logger(settings: Deployment, fd: int = 1) -> AsyncIterator[BulkworkerLogger]:
-    """Container resource: a JSON logger on ``fd`` (stdout), shut down last."""
-    logger = build_logger(settings.log_level, fd)
+    """Container resource: the logger on ``fd`` (stdout), shut down last."""
+    logger = build_logger(settings.log_level, fd, settings.log_format)
     try:
         yield logger
     finally:

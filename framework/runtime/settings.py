@@ -17,6 +17,7 @@ from dependency_injector import providers
 from framework.amqp.urls import split_amqp_urls
 from framework.core.consumer import DEFAULT_FLUSH_INTERVAL
 from framework.errors import ConfigurationError
+from framework.runtime.log_format import parse_format
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 
@@ -28,6 +29,16 @@ def positive_seconds(name: str, raw: str) -> float:
         value = -1.0
     if not value > 0:
         raise ConfigurationError(f"{name} must be a number of seconds above 0, got {raw!r}")
+    return value
+
+
+def seconds_or_off(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigurationError(f"{name} must be a number of seconds, or 0 for off, got {raw!r}")
     return value
 
 
@@ -83,7 +94,24 @@ SETTINGS = (
         "BULKWORKER_LOG_LEVEL",
         "INFO",
         text,
-        "DEBUG, INFO, WARNING, ERROR or CRITICAL",
+        "DEBUG, INFO, WARNING, ERROR or CRITICAL; also for the application's own `logging` "
+        "records, which are written to the same stream",
+    ),
+    Setting(
+        "log_format",
+        "BULKWORKER_LOG_FORMAT",
+        "auto",
+        parse_format,
+        "`console` (`time level logger: message key=value`), `json` (one flat object per "
+        "line) or `auto`: console when standard output is a terminal, else JSON",
+    ),
+    Setting(
+        "log_stats_interval",
+        "BULKWORKER_LOG_STATS_INTERVAL",
+        60.0,
+        seconds_or_off,
+        "seconds between the INFO summaries of each busy consumer (messages per second, "
+        "bulks, retries, dead letters); `0`: none",
     ),
     Setting(
         "connect_timeout",
@@ -133,6 +161,8 @@ class Deployment:
     amqp_url: str
     flush_interval: float
     log_level: str
+    log_format: str
+    log_stats_interval: float
     connect_timeout: float
     reconnect_max_delay: float
     shutdown_timeout: float

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import os
 from typing import Any
 
@@ -18,6 +19,8 @@ class EnvConsumer(BulkConsumer):
     async def handle(self, messages: list[Message[Any]]) -> None:
         if "TEST_STARTED" in os.environ:
             open(os.environ["TEST_STARTED"], "a").close()
+        if "TEST_APP_LOG" in os.environ:
+            logging.getLogger("app").info(os.environ["TEST_APP_LOG"], extra={"bulk": len(messages)})
         await asyncio.sleep(float(os.environ.get("TEST_HANDLE_SECONDS", "0")))
         with open(os.environ["TEST_OUTPUT"], "a") as output:
             for message in messages:
