@@ -135,10 +135,12 @@ def test_list_prints_effective_settings() -> None:
         "on_exception",
         "declare",
         "queue_arguments",
+        "dead_letter_queue",
+        "max_retries",
+        "retry_delay",
     ]
-    assert ["EnvConsumer", "q.listed", "25", "50", "600s", "ACK", "REQUEUE", "True", "-"] == (
-        row.split()
-    )
+    expected = ["EnvConsumer", "q.listed", "25", "50", "600s", "ACK", "REQUEUE", "True", "-"]
+    assert [*expected, "{queue}.dlq", "5", "0s"] == row.split()
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["list"]])

@@ -1,5 +1,6 @@
 """`bulkworker publish`, `dlq show`, `dlq replay` and `check` against the real RabbitMQ."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -29,7 +30,7 @@ async def test_publish_sends_every_line_confirmed(broker: Broker, tmp_path: Path
     lines.write_text("\n".join(json.dumps({"id": n}) for n in range(1500)) + "\n\n")
     result = run_cli("publish", queue, str(lines))
     assert 0 == result.returncode, result.stderr
-    assert f"published 1500 messages to '{queue}', each confirmed\n" == result.stdout
+    assert f"published 1,500 messages to '{queue}', each confirmed\n" == result.stdout
     messages = await broker.drain(queue)
     assert list(range(1500)) == [json.loads(m.body)["id"] for m in messages]
     assert {"application/json"} == {m.content_type for m in messages}
@@ -118,7 +119,7 @@ async def test_check_reports_queues_in_order(broker: Broker) -> None:
     assert ["Checked", f"{queue}.dlq", "dead-letter", "queue", "will", "be", "declared"] == rows[1][
         :7
     ]
-    assert result.stdout.endswith("1 consumers and 2 queues in order\n")
+    assert result.stdout.endswith("1 consumer and 2 queues in order\n")
 
 
 async def test_check_fails_on_a_missing_or_different_queue(broker: Broker) -> None:
@@ -142,3 +143,101 @@ def test_check_catches_an_unresolvable_injection() -> None:
     """`check` fails without touching the broker when the container lacks a service."""
     result = run_cli("check", "consumers")
     assert_one_line_error(result, "ItemsConsumer.handle parameter 'store' asks for 'store'")
+
+
+async def test_dlq_show_json_gives_every_field_one_object_per_line(broker: Broker) -> None:
+    """`dlq show --json`: scripts get each dead letter whole, the body as JSON."""
+    queue = broker.queue_name("show-json")
+    await dead_letters(broker, queue)
+    result = run_cli("dlq", "show", queue, "--json")
+    assert 0 == result.returncode, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert ["m0", "m1", "m2"] == [record["message_id"] for record in records]
+    assert {"n": 2} == records[2]["body"]
+    assert ("invalid", "error 2", queue, 2) == (
+        records[2]["reason"],
+        records[2]["error"],
+        records[2]["queue"],
+        records[2]["attempts"],
+    )
+
+
+async def test_dlq_show_full_does_not_cut_long_bodies(broker: Broker) -> None:
+    """Without --full a body is cut to 60 characters; with it, it is shown whole."""
+    queue = broker.queue_name("show-full")
+    await broker.declare(f"{queue}.dlq")
+    long_text = "x" * 200
+    await broker.publish(f"{queue}.dlq", {"text": long_text}, message_id="long")
+    cut = run_cli("dlq", "show", queue)
+    whole = run_cli("dlq", "show", queue, "--full")
+    assert long_text not in cut.stdout
+    assert long_text in whole.stdout
+    assert "1 of 1 dead letter in" in whole.stdout
+
+
+async def test_dlq_replay_by_reason_leaves_the_others_in_order(broker: Broker) -> None:
+    """`dlq replay --reason exception` moves only those; the rest stay, in their order."""
+    queue = broker.queue_name("replay-reason")
+    await dead_letters(broker, queue)
+    await broker.publish(
+        f"{queue}.dlq", {"n": 3}, message_id="m3", headers={"x-bulkworker-reason": "exception"}
+    )
+    result = run_cli("dlq", "replay", queue, "--reason", "exception")
+    assert 0 == result.returncode, result.stderr
+    assert f"replayed 2 dead letters from '{queue}.dlq': 2 to '{queue}'\n" == result.stdout
+    assert [{"n": 1}, {"n": 3}] == [json.loads(m.body) for m in await broker.drain(queue)]
+    left = await broker.drain(f"{queue}.dlq")
+    assert ["m0", "m2"] == [m.message_id for m in left]
+
+
+async def test_publish_with_headers_content_type_and_exchange(broker: Broker) -> None:
+    """--header, --content-type and --exchange reach the broker as given."""
+    queue = broker.queue_name("publish-options")
+    await broker.declare(queue)
+    result = run_with_input(
+        "plain text line\n",
+        "publish",
+        queue,
+        "--header",
+        "tenant=acme",
+        "--header",
+        "source=cli",
+        "--content-type",
+        "text/plain",
+    )
+    assert 0 == result.returncode, result.stderr
+    assert f"published 1 message to '{queue}', each confirmed" == result.stdout.strip()
+    [message] = await broker.drain(queue)
+    assert (b"plain text line", "text/plain") == (message.body, message.content_type)
+    assert {"tenant": "acme", "source": "cli"} == message.headers
+    unbound = run_with_input('{"a": 1}\n', "publish", "nothing.bound", "--exchange", "amq.topic")
+    assert_one_line_error(unbound, "returned unroutable")
+
+
+def test_every_argument_and_option_has_help() -> None:
+    """No bare argument in any command's --help."""
+    from framework.cli.main import build_parser
+
+    def walk(parser: argparse.ArgumentParser) -> list[str]:
+        missing = []
+        for action in parser._actions:
+            if not action.help:
+                missing.append(f"{parser.prog}: {action.dest}")
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    missing += walk(sub)
+        return missing
+
+    assert [] == walk(build_parser())
+
+
+def test_counts_are_said_in_the_right_number() -> None:
+    """1 message, 2 messages, 1,000 dead letters."""
+    from framework.cli.main import counted
+
+    assert ["1 message", "2 messages", "1,000 dead letters", "0 queues"] == [
+        counted(1, "message"),
+        counted(2, "message"),
+        counted(1000, "dead letter"),
+        counted(0, "queue"),
+    ]

@@ -1,7 +1,8 @@
 """Looking into a dead-letter queue, and moving its messages back where they came from."""
 
+import contextlib
 import copy
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import attrs
@@ -67,38 +68,57 @@ class DeadLetterQueue:
             raise QueueError(f"dead-letter queue {self.name!r} does not exist") from None
         return channel, underlay, int(declared.message_count or 0)
 
-    async def show(self, limit: int) -> tuple[list[StoredDeadLetter], int]:
-        """Up to ``limit`` dead letters and how many wait; all stay in the queue."""
+    async def show(
+        self, limit: int, reason: str | None = None
+    ) -> tuple[list[StoredDeadLetter], int]:
+        """Up to ``limit`` dead letters (of ``reason``, if given) and how many wait; all stay."""
         channel, underlay, waiting = await self._channel()
         letters = []
         try:
-            for _ in range(min(limit, waiting)):
-                delivered = await underlay.basic_get(self.name, no_ack=False)
-                if delivered.delivery_tag is None:
-                    break
-                letters.append(StoredDeadLetter.of(delivered, self.origin))
+            async with contextlib.aclosing(self._letters(underlay, waiting, reason)) as found:
+                async for _, letter in found:
+                    letters.append(letter)
+                    if len(letters) >= limit:
+                        break
         finally:
             # Closing the channel returns everything we looked at, unacked, to the queue.
             await channel.close()
         return letters, waiting
 
-    async def replay(self, publisher: Publisher, limit: int) -> dict[str, int]:
-        """Move up to ``limit`` dead letters back to their queues: confirmed publish, then ack."""
+    async def _letters(
+        self, underlay: Any, waiting: int, reason: str | None
+    ) -> AsyncGenerator[tuple[Any, StoredDeadLetter], None]:
+        """Each waiting dead letter (of ``reason``), unacked: the others stay where they were."""
+        for _ in range(waiting):
+            delivered = await underlay.basic_get(self.name, no_ack=False)
+            if delivered.delivery_tag is None:
+                return
+            letter = StoredDeadLetter.of(delivered, self.origin)
+            if reason is None or letter.reason == reason:
+                yield delivered, letter
+
+    async def replay(
+        self, publisher: Publisher, limit: int, reason: str | None = None
+    ) -> dict[str, int]:
+        """Move up to ``limit`` dead letters (of ``reason``) back: confirmed publish, then ack.
+
+        The ones left out are never acked: when the channel closes they go back
+        to the dead-letter queue, each where it was.
+        """
         channel, underlay, waiting = await self._channel()
         moved: dict[str, int] = {}
         try:
-            for _ in range(min(limit, waiting)):
-                delivered = await underlay.basic_get(self.name, no_ack=False)
-                if delivered.delivery_tag is None:
-                    break
-                letter = StoredDeadLetter.of(delivered, self.origin)
-                await publisher.publish_raw(
-                    delivered.body,
-                    routing_key=letter.queue,
-                    properties=fresh_properties(delivered.header.properties),
-                )
-                await underlay.basic_ack(delivered.delivery_tag)
-                moved[letter.queue] = moved.get(letter.queue, 0) + 1
+            async with contextlib.aclosing(self._letters(underlay, waiting, reason)) as letters:
+                async for delivered, letter in letters:
+                    await publisher.publish_raw(
+                        delivered.body,
+                        routing_key=letter.queue,
+                        properties=fresh_properties(delivered.header.properties),
+                    )
+                    await underlay.basic_ack(delivered.delivery_tag)
+                    moved[letter.queue] = moved.get(letter.queue, 0) + 1
+                    if sum(moved.values()) >= limit:
+                        break
         finally:
             await channel.close()
         return moved

@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import base64
 import importlib
 import json
 import os
@@ -11,6 +12,7 @@ from contextlib import asynccontextmanager
 from importlib import metadata
 from typing import Any, TextIO
 
+import attrs
 from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers
 
@@ -27,6 +29,7 @@ from framework.cli.targets import (
     warn_about_unused,
 )
 from framework.core.consumer import ConsumerSettings, listed_cells
+from framework.core.decoding import is_json_type
 from framework.core.layout import dead_letter_queue_name, origin_of
 from framework.errors import BulkworkerError, CheckFailedError, DiscoveryError
 from framework.runtime.assembly import plan
@@ -54,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"bulkworker {metadata.version('bulkworker')}"
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do"
+    )
     for name, text in (
         ("run", "consume until SIGINT or SIGTERM, then shut down gracefully"),
         ("list", "print each consumer with its effective settings"),
@@ -85,15 +90,46 @@ def add_publish_command(commands: Any) -> None:
         "anything is published.",
         epilog=EXIT_CODES,
     )
-    publish.add_argument("queue", metavar="QUEUE")
-    publish.add_argument("file", nargs="?", default="-", metavar="FILE")
+    publish.add_argument(
+        "queue",
+        metavar="QUEUE",
+        help="the queue to publish to; with --exchange, the routing key",
+    )
+    publish.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        metavar="FILE",
+        help="a file with one message per line (default: standard input)",
+    )
+    publish.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an AMQP header for every message (repeatable); the value is text",
+    )
+    publish.add_argument(
+        "--content-type",
+        default="application/json",
+        help="the messages' content type (default: application/json, and then each line "
+        "must be JSON); any other type sends each line as it is",
+    )
+    publish.add_argument(
+        "--exchange",
+        default="",
+        help="publish to this exchange instead of straight to QUEUE; a message nothing is "
+        "bound for is an error",
+    )
 
 
 def add_dlq_command(commands: Any) -> None:
     dlq = commands.add_parser(
         "dlq", help="show or replay dead-lettered messages", epilog=EXIT_CODES
     )
-    actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = dlq.add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="look, or move them back"
+    )
     for name, text in (
         ("show", "list dead-lettered messages with their reasons; they stay where they are"),
         ("replay", "move dead-lettered messages back to their queue: confirmed publish, then ack"),
@@ -102,7 +138,26 @@ def add_dlq_command(commands: Any) -> None:
         action.add_argument(
             "queue", metavar="QUEUE", help="the consumed queue (QUEUE.dlq is read) or a .dlq"
         )
-        action.add_argument("--limit", type=int, default=20 if name == "show" else 1_000_000)
+        default_limit = 20 if name == "show" else 1_000_000
+        action.add_argument(
+            "--limit",
+            type=int,
+            default=default_limit,
+            help=f"at most this many dead letters (default: {default_limit:,})",
+        )
+        action.add_argument(
+            "--reason",
+            metavar="REASON",
+            help="only dead letters with this reason (exception, invalid, undecodable, "
+            "rejected, retries-exhausted...); the others stay where they are, in order",
+        )
+    show = actions.choices["show"]
+    show.add_argument(
+        "--json", action="store_true", help="one JSON object per dead letter, for scripts"
+    )
+    show.add_argument(
+        "--full", action="store_true", help="whole bodies and errors, not cut to 60 characters"
+    )
 
 
 def add_container_option(command: argparse.ArgumentParser) -> None:
@@ -216,8 +271,14 @@ async def check_command(arguments: argparse.Namespace) -> int:
     print(format_table([check_row(check) for check in checks]))
     problems = [check for check in checks if check.problem]
     if problems:
-        raise CheckFailedError(f"{len(problems)} of {len(checks)} queues are not in order")
-    print(f"{len(consumers.classes)} consumers and {len(checks)} queues in order")
+        raise CheckFailedError(
+            f"{len(problems)} of {counted(len(checks), 'queue')} "
+            f"{'is' if len(problems) == 1 else 'are'} not in order"
+        )
+    print(
+        f"{counted(len(consumers.classes), 'consumer')} and "
+        f"{counted(len(checks), 'queue')} in order"
+    )
     return EXIT_OK
 
 
@@ -233,14 +294,20 @@ def check_row(check: QueueCheck) -> dict[str, str]:
     }
 
 
-def read_json_lines(source: TextIO) -> list[bytes]:
-    """Every non-blank line, checked to be JSON; all bad lines reported before anything is sent."""
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 message``, ``2 messages``: the count with its noun in the right number."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
+def read_lines(source: TextIO, json_lines: bool = True) -> list[bytes]:
+    """Every non-blank line, checked to be JSON if asked; all bad lines reported before any send."""
     bodies, errors = [], []
     for number, line in enumerate(source, start=1):
         if not line.strip():
             continue
         try:
-            json.loads(line)
+            if json_lines:
+                json.loads(line)
         except ValueError as error:
             errors.append(f"line {number}: invalid JSON: {error}")
         else:
@@ -252,17 +319,32 @@ def read_json_lines(source: TextIO) -> list[bytes]:
 
 
 def publish_command(arguments: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    json_lines = is_json_type(arguments.content_type)
+    headers = parse_headers(arguments.header)
     if arguments.file == "-":
-        bodies = read_json_lines(sys.stdin)
+        bodies = read_lines(sys.stdin, json_lines)
     else:
         with open(arguments.file, encoding="utf-8") as source:
-            bodies = read_json_lines(source)
-    return publish_bodies(arguments, bodies)
+            bodies = read_lines(source, json_lines)
+    return publish_bodies(arguments, bodies, headers)
 
 
-async def publish_bodies(arguments: argparse.Namespace, bodies: list[bytes]) -> int:
+def parse_headers(given: list[str]) -> dict[str, str]:
+    headers = {}
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BulkworkerError(f"--header takes KEY=VALUE, got {item!r}")
+        headers[key] = value
+    return headers
+
+
+async def publish_bodies(
+    arguments: argparse.Namespace, bodies: list[bytes], headers: dict[str, str]
+) -> int:
     async with broker_connection(configured(Container())) as connection:
-        await require_queue(connection, arguments.queue)
+        if not arguments.exchange:
+            await require_queue(connection, arguments.queue)
         publisher = Publisher(connection)
         await publisher.open()
         progress = Progress(len(bodies), sys.stderr)
@@ -271,13 +353,17 @@ async def publish_bodies(arguments: argparse.Namespace, bodies: list[bytes]) -> 
             await publisher.publish_many(
                 window,
                 routing_key=arguments.queue,
-                content_type="application/json",
+                exchange=arguments.exchange,
+                headers=headers or None,
+                content_type=arguments.content_type,
                 mandatory=True,
             )
             progress.update(start + len(window))
         progress.done()
         await publisher.close()
-    print(f"published {len(bodies)} messages to {arguments.queue!r}, each confirmed")
+    where = f"exchange {arguments.exchange!r} with routing key" if arguments.exchange else ""
+    target = f"{where} {arguments.queue!r}".strip()
+    print(f"published {counted(len(bodies), 'message')} to {target}, each confirmed")
     return EXIT_OK
 
 
@@ -320,32 +406,66 @@ async def dlq_command(arguments: argparse.Namespace) -> int:
     async with broker_connection(configured(Container())) as connection:
         queue = DeadLetterQueue(connection, name, origin)
         if arguments.action == "show":
-            letters, waiting = await queue.show(arguments.limit)
-            rows = [dead_letter_row(letter) for letter in letters]
-            if rows:
-                print(format_table(rows))
-            print(f"{len(letters)} of {waiting} dead letters in {name!r} shown; all stay there")
+            letters, waiting = await queue.show(arguments.limit, arguments.reason)
+            show_dead_letters(letters, waiting, name, arguments)
             return EXIT_OK
         publisher = Publisher(connection)
         await publisher.open()
-        moved = await queue.replay(publisher, arguments.limit)
+        moved = await queue.replay(publisher, arguments.limit, arguments.reason)
         await publisher.close()
     total = sum(moved.values())
-    where = ", ".join(f"{count} to {queue!r}" for queue, count in sorted(moved.items())) or "none"
-    print(f"replayed {total} dead letters from {name!r}: {where}")
+    where = ", ".join(f"{count:,} to {queue!r}" for queue, count in sorted(moved.items()))
+    print(f"replayed {counted(total, 'dead letter')} from {name!r}: {where or 'none'}")
     return EXIT_OK
 
 
-def dead_letter_row(letter: Any) -> dict[str, str]:
+def show_dead_letters(
+    letters: list[Any], waiting: int, name: str, arguments: argparse.Namespace
+) -> None:
+    if arguments.json:
+        for letter in letters:
+            print(json.dumps(dead_letter_record(letter), ensure_ascii=False))
+        return
+    rows = [dead_letter_row(letter, None if arguments.full else 60) for letter in letters]
+    if rows:
+        print(format_table(rows))
+    which = f" with reason {arguments.reason!r}" if arguments.reason else ""
+    print(
+        f"{len(letters):,} of {counted(waiting, 'dead letter')} in {name!r} shown{which}; "
+        "all stay there"
+    )
+
+
+def dead_letter_row(letter: Any, width: int | None = 60) -> dict[str, str]:
     body = letter.body.decode("utf-8", "replace")
     return {
         "message_id": letter.message_id or "-",
         "reason": letter.reason,
         "attempts": str(letter.attempts),
         "dead_lettered_at": letter.dead_lettered_at,
-        "error": letter.error[:60],
-        "body": body[:60] + ("…" if len(body) > 60 else ""),
+        "error": cut(letter.error, width),
+        "body": cut(body, width),
     }
+
+
+def cut(text: str, width: int | None) -> str:
+    if width is None or len(text) <= width:
+        return text
+    return text[:width] + "…"
+
+
+def dead_letter_record(letter: Any) -> dict[str, Any]:
+    """A dead letter as one JSON object: the body as JSON if it is, else as text or base64."""
+    record = attrs.asdict(letter)
+    raw: bytes = record.pop("body")
+    try:
+        record["body"] = json.loads(raw)
+    except ValueError:
+        try:
+            record["body_text"] = raw.decode()
+        except UnicodeDecodeError:
+            record["body_base64"] = base64.b64encode(raw).decode()
+    return record
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int | Coroutine[Any, Any, int]]] = {

@@ -226,12 +226,14 @@ class ConsumerSettings:
         "headers; `{queue}` is the queue they came from; `None`: reject to the broker instead "
         "(its dead-letter exchange, or dropped)",
         '`"{queue}.dlq"`',
+        listed=True,
     )
     max_retries: int | None = setting(
         5,
         check_max_retries,
         "how often `REQUEUE` returns a message for another attempt before it is dead-lettered; "
         "`None`: unbounded plain requeues",
+        listed=True,
     )
     retry_delay: float = setting(
         0.0,
@@ -239,6 +241,8 @@ class ConsumerSettings:
         "seconds a retried message waits (in `<queue>.retry`) before it is handled again; "
         "the consumer is not blocked",
         "`0`",
+        listed=True,
+        unit="s",
     )
     isolate_failures: bool = setting(
         False,
