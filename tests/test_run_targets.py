@@ -138,3 +138,10 @@ def test_a_function_returning_an_orchestrator_is_called() -> None:
     assert 0 == result.returncode, result.stderr
     assert "EnvConsumer" in result.stdout
     assert "q.made" in result.stdout
+
+
+def test_a_model_no_converter_can_read_is_one_line_in_list_and_check() -> None:
+    """list and check import the classes: the definition error names class, model and field."""
+    expected = "Readings.model Reading.zone: no way to read datetime.timezone"
+    assert_one_line_error(run_cli("list", "tests.apps.bad_model"), expected)
+    assert_one_line_error(run_cli("check", "tests.apps.bad_model"), expected)
