@@ -15,6 +15,8 @@ class TcpProxy:
         self._pumps: set[asyncio.Task[None]] = set()
         self.connections = 0
         self.black_holed = False
+        # While True, new connections are dropped at once: the broker seems gone.
+        self.refusing = False
 
     @property
     def url(self) -> str:
@@ -25,6 +27,9 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
         self.connections += 1
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         self._writers.update((writer, up_writer))

@@ -48,6 +48,11 @@ class Publisher:
     def __repr__(self) -> str:
         return f"<Publisher published={self.published}>"
 
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        """The connection this publisher publishes on (its own)."""
+        return self._connection
+
     async def open(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=True)
 

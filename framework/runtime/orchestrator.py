@@ -28,6 +28,7 @@ from framework.runtime.hooks import Hook, HookFunction
 from framework.runtime.injection import wire_modules
 from framework.runtime.log import route_library_logs, unroute_library_logs
 from framework.runtime.log_stats import BulkLog, StatsLog
+from framework.runtime.observation import Observation
 from framework.runtime.process import (
     SignalCounter,
     retrieve,
@@ -99,10 +100,28 @@ class Orchestrator:
         self._halts_reported = 0
         self._publisher: Any = None
         self._stats: StatsLog | None = None
+        self._connection: Any = None
+        # Made on start, from the settings as they are then.
+        self.observation: Observation | None = None
 
     def __repr__(self) -> str:
         running = sum(runner.running for runner in self.runners)
         return f"<Orchestrator(consumers={len(self.runners)}, running={running})>"
+
+    def _observed(self) -> Observation:
+        assert self.observation is not None, "made in start()"
+        return self.observation
+
+    def draining(self) -> bool:
+        """True from the moment a stop began."""
+        return self._stopping is not None
+
+    def connections(self) -> list[tuple[str, str, Any]]:
+        """Each open connection as (name, purpose, connection)."""
+        found = [("default", "consuming", self._connection)]
+        if isinstance(self._publisher, Publisher):
+            found.append(("default", "publishing", self._publisher.connection))
+        return [entry for entry in found if entry[2] is not None]
 
     @property
     def source(self) -> ConsumerSource:
@@ -165,7 +184,11 @@ class Orchestrator:
             raise BulkworkerError("this Orchestrator was started already; create a new one")
         self._started = True
         plan = assemble(self._source, self.container)
+        self.observation = Observation(
+            self.settings, lambda: self.runners, self.connections, self.draining
+        )
         try:
+            await self.observation.start(self.watchers)
             await resolve(self.container.init_resources())
             self._log = await resolve(self.container.logger())
             self._watch_in_the_log(self._log)
@@ -175,8 +198,10 @@ class Orchestrator:
             connection = await resolve(self.container.connection())
             publisher = self._publisher = await resolve(self.container.publisher())
             handlers = await build_handlers(plan.classes, self.container)
+            self._connection = connection
             for handler, consumer_settings in zip(handlers, plan.settings, strict=True):
                 await self._start_consumer(handler, consumer_settings, connection, publisher)
+            self._observed().started_consuming()
         except BaseException:
             await self.stop()
             raise
@@ -201,7 +226,7 @@ class Orchestrator:
             publisher=publisher,
             reconnect_max_delay=self.settings.reconnect_max_delay,
             on_exit_request=functools.partial(self._on_exit_request, settings.name),
-            watcher=self.watchers,
+            watcher=self._observed().consumer_watcher(self.watchers, settings),
         )
         self.runners.append(runner)
         await runner.start()
@@ -281,6 +306,8 @@ class Orchestrator:
         try:
             await self._report_halts()
             await self._stop_consumers(budget)
+            if self.observation is not None:
+                await self.observation.consumers_stopped()
             if self._stats is not None:
                 await self._stats.stop()
             await self._run_shutdown_hooks(budget.hooks)
@@ -289,6 +316,8 @@ class Orchestrator:
                 self.container.unwire()
             # Each connection closes within budget.connections (robust_connection).
             await resolve(self.container.shutdown_resources())
+            if self.observation is not None:
+                await self.observation.stop()
             self._stopping.set_result(None)
 
     async def _stop_consumers(self, budget: ShutdownBudget) -> None:

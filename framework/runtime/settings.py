@@ -42,6 +42,43 @@ def seconds_or_off(name: str, raw: str) -> float:
     return value
 
 
+def port(name: str, raw: str) -> int | None:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise ConfigurationError(f"{name} must be a TCP port from 0 to 65535, got {raw!r}")
+    return value
+
+
+def workers(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigurationError(f"{name} must be a whole number of at least 1, got {raw!r}")
+    return value
+
+
+def worker_index(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigurationError(f"{name} must be a whole number of at least 0, got {raw!r}")
+    return value
+
+
+def switch(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("on", "off", "1", "0", "true", "false"):
+        raise ConfigurationError(f"{name} must be on or off, got {raw!r}")
+    return value in ("on", "1", "true")
+
+
 def text(name: str, raw: str) -> str:
     return raw
 
@@ -114,6 +151,43 @@ SETTINGS = (
         "bulks, retries, dead letters); `0`: none",
     ),
     Setting(
+        "http_port",
+        "BULKWORKER_HTTP_PORT",
+        None,
+        port,
+        "serve `/metrics`, `/health/live` and `/health/ready` on this port (`0`: any free "
+        "port); unset: no HTTP server",
+    ),
+    Setting(
+        "http_host",
+        "BULKWORKER_HTTP_HOST",
+        "127.0.0.1",
+        text,
+        "the address the HTTP server listens on; `0.0.0.0` for probes from outside the "
+        "host (Kubernetes)",
+    ),
+    Setting(
+        "metrics",
+        "BULKWORKER_METRICS",
+        True,
+        switch,
+        "`on` or `off`: collect the Prometheus metrics",
+    ),
+    Setting(
+        "workers",
+        "BULKWORKER_WORKERS",
+        1,
+        workers,
+        "worker processes `bulkworker run` starts; above 1, a supervisor runs them",
+    ),
+    Setting(
+        "worker_id",
+        "BULKWORKER_WORKER_ID",
+        0,
+        worker_index,
+        "this worker's index, `0` to `workers - 1`; set by the supervisor",
+    ),
+    Setting(
         "connect_timeout",
         "BULKWORKER_CONNECT_TIMEOUT",
         60.0,
@@ -150,7 +224,11 @@ def deployment_table() -> str:
 
 
 def shown(default: Any) -> str:
-    # Seconds as the docs write them: 60, not 60.0.
+    # As the docs write them: 60, not 60.0; on/off; unset for no value.
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if default is None:
+        return "unset"
     return f"{default:g}" if isinstance(default, float) else str(default)
 
 
@@ -163,6 +241,11 @@ class Deployment:
     log_level: str
     log_format: str
     log_stats_interval: float
+    http_port: int | None
+    http_host: str
+    metrics: bool
+    workers: int
+    worker_id: int
     connect_timeout: float
     reconnect_max_delay: float
     shutdown_timeout: float

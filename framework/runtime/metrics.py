@@ -1,0 +1,222 @@
+"""Prometheus metrics: what each consumer receives, bulks, handles and settles, and its state.
+
+Counters and histograms follow the engine's events (a :class:`ConsumerMetrics`
+watcher per consumer, labelled children looked up once). Gauges are sampled
+from the engines, subscriptions and connections by :class:`Sampler`, every
+second and right before each scrape: no callback gauges, so everything also
+works in prometheus-client's multiprocess mode, where ``bulkworker run
+--workers N`` aggregates its workers. Labels stay bounded: consumer class
+names, queue names, outcomes, flush reasons, exception class names — never
+routing keys or message ids. Times are in seconds.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from framework.core.routing import OutcomeKind
+from framework.core.watch import Bulk, HandleEnd, Outcome, TaskRun, Watcher
+
+SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+SAMPLE_EVERY = 1.0
+
+MESSAGES_RECEIVED = Counter(
+    "bulkworker_messages_received",
+    "Deliveries received, before decoding.",
+    ["consumer", "queue"],
+)
+MESSAGES_SETTLED = Counter(
+    "bulkworker_messages_settled",
+    "Messages settled, by what became of them.",
+    ["consumer", "queue", "outcome"],
+)
+BULKS = Counter(
+    "bulkworker_bulks",
+    "Bulks handed to handle, by why they were flushed.",
+    ["consumer", "reason"],
+)
+BULK_SIZE = Histogram(
+    "bulkworker_bulk_size", "Messages per bulk.", ["consumer"], buckets=SIZE_BUCKETS
+)
+BULK_WAIT = Histogram(
+    "bulkworker_bulk_wait_seconds",
+    "How long the first message of a bulk waited before the bulk was handed to handle.",
+    ["consumer"],
+    buckets=SECONDS_BUCKETS,
+)
+HANDLE_SECONDS = Histogram(
+    "bulkworker_handle_seconds",
+    "Duration of each handle call, by how it ended.",
+    ["consumer", "outcome"],
+    buckets=SECONDS_BUCKETS,
+)
+HANDLER_EXCEPTIONS = Counter(
+    "bulkworker_handler_exceptions",
+    "Exceptions raised by handle, by class name.",
+    ["consumer", "exception"],
+)
+BUFFERED = Gauge(
+    "bulkworker_buffered_messages",
+    "Messages waiting in the buffer for their bulk.",
+    ["consumer"],
+    multiprocess_mode="livesum",
+)
+OLDEST_BUFFERED = Gauge(
+    "bulkworker_oldest_buffered_seconds",
+    "How long the oldest buffered message has waited.",
+    ["consumer"],
+    multiprocess_mode="livemax",
+)
+CONSUMERS_ACTIVE = Gauge(
+    "bulkworker_consumers_active",
+    "1 while the broker has this worker's consumer on the queue.",
+    ["consumer", "queue"],
+    multiprocess_mode="livesum",
+)
+CONNECTION_UP = Gauge(
+    "bulkworker_connection_up",
+    "1 while the connection is open.",
+    ["connection", "purpose"],
+    multiprocess_mode="livemin",
+)
+MOVES_PENDING = Gauge(
+    "bulkworker_moves_pending",
+    "Retry and dead-letter copies waiting for their confirm or for another try.",
+    ["consumer"],
+    multiprocess_mode="livesum",
+)
+BULK_SIZE_SETTING = Gauge(
+    "bulkworker_bulk_size_setting",
+    "The consumer's bulk_size setting, to compute fill ratios.",
+    ["consumer"],
+    multiprocess_mode="livemax",
+)
+EVENT_LOOP_LAG = Histogram(
+    "bulkworker_event_loop_lag_seconds",
+    "How late the event loop ran a callback that was due.",
+    buckets=LAG_BUCKETS,
+)
+WORKER_RESTARTS = Counter(
+    "bulkworker_worker_restarts", "Worker processes the supervisor restarted."
+)
+PERIODIC_RUNS = Counter(
+    "bulkworker_periodic_runs", "Runs of periodic tasks, by outcome.", ["task", "outcome"]
+)
+PERIODIC_SKIPPED = Counter(
+    "bulkworker_periodic_skipped",
+    "Ticks of periodic tasks skipped because the previous run still ran.",
+    ["task"],
+)
+OUTCOME_LABELS = {kind: str(kind).replace("-", "_") for kind in OutcomeKind}
+
+
+class ConsumerMetrics(Watcher):
+    """One consumer's counters and histograms, fed by its engine's events."""
+
+    def __init__(self, consumer: str, bulk_size: int) -> None:
+        self.consumer = consumer
+        self._received: dict[str, Any] = {}
+        self._settled: dict[tuple[str, OutcomeKind], Any] = {}
+        self._bulk_size = BULK_SIZE.labels(consumer)
+        self._bulk_wait = BULK_WAIT.labels(consumer)
+        BULK_SIZE_SETTING.labels(consumer).set(bulk_size)
+
+    def received(self, message: Any) -> None:
+        child = self._received.get(message.queue)
+        if child is None:
+            child = self._received[message.queue] = MESSAGES_RECEIVED.labels(
+                self.consumer, message.queue
+            )
+        child.inc()
+
+    def bulk_taken(self, bulk: Bulk) -> None:
+        BULKS.labels(self.consumer, str(bulk.reason)).inc()
+        self._bulk_size.observe(bulk.size)
+        self._bulk_wait.observe(bulk.waited)
+
+    def call_ended(self, end: HandleEnd) -> None:
+        HANDLE_SECONDS.labels(self.consumer, str(end.outcome)).observe(end.seconds)
+        if end.error is not None:
+            HANDLER_EXCEPTIONS.labels(self.consumer, type(end.error).__name__).inc()
+
+    def settled(self, outcome: Outcome) -> None:
+        key = (outcome.message.queue, outcome.kind)
+        child = self._settled.get(key)
+        if child is None:
+            child = self._settled[key] = MESSAGES_SETTLED.labels(
+                self.consumer, outcome.message.queue, OUTCOME_LABELS[outcome.kind]
+            )
+        child.inc()
+
+
+class TaskMetrics(Watcher):
+    """Runs and skipped ticks of periodic tasks."""
+
+    def task_ran(self, run: TaskRun) -> None:
+        PERIODIC_RUNS.labels(run.task, str(run.outcome)).inc()
+
+    def task_skipped(self, task: str) -> None:
+        PERIODIC_SKIPPED.labels(task).inc()
+
+
+class Sampler:
+    """Sets the gauges from what the orchestrator runs, every second and on demand.
+
+    ``runners`` and ``connections`` are called for their current values, so
+    consumers and connections started later are sampled too.
+    """
+
+    def __init__(
+        self,
+        runners: Callable[[], Iterable[Any]],
+        connections: Callable[[], Iterable[tuple[str, str, Any]]],
+    ) -> None:
+        self._runners = runners
+        self._connections = connections
+        self._task: asyncio.Task[None] | None = None
+
+    def refresh(self) -> None:
+        """Sample every gauge now."""
+        for runner in self._runners():
+            name = runner.settings.name
+            engine = runner.engine
+            BUFFERED.labels(name).set(engine.buffered)
+            OLDEST_BUFFERED.labels(name).set(engine.oldest_buffered_seconds)
+            MOVES_PENDING.labels(name).set(engine.moves_pending)
+            consuming = set(runner.subscription.consuming)
+            for queue in runner.settings.queues:
+                CONSUMERS_ACTIVE.labels(name, queue).set(1 if queue in consuming else 0)
+        for name, purpose, connection in self._connections():
+            CONNECTION_UP.labels(name, purpose).set(1 if is_up(connection) else 0)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._every_second(), name="bulkworker:metrics")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for runner in self._runners():
+            for queue in runner.settings.queues:
+                CONSUMERS_ACTIVE.labels(runner.settings.name, queue).set(0)
+
+    async def _every_second(self) -> None:
+        while True:
+            self.refresh()
+            await asyncio.sleep(SAMPLE_EVERY)
+
+
+def is_up(connection: Any) -> bool:
+    """True while an aio-pika robust connection is connected (not reconnecting, not closed)."""
+    if connection is None or getattr(connection, "is_closed", True):
+        return False
+    connected = getattr(connection, "connected", None)
+    return bool(connected.is_set()) if connected is not None else True
