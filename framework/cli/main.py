@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import base64
+import functools
 import importlib
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from importlib import metadata
+from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
@@ -39,6 +41,7 @@ from framework.runtime.log import build_logger, route_library_logs, unroute_libr
 from framework.runtime.orchestrator import Orchestrator
 from framework.runtime.process import loop_factory
 from framework.runtime.settings import Deployment, deployment_of
+from framework.runtime.supervisor import Supervisor, health_path
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -76,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
             "(default: consumers)",
         )
         add_container_option(command)
+        if name == "run":
+            add_operations_options(command)
     add_publish_command(commands)
     add_dlq_command(commands)
     return parser
@@ -160,6 +165,28 @@ def add_dlq_command(commands: Any) -> None:
     )
 
 
+def add_operations_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics, /health/live and /health/ready on PORT (default: "
+        "$BULKWORKER_HTTP_PORT, else none)",
+    )
+    run.add_argument(
+        "--http-host",
+        metavar="HOST",
+        help="the address to serve HTTP on (default: $BULKWORKER_HTTP_HOST, else 127.0.0.1; "
+        "0.0.0.0 for probes from outside)",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes under one supervisor (default: $BULKWORKER_WORKERS, else 1)",
+    )
+
+
 def add_container_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--container",
@@ -201,15 +228,55 @@ def orchestrator_for(arguments: argparse.Namespace) -> Orchestrator:
     target = arguments.target
     if is_attribute_target(target):
         no_container_option(target, arguments.container)
-        return load_orchestrator(target)
+        orchestrator = load_orchestrator(target)
+        apply_operations_options(orchestrator, arguments)
+        return orchestrator
     orchestrator = Orchestrator(target, load_container(arguments.container))
+    apply_operations_options(orchestrator, arguments)
     plan(target, orchestrator.container)  # imports the package, so unused Orchestrators show
     warn_about_unused(target, arguments.command)
     return orchestrator
 
 
+def apply_operations_options(orchestrator: Orchestrator, arguments: argparse.Namespace) -> None:
+    """--http-port, --http-host and --workers win over the environment."""
+    config = orchestrator.container.config
+    given = {name: getattr(arguments, name, None) for name in ("http_port", "http_host", "workers")}
+    for name, value in given.items():
+        if value is not None:
+            getattr(config, name).from_value(value)
+    settings = getattr(orchestrator.container, "settings", None)
+    if any(value is not None for value in given.values()) and settings is not None:
+        settings.reset()  # resolved again, with the options
+
+
 def run_command(arguments: argparse.Namespace) -> int:
     orchestrator = orchestrator_for(arguments)
+    settings = orchestrator.settings
+    if settings.workers > 1:
+        worker = functools.partial(run_worker, arguments.target, arguments.container)
+        return Supervisor(settings, worker).run()
+    return run_orchestrator(orchestrator)
+
+
+def run_worker(target: str, container: str | None, index: int) -> None:
+    """One worker process of a supervised run: the same target, its own connections."""
+    os.setpgrp()  # a terminal's Ctrl-C reaches the supervisor alone; it tells the workers
+    os.environ["BULKWORKER_WORKER_ID"] = str(index)
+    os.environ["BULKWORKER_WORKERS"] = "1"
+    os.environ.pop("BULKWORKER_HTTP_PORT", None)  # the supervisor serves HTTP for all
+    arguments = argparse.Namespace(target=target, container=container, command="run")
+    try:
+        orchestrator = orchestrator_for(arguments)
+        orchestrator.health_file = health_path(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]), index)
+        code = run_orchestrator(orchestrator)
+    except BulkworkerError as error:
+        print(f"bulkworker: error: worker {index}: {error}", file=sys.stderr)
+        code = EXIT_ERROR
+    sys.exit(code)
+
+
+def run_orchestrator(orchestrator: Orchestrator) -> int:
     try:
         orchestrator.run()
     except SystemExit as request:

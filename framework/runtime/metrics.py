@@ -101,9 +101,6 @@ EVENT_LOOP_LAG = Histogram(
     "How late the event loop ran a callback that was due.",
     buckets=LAG_BUCKETS,
 )
-WORKER_RESTARTS = Counter(
-    "bulkworker_worker_restarts", "Worker processes the supervisor restarted."
-)
 PERIODIC_RUNS = Counter(
     "bulkworker_periodic_runs", "Runs of periodic tasks, by outcome.", ["task", "outcome"]
 )

@@ -5,7 +5,10 @@ consuming, drains and has stopped; the probes read its state through the
 functions it hands over.
 """
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from framework.core.consumer import ConsumerSettings
@@ -15,6 +18,7 @@ from framework.runtime.http import ProbeServer, metrics_text
 from framework.runtime.loop_lag import LagMonitor
 from framework.runtime.metrics import ConsumerMetrics, Sampler, TaskMetrics
 from framework.runtime.settings import Deployment
+from framework.runtime.supervisor import HEALTH_EVERY, write_health
 
 Connections = Callable[[], Iterable[tuple[str, str, Any]]]
 
@@ -37,6 +41,9 @@ class Observation:
         self.lag = LagMonitor()
         self.sampler = Sampler(runners, connections)
         self.probes: ProbeServer | None = None
+        # Under a supervisor: where this worker reports its health.
+        self.health_file: Path | None = None
+        self._reporter: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Observation metrics={self.settings.metrics} probes={self.probes}>"
@@ -55,6 +62,8 @@ class Observation:
                 self.metrics_text,
             )
             await self.probes.start()
+        if self.health_file is not None:
+            self._reporter = asyncio.create_task(self._report_health(self.health_file))
 
     def consumer_watcher(self, shared: Watcher, settings: ConsumerSettings) -> Watcher:
         """What one consumer's engine tells: the shared watchers, and its metrics."""
@@ -76,7 +85,16 @@ class Observation:
         """Last of all: the probes answer until the worker is gone."""
         if self.probes is not None:
             await self.probes.stop()
+        if self._reporter is not None:
+            self._reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reporter
         await self.lag.stop()
+
+    async def _report_health(self, path: Path) -> None:
+        while True:
+            write_health(path, self.live(), self.ready())
+            await asyncio.sleep(HEALTH_EVERY)
 
     def live(self) -> Health:
         return liveness(self.lag)

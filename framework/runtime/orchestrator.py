@@ -4,6 +4,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -103,6 +104,8 @@ class Orchestrator:
         self._connection: Any = None
         # Made on start, from the settings as they are then.
         self.observation: Observation | None = None
+        # Under a supervisor (`--workers N`): where this worker reports its health.
+        self.health_file: Path | None = None
 
     def __repr__(self) -> str:
         running = sum(runner.running for runner in self.runners)
@@ -187,6 +190,7 @@ class Orchestrator:
         self.observation = Observation(
             self.settings, lambda: self.runners, self.connections, self.draining
         )
+        self.observation.health_file = self.health_file
         try:
             await self.observation.start(self.watchers)
             await resolve(self.container.init_resources())
