@@ -12,6 +12,7 @@ from framework import BulkConsumer, Message, Orchestrator
 from tests.broker import Broker, wait_until
 from tests.conftest import recorded
 from tests.proxy import TcpProxy
+from tests.test_cli import run_cli
 
 
 async def probe(port: int, path: str, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
@@ -159,3 +160,28 @@ def test_a_bad_http_port_is_a_clear_error(port: str) -> None:
 
     with pytest.raises(ConfigurationError, match="BULKWORKER_HTTP_PORT must be a TCP port"):
         resolve_deployment({}, {"BULKWORKER_HTTP_PORT": port})
+
+
+async def test_check_ready_is_an_exec_probe(broker: Broker) -> None:
+    """`bulkworker check --ready URL`: exit 0 while ready, 1 with the reason while draining."""
+    queue = broker.queue_name("probe-exec")
+    await broker.declare(queue)
+    gate = asyncio.Event()
+    container, _ = recorded(http_port=0)
+    orchestrator = Orchestrator([consumer_for(queue, gate)], container)
+    await orchestrator.start()
+    url = f"http://127.0.0.1:{port_of(orchestrator)}/health/ready"
+    ok = await asyncio.to_thread(run_cli, "check", "--ready", url)
+    assert (0, f"{url}: ready\n") == (ok.returncode, ok.stdout)
+    await broker.publish(queue, {"n": 1})
+    await wait_until(lambda: orchestrator.runners[0].engine.idle is False)
+    stopping = asyncio.create_task(orchestrator.stop())
+    await wait_until(lambda: _has(port_of(orchestrator), "/health/ready", 503))
+    failing = await asyncio.to_thread(run_cli, "check", "--ready", url)
+    gate.set()
+    await stopping
+    assert 1 == failing.returncode
+    assert "answered 503: draining: stopping: draining" in failing.stderr
+    gone = await asyncio.to_thread(run_cli, "check", "--ready", url)
+    assert 1 == gone.returncode
+    assert "did not answer" in gone.stderr

@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+import aiohttp
 import attrs
 from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers
@@ -44,6 +45,8 @@ from framework.runtime.settings import Deployment, deployment_of
 from framework.runtime.supervisor import Supervisor, health_path
 
 EXIT_OK = 0
+# An exec probe must answer well within the kubelet's own timeout.
+PROBE_TIMEOUT = 5.0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_CODES = (
@@ -81,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         add_container_option(command)
         if name == "run":
             add_operations_options(command)
+        if name == "check":
+            command.add_argument(
+                "--ready",
+                metavar="URL",
+                help="only ask a running worker's probe (e.g. http://127.0.0.1:8000/health/ready"
+                "): exit 0 when it answers 200, else 1 with the failing components; for exec "
+                "probes",
+            )
     add_publish_command(commands)
     add_dlq_command(commands)
     return parser
@@ -328,6 +339,8 @@ async def broker_connection(settings: Deployment) -> AsyncIterator[AbstractRobus
 
 
 async def check_command(arguments: argparse.Namespace) -> int:
+    if arguments.ready:
+        return await check_probe(arguments.ready)
     orchestrator = orchestrator_for(arguments)
     container = orchestrator.container
     consumers = plan(orchestrator.source, container)
@@ -347,6 +360,34 @@ async def check_command(arguments: argparse.Namespace) -> int:
         f"{counted(len(checks), 'queue')} in order"
     )
     return EXIT_OK
+
+
+async def check_probe(url: str) -> int:
+    """Ask a probe; one line on what it said."""
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as session,
+            session.get(url) as response,
+        ):
+            status, text = response.status, await response.text()
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise BulkworkerError(f"{url} did not answer: {error or type(error).__name__}") from None
+    if status == 200:
+        print(f"{url}: ready")
+        return EXIT_OK
+    raise CheckFailedError(f"{url} answered {status}: {failing_components(text)}")
+
+
+def failing_components(text: str) -> str:
+    try:
+        components = json.loads(text)["components"]
+    except (ValueError, KeyError, TypeError):
+        return text[:200]
+    return "; ".join(
+        f"{name}: {part.get('reason')}"
+        for name, part in components.items()
+        if part.get("status") != "ok"
+    )
 
 
 def check_row(check: QueueCheck) -> dict[str, str]:
