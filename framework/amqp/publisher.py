@@ -19,6 +19,7 @@ from aiormq.exceptions import ChannelAccessRefused
 from framework.amqp.connection import close_within
 from framework.amqp.declarations import broker_reason
 from framework.amqp.properties import PERSISTENT, properties_of
+from framework.amqp.trace_context import inject_trace_context
 from framework.core.closing import unless_closed
 from framework.core.routing import Move
 from framework.core.serialization import DEFAULT_CONVERTER, encode_body
@@ -220,9 +221,11 @@ def prepare(
     converter: cattrs.BaseConverter = DEFAULT_CONVERTER,
 ) -> tuple[bytes, spec.Basic.Properties]:
     raw, detected_type = encode_body(body, converter)
+    carried = dict(headers) if headers else {}
+    inject_trace_context(carried)
     properties = spec.Basic.Properties(
         content_type=content_type or detected_type,
-        headers=dict(headers) if headers else None,
+        headers=carried or None,
         message_id=message_id,
         delivery_mode=PERSISTENT if persistent else TRANSIENT,
     )

@@ -19,6 +19,7 @@ from framework.runtime.loop_lag import LagMonitor
 from framework.runtime.metrics import ConsumerMetrics, Sampler, TaskMetrics
 from framework.runtime.settings import Deployment
 from framework.runtime.supervisor import HEALTH_EVERY, write_health
+from framework.runtime.tracing import BulkTracing, tracing_available
 
 Connections = Callable[[], Iterable[tuple[str, str, Any]]]
 
@@ -53,6 +54,8 @@ class Observation:
         self.lag.start()
         if self.settings.metrics:
             watchers.add(TaskMetrics())
+        if tracing_available():
+            watchers.add(BulkTracing())
         if self.settings.http_port is not None:
             self.probes = ProbeServer(
                 self.settings.http_host,
