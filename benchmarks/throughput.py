@@ -1,6 +1,7 @@
 """Throughput of a BulkConsumer against a plain aio-pika consumer, in one run.
 
     python benchmarks/throughput.py [--messages 100000] [--rounds 2] [--rss-messages 200000]
+                                    [--metrics] [--workers N]
 
 Both consume the same N 200-byte JSON messages from a fresh durable queue on the
 same event loop, with bulks of 500 and prefetch 1000, doing the same work: decode
@@ -8,7 +9,9 @@ each body, then one unit of "store" work per bulk. The baseline is aio-pika the
 ordinary way: ``queue.consume`` callback, a buffer, one ``ack(multiple=True)``
 per bulk. Rounds alternate between the two and the best round of each counts.
 Then peak RSS is measured while the framework drains a queue holding
-``--rss-messages`` messages.
+``--rss-messages`` messages. ``--metrics`` adds a contender with the Prometheus
+metrics off, to tell what they cost. ``--workers N`` also drains the queue with
+``bulkworker run --workers 1`` and ``--workers N`` in processes of their own.
 """
 
 import argparse
@@ -27,6 +30,7 @@ import aiormq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.processes import drain_with_workers
 from framework import BulkConsumer, Container, Message, Orchestrator
 from framework.core.decoding import FAST_LOADS
 from framework.runtime.process import loop_factory
@@ -75,7 +79,11 @@ def store(bulk: list[Any]) -> int:
     return sum(item["id"] for item in bulk)
 
 
-async def run_framework(queue: str, count: int) -> float:
+async def run_framework_without_metrics(queue: str, count: int) -> float:
+    return await run_framework(queue, count, metrics=False)
+
+
+async def run_framework(queue: str, count: int, metrics: bool = True) -> float:
     done = asyncio.Event()
     handled = 0
 
@@ -95,6 +103,7 @@ async def run_framework(queue: str, count: int) -> float:
     container = Container()
     container.config.amqp_url.from_value(AMQP_URL)
     container.config.log_level.from_value("WARNING")
+    container.config.metrics.from_value(metrics)
     async with Orchestrator([Bench], container):
         started = time.perf_counter()
         await done.wait()
@@ -131,10 +140,13 @@ async def run_baseline(queue: str, count: int) -> float:
     return elapsed
 
 
-async def measure(count: int, rounds: int) -> dict[str, float]:
-    best = {"bulkworker": float("inf"), "aio-pika": float("inf")}
+async def measure(count: int, rounds: int, metrics_off: bool = False) -> dict[str, float]:
+    contenders: list[tuple[str, Any]] = [("aio-pika", run_baseline), ("bulkworker", run_framework)]
+    if metrics_off:
+        contenders.append(("no metrics", run_framework_without_metrics))
+    best = {name: float("inf") for name, _ in contenders}
     for round_number in range(rounds):
-        for name, contender in (("aio-pika", run_baseline), ("bulkworker", run_framework)):
+        for name, contender in contenders:
             queue = await fill_queue(count)
             try:
                 elapsed = await contender(queue, count)
@@ -144,6 +156,24 @@ async def measure(count: int, rounds: int) -> dict[str, float]:
             print(f"round {round_number + 1}: {name:<10} {rate:>9,.0f} msg/s ({elapsed:.2f}s)")
             best[name] = min(best[name], elapsed)
     return {name: count / elapsed for name, elapsed in best.items()}
+
+
+async def measure_workers(count: int, rounds: int, workers: int, baseline: float) -> None:
+    """`bulkworker run --workers 1` and `--workers N`, each the best of ``rounds``."""
+    best = {1: 0.0, workers: 0.0}
+    for round_number in range(rounds):
+        for processes in best:
+            queue = await fill_queue(count)
+            try:
+                rate = await drain_with_workers(queue, count, processes)
+            finally:
+                await delete_queue(queue)
+            print(f"round {round_number + 1}: --workers {processes}  {rate:>9,.0f} msg/s")
+            best[processes] = max(best[processes], rate)
+    one, many = best[1], best[workers]
+    print(f"best: --workers 1 {one:,.0f} msg/s, --workers {workers} {many:,.0f} msg/s")
+    print(f"ratio --workers {workers} / --workers 1: {many / one:.2f}")
+    print(f"ratio --workers {workers} / aio-pika (one process): {many / baseline:.2f}")
 
 
 async def measure_rss(count: int) -> float:
@@ -183,10 +213,15 @@ async def main(arguments: argparse.Namespace) -> None:
         f"prefetch {PREFETCH}, event loop: {loop}, framework JSON: {parser}, "
         f"Python {sys.version.split()[0]}"
     )
-    rates = await measure(arguments.messages, arguments.rounds)
+    rates = await measure(arguments.messages, arguments.rounds, arguments.metrics)
     ours, theirs = rates["bulkworker"], rates["aio-pika"]
     print(f"best: bulkworker {ours:,.0f} msg/s, aio-pika {theirs:,.0f} msg/s")
     print(f"ratio bulkworker / aio-pika: {ours / theirs:.2f}")
+    if arguments.metrics:
+        off = rates["no metrics"]
+        print(f"metrics off {off:,.0f} msg/s: metrics cost {100 * (1 - ours / off):.1f}%")
+    if arguments.workers > 1:
+        await measure_workers(arguments.messages, arguments.rounds, arguments.workers, theirs)
     if arguments.rss_messages:
         peak = await measure_rss(arguments.rss_messages)
         waiting = arguments.rss_messages
@@ -203,6 +238,16 @@ if __name__ == "__main__":
         choices=["auto", "asyncio"],
         default="auto",
         help="auto: uvloop when installed, as `bulkworker run` does",
+    )
+    parser.add_argument(
+        "--metrics", action="store_true", help="also run with the metrics off, to compare"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="also drain with `bulkworker run --workers 1` and `--workers N` processes",
     )
     parser.add_argument("--drain", metavar="QUEUE", help=argparse.SUPPRESS)
     arguments = parser.parse_args()

@@ -139,43 +139,78 @@ class Watcher:
         """A periodic task's tick came while its previous run still ran: skipped."""
 
 
+EVENTS = (
+    "received",
+    "bulk_taken",
+    "call_started",
+    "call_ended",
+    "bulk_done",
+    "settled",
+    "task_ran",
+    "task_skipped",
+)
+
+
+def listens(watcher: Watcher, event: str) -> bool:
+    """Whether ``watcher`` does anything with ``event`` (a group always may)."""
+    if isinstance(watcher, Watchers):
+        return True
+    return getattr(type(watcher), event) is not getattr(Watcher, event)
+
+
 @attrs.define
 class Watchers(Watcher):
-    """Passes every event on to each watcher, in the order they were added."""
+    """Passes every event on to each watcher that listens to it, in the order they were added.
+
+    Events reach only the watchers that override them: a message passes
+    through a few of them per arrival and per settlement, so the no-ops are
+    skipped, not called.
+    """
 
     members: list[Watcher] = attrs.field(factory=list)
+    _listeners: dict[str, list[Any]] = attrs.field(factory=dict, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._sort()
 
     def add(self, watcher: Watcher) -> None:
         self.members.append(watcher)
+        self._sort()
+
+    def _sort(self) -> None:
+        self._listeners = {
+            event: [getattr(member, event) for member in self.members if listens(member, event)]
+            for event in EVENTS
+        }
 
     def received(self, message: Message[Any]) -> None:
-        for member in self.members:
-            member.received(message)
+        for listener in self._listeners["received"]:
+            listener(message)
 
     def bulk_taken(self, bulk: Bulk) -> None:
-        for member in self.members:
-            member.bulk_taken(bulk)
+        for listener in self._listeners["bulk_taken"]:
+            listener(bulk)
 
     def call_started(self, call: HandleCall) -> None:
-        for member in self.members:
-            member.call_started(call)
+        for listener in self._listeners["call_started"]:
+            listener(call)
 
     def call_ended(self, end: HandleEnd) -> None:
-        for member in self.members:
-            member.call_ended(end)
+        for listener in self._listeners["call_ended"]:
+            listener(end)
 
     def bulk_done(self, done: BulkDone) -> None:
-        for member in self.members:
-            member.bulk_done(done)
+        for listener in self._listeners["bulk_done"]:
+            listener(done)
 
     def settled(self, outcome: Outcome) -> None:
-        for member in self.members:
-            member.settled(outcome)
+        for listener in self._listeners["settled"]:
+            listener(outcome)
 
     def task_ran(self, run: TaskRun) -> None:
-        for member in self.members:
-            member.task_ran(run)
+        for listener in self._listeners["task_ran"]:
+            listener(run)
 
     def task_skipped(self, task: str) -> None:
-        for member in self.members:
-            member.task_skipped(task)
+        for listener in self._listeners["task_skipped"]:
+            listener(task)
