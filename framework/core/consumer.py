@@ -151,6 +151,14 @@ def check_converter(cls: type, name: str, value: object) -> None:
         raise fail(cls, name, f"must be a cattrs converter, or None, got {value!r}")
 
 
+def check_group_by(cls: type, name: str, value: object) -> None:
+    if value is None or callable(value) or (isinstance(value, str) and value):
+        return
+    raise fail(
+        cls, name, f"must be a function (message) -> key, a header name, or None, got {value!r}"
+    )
+
+
 def check_decoder(cls: type, name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise fail(
@@ -178,9 +186,9 @@ class ConsumerSettings:
     prefetch: int = setting(
         None,
         check_optional_positive_int,
-        "unacked messages the broker sends ahead, per queue; below `bulk_size` is an error; "
-        "quorum queues: at most 2000",
-        "`2 * bulk_size`",
+        "unacked messages the broker sends ahead, per queue; below `bulk_size` (with "
+        "`max_concurrent_bulks`, below that many bulks) is an error; quorum queues: at most 2000",
+        "`(max_concurrent_bulks + 1) * bulk_size`",
         listed=True,
     )
     flush_interval: float = setting(
@@ -279,6 +287,20 @@ class ConsumerSettings:
         check_flag,
         "dead-letter a body whose object has keys `model` has no field for (by default they "
         "are ignored); for bulkworker's converter only",
+    )
+
+    max_concurrent_bulks: int = setting(
+        1,
+        check_positive_int,
+        "bulks of this consumer handled at once; `1` keeps arrival order. Acks stay exact: "
+        "none covers a message whose bulk is still being handled",
+        listed=True,
+    )
+    group_by: Any = setting(
+        None,
+        check_group_by,
+        "bulks of one key each: a function `(message) -> key`, or a header name; each key "
+        "fills its own bulk, with its own flush interval; `None`: one bulk for all",
     )
 
     def model_converter(self) -> cattrs.BaseConverter:
@@ -440,6 +462,8 @@ class BulkConsumer(abc.ABC):
     decoder: ClassVar[Callable[[bytes, str | None], Any] | None]
     converter: ClassVar[Any]
     refuse_unknown_keys: ClassVar[bool]
+    max_concurrent_bulks: ClassVar[int]
+    group_by: ClassVar[Any]
     __bulkworker_abstract__: ClassVar[bool] = True
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
@@ -499,11 +523,12 @@ def check_handle(consumer: type[BulkConsumer]) -> None:
 
 
 def effective_prefetch(consumer: type[BulkConsumer]) -> int:
-    """``prefetch`` or twice the bulk size, so the next bulk fills while one is handled."""
+    """``prefetch``, or room for every concurrent bulk and the next one filling."""
     quorum = consumer.queue_arguments.get("x-queue-type") == "quorum"
     limit = QUORUM_PREFETCH_LIMIT if quorum else None
+    concurrent = consumer.max_concurrent_bulks
     if consumer.prefetch is None:
-        prefetch = 2 * consumer.bulk_size
+        prefetch = (concurrent + 1) * consumer.bulk_size
         if limit is not None:
             prefetch = min(prefetch, limit)
     else:
@@ -515,6 +540,13 @@ def effective_prefetch(consumer: type[BulkConsumer]) -> int:
             where,
             f"allows a bulk of {consumer.bulk_size} but prefetch is {prefetch}: a bulk could "
             "never fill; raise prefetch to at least bulk_size",
+        )
+    if consumer.prefetch is not None and prefetch < concurrent * consumer.bulk_size:
+        raise fail(
+            consumer,
+            "prefetch",
+            f"is {prefetch}, too few for {concurrent} bulks of {consumer.bulk_size} at once "
+            f"(max_concurrent_bulks): raise it to at least {concurrent * consumer.bulk_size}",
         )
     if limit is not None and prefetch > limit:
         raise fail(

@@ -139,6 +139,9 @@ class BulkEngine:
         self._wake = asyncio.Event()
         self._closing = False
         self._busy = False
+        # With max_concurrent_bulks > 1: the bulks being handled, each in a task of its own.
+        self._running: set[asyncio.Task[SettlementReport]] = set()
+        self._bulk_failure: BaseException | None = None
         self._exit_requests: list[BaseException] = []
         self._abandoned: set[asyncio.Task[BaseException | None]] = set()
         self._drops_to_report = 0
@@ -164,7 +167,9 @@ class BulkEngine:
     @property
     def idle(self) -> bool:
         """Nothing due, nothing being handled, no copy waiting for its confirm."""
-        return not self._busy and not self.moves_pending and not self._due_now()
+        return (
+            not self._busy and not self._running and not self.moves_pending and not self._due_now()
+        )
 
     def _due_now(self) -> bool:
         return bool(self._buffer) and (
@@ -271,22 +276,56 @@ class BulkEngine:
         self._wake.set()
 
     async def run(self) -> None:
-        """The worker: one ``handle`` call at a time until closed and drained."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while (bulk := self._take_due_bulk()) is not None:
+        """The worker: hands due bulks to ``handle`` until closed and drained.
+
+        One at a time, awaited here, unless ``max_concurrent_bulks`` allows
+        more: then each bulk is handled in a task of its own, at most that many
+        at once, and settlement still never acks a message before its bulk ends.
+        """
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                await self._hand_over_due_bulks()
+                if self._bulk_failure is not None:
+                    raise self._bulk_failure  # as it would have from an awaited bulk
+                if self._drops_to_report:
+                    await self._report_drops()
+                if self._closing and not self._buffer and not self._running:
+                    self._cancel_timer()
+                    await self.finish_moves()
+                    return
+        except asyncio.CancelledError:
+            await self._cancel_running()
+            raise
+
+    async def _hand_over_due_bulks(self) -> None:
+        concurrent = self.settings.max_concurrent_bulks
+        while len(self._running) < concurrent and (bulk := self._take_due_bulk()) is not None:
+            if concurrent == 1:
                 self._busy = True
                 try:
                     await self.process(bulk)
                 finally:
                     self._busy = False
-            if self._drops_to_report:
-                await self._report_drops()
-            if self._closing and not self._buffer:
-                self._cancel_timer()
-                await self.finish_moves()
-                return
+            else:
+                task = asyncio.create_task(self.process(bulk), name=worker_name())
+                self._running.add(task)
+                task.add_done_callback(self._bulk_finished)
+
+    def _bulk_finished(self, task: "asyncio.Task[SettlementReport]") -> None:
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._bulk_failure = task.exception()
+        self._wake.set()  # a slot is free: the next due bulk may go
+
+    async def _cancel_running(self) -> None:
+        """The worker is cancelled: so is each bulk it runs; each stops its own handle call."""
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=self._cancel_grace + 1.0)
 
     def _take_due_bulk(self) -> Bulk | None:
         if not self._due_now():
@@ -528,3 +567,9 @@ class BulkEngine:
     def moves_pending(self) -> int:
         """Retry and dead-letter copies not yet carried out (unconfirmed or held)."""
         return self._mover.pending
+
+
+def worker_name() -> str | None:
+    """The current task's name, for the tasks it starts (logs and tracebacks show whose)."""
+    task = asyncio.current_task()
+    return None if task is None else task.get_name()
