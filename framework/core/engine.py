@@ -8,13 +8,13 @@ next one fills.
 """
 
 import asyncio
-import itertools
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from framework.core.abc import Clock, EventLog, Handler, MovePublisher, QueueDeclarer, Timer
+from framework.core.abc import Clock, EventLog, Handler, MovePublisher, QueueDeclarer
 from framework.core.actions import Actions
+from framework.core.buffer import Buffers, key_function
 from framework.core.consumer import ConsumerSettings
 from framework.core.decoding import body_decoder, undecodable
 from framework.core.handler_call import is_exit_request, start_call, stop_call
@@ -129,14 +129,12 @@ class BulkEngine:
         self._start_empty()
 
     def _start_empty(self) -> None:
-        # The buffer and its flush timer: arrivals[i] is when buffer[i] came.
-        self._buffer: deque[Message[Any]] = deque()
-        self._arrivals: deque[float] = deque()
-        self._timer: Timer | None = None
-        self._due = False
-        self._due_reason = FlushReason.INTERVAL
         # The worker: woken when a bulk may be due; closing once asked to stop.
         self._wake = asyncio.Event()
+        self._buffers = Buffers(
+            self.settings, self._clock, self._wake.set, key_function(self.settings.group_by)
+        )
+        self._refusals: set[asyncio.Task[None]] = set()
         self._closing = False
         self._busy = False
         # With max_concurrent_bulks > 1: the bulks being handled, each in a task of its own.
@@ -151,13 +149,13 @@ class BulkEngine:
 
     def __repr__(self) -> str:
         return (
-            f"<BulkEngine {self.settings.name} buffered={len(self._buffer)} "
+            f"<BulkEngine {self.settings.name} buffered={self._buffers.total} "
             f"bulks_handled={self.bulks_handled}>"
         )
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return self._buffers.total
 
     @property
     def abandoned_handlers(self) -> int:
@@ -172,9 +170,7 @@ class BulkEngine:
         )
 
     def _due_now(self) -> bool:
-        return bool(self._buffer) and (
-            self._closing or self._due or len(self._buffer) >= self.settings.bulk_size
-        )
+        return self._buffers.due(self._closing) is not None
 
     def watch(self, watcher: Watcher) -> None:
         """Tell ``watcher`` of every event from now on."""
@@ -191,14 +187,12 @@ class BulkEngine:
     @property
     def oldest_buffered_seconds(self) -> float:
         """How long the oldest buffered message has waited; 0 when nothing is buffered."""
-        return self._clock.now() - self._arrivals[0] if self._arrivals else 0.0
+        oldest = self._buffers.oldest_arrival()
+        return 0.0 if oldest is None else self._clock.now() - oldest
 
     def flush_now(self) -> None:
-        """Hand over the partial bulk without waiting for its flush interval."""
-        if self._buffer:
-            self._due = True
-            self._due_reason = FlushReason.FORCED
-            self._wake.set()
+        """Hand over the partial bulks without waiting for their flush interval."""
+        self._buffers.force_all(FlushReason.FORCED)
 
     def receive(self, message: Message[Any]) -> Awaitable[None] | None:
         """Record a delivery, decode it and take it in, or return the refusal to await.
@@ -217,22 +211,33 @@ class BulkEngine:
             if is_exit_request(error):
                 self._exit_requests.append(error)
             return self.refuse(message, undecodable(error))
-        self._take_in(message)
-        return None
+        return self._take_in(message)
 
     def accept(self, message: Message[Any]) -> None:
         """Record a decoded message and take it into the next bulk."""
         self.settler.ledger.track(message.delivery)
         self.watchers.received(message)
-        self._take_in(message)
+        refusal = self._take_in(message)
+        if refusal is not None:
+            task = asyncio.ensure_future(refusal)
+            self._refusals.add(task)
+            task.add_done_callback(self._refusals.discard)
 
-    def _take_in(self, message: Message[Any]) -> None:
-        self._buffer.append(message)
-        self._arrivals.append(self._clock.now())
-        if self._timer is None and not self._due:
-            self._timer = self._clock.call_later(self.settings.flush_interval, self._on_deadline)
-        if len(self._buffer) >= self.settings.bulk_size:
-            self._wake.set()
+    def _take_in(self, message: Message[Any]) -> Awaitable[None] | None:
+        key_of = self._buffers.key_of
+        if key_of is None:
+            self._buffers.add(message)
+            return None
+        try:
+            key = key_of(message)
+            hash(key)
+        except Exception as error:  # the user's group_by: this message alone is refused
+            reason = f"group_by raised {type(error).__name__}: {error}"
+            return self.refuse(message, DecodeError(reason, reason="ungroupable"))
+        self._buffers.add(message, key)
+        if self._buffers.total + self.moves_pending >= self.settings.prefetch:
+            self._wake.set()  # every prefetch slot is taken: a bulk must go
+        return None
 
     async def refuse(self, message: Message[Any], error: DecodeError) -> None:
         """Dead-letter a message that cannot be decoded: it never reaches ``handle``."""
@@ -255,16 +260,8 @@ class BulkEngine:
 
     def drop_closed(self) -> int:
         """Forget buffered messages whose channel closed: the broker redelivers them."""
-        kept = [
-            (message, arrival)
-            for message, arrival in zip(self._buffer, self._arrivals, strict=True)
-            if not message.delivery.channel.is_closed
-        ]
-        dropped = len(self._buffer) - len(kept)
-        self._buffer = deque(message for message, _ in kept)
-        self._arrivals = deque(arrival for _, arrival in kept)
+        dropped = self._buffers.drop_closed()
         self.settler.ledger.forget_closed()
-        self._rearm_timer()
         self.dropped_closed += dropped
         if self._due_now():
             self._wake.set()
@@ -291,8 +288,8 @@ class BulkEngine:
                     raise self._bulk_failure  # as it would have from an awaited bulk
                 if self._drops_to_report:
                     await self._report_drops()
-                if self._closing and not self._buffer and not self._running:
-                    self._cancel_timer()
+                if self._closing and not self._buffers.total and not self._running:
+                    self._buffers.cancel_timers()
                     await self.finish_moves()
                     return
         except asyncio.CancelledError:
@@ -328,38 +325,20 @@ class BulkEngine:
             await asyncio.wait(running, timeout=self._cancel_grace + 1.0)
 
     def _take_due_bulk(self) -> Bulk | None:
-        if not self._due_now():
-            return None
-        size = min(self.settings.bulk_size, len(self._buffer))
-        if self._holds_closed(size):
+        buffer = self._buffers.due(self._closing)
+        if buffer is None:
+            self._buffers.relieve(self._buffers.total + self.moves_pending)
+            buffer = self._buffers.due(self._closing)
+            if buffer is None:
+                return None
+        if buffer.holds_closed():
             # Its channel died before the transport noticed: the broker redelivers them.
             self._drops_to_report += self.drop_closed()
             return self._take_due_bulk()
-        reason = self._flush_reason()
-        waited = self._clock.now() - self._arrivals[0]
-        messages = [self._buffer.popleft() for _ in range(size)]
-        for _ in range(size):
-            self._arrivals.popleft()
-        self._rearm_timer()
+        messages, reason, waited = self._buffers.take(buffer)
         bulk = Bulk(self.settings.name, messages, reason, waited)
         self.watchers.bulk_taken(bulk)
         return bulk
-
-    def _flush_reason(self) -> FlushReason:
-        if len(self._buffer) >= self.settings.bulk_size:
-            return FlushReason.SIZE
-        return self._due_reason if self._due else FlushReason.SHUTDOWN
-
-    def _holds_closed(self, count: int) -> bool:
-        """True if one of the first ``count`` buffered messages came on a closed channel."""
-        checked = None
-        for message in itertools.islice(self._buffer, count):
-            channel = message.delivery.channel
-            if channel is not checked:  # a bulk mostly shares one channel: check it once
-                if channel.is_closed:
-                    return True
-                checked = channel
-        return False
 
     async def _report_drops(self) -> None:
         dropped, self._drops_to_report = self._drops_to_report, 0
@@ -367,25 +346,6 @@ class BulkEngine:
             "buffered messages of a closed channel dropped: the broker redelivers them",
             extra={"consumer": self.settings.name, "dropped": dropped},
         )
-
-    def _on_deadline(self) -> None:
-        self._timer = None
-        self._due = True
-        self._due_reason = FlushReason.INTERVAL
-        self._wake.set()
-
-    def _rearm_timer(self) -> None:
-        # The flush interval counts from the first message of the next bulk.
-        self._cancel_timer()
-        self._due = False
-        if self._buffer:
-            delay = max(0.0, self._arrivals[0] + self.settings.flush_interval - self._clock.now())
-            self._timer = self._clock.call_later(delay, self._on_deadline)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     async def process(self, bulk: Bulk) -> SettlementReport:
         """Call the handler on one bulk and settle every message of it.

@@ -1,0 +1,221 @@
+"""The messages waiting for their bulk: one buffer per key, each with its own flush timer.
+
+Without ``group_by`` there is one key and one buffer. With it, each key fills a
+bulk of its own: ``bulk_size`` and ``flush_interval`` apply per key, the
+interval counted from that key's first message. Every buffered message holds
+one of the consumer's ``prefetch`` slots, so when they are all taken and no
+bulk is due, the key holding the oldest message is handed over at once
+(``pressure``): a long tail of keys never stops consumption.
+"""
+
+import itertools
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any
+
+from framework.core.abc import Clock, Timer
+from framework.core.consumer import ConsumerSettings
+from framework.core.message import Message
+from framework.core.watch import FlushReason
+
+KeyOf = Callable[[Message[Any]], Hashable]
+NO_KEY = object()
+
+
+class Buffer:
+    """One key's buffered messages, the times they came, and the key's flush timer."""
+
+    def __init__(
+        self, key: Hashable, settings: ConsumerSettings, clock: Clock, wake: Callable[[], None]
+    ) -> None:
+        self.key = key
+        self._settings = settings
+        self._clock = clock
+        self._wake = wake
+        self.messages: deque[Message[Any]] = deque()
+        self.arrivals: deque[float] = deque()
+        self._timer: Timer | None = None
+        self.due = False
+        self.reason = FlushReason.INTERVAL
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __repr__(self) -> str:
+        return f"<Buffer key={self.key!r} messages={len(self.messages)} due={self.due}>"
+
+    @property
+    def oldest(self) -> float:
+        return self.arrivals[0]
+
+    def add(self, message: Message[Any]) -> None:
+        self.messages.append(message)
+        self.arrivals.append(self._clock.now())
+        if self._timer is None and not self.due:
+            self._timer = self._clock.call_later(self._settings.flush_interval, self._on_deadline)
+        if len(self.messages) >= self._settings.bulk_size:
+            self._wake()
+
+    def is_due(self, closing: bool) -> bool:
+        return bool(self.messages) and (
+            closing or self.due or len(self.messages) >= self._settings.bulk_size
+        )
+
+    def force(self, reason: FlushReason) -> None:
+        """Hand this key's partial bulk over without waiting for its interval."""
+        if self.messages:
+            self.due = True
+            self.reason = reason
+            self._wake()
+
+    def reason_now(self) -> FlushReason:
+        if len(self.messages) >= self._settings.bulk_size:
+            return FlushReason.SIZE
+        return self.reason if self.due else FlushReason.SHUTDOWN
+
+    def take(self) -> tuple[list[Message[Any]], FlushReason, float]:
+        """The next bulk of this key, why it goes, and how long its first message waited."""
+        size = min(self._settings.bulk_size, len(self.messages))
+        reason = self.reason_now()
+        waited = self._clock.now() - self.arrivals[0]
+        taken = [self.messages.popleft() for _ in range(size)]
+        for _ in range(size):
+            self.arrivals.popleft()
+        self.rearm()
+        return taken, reason, waited
+
+    def holds_closed(self) -> bool:
+        """True if one of the next bulk's messages came on a channel that closed since."""
+        checked = None
+        for message in itertools.islice(self.messages, self._settings.bulk_size):
+            channel = message.delivery.channel
+            if channel is not checked:  # a bulk mostly shares one channel: check it once
+                if channel.is_closed:
+                    return True
+                checked = channel
+        return False
+
+    def drop_closed(self) -> int:
+        """Forget messages of closed channels (the broker redelivers them); how many."""
+        kept = [
+            (message, arrival)
+            for message, arrival in zip(self.messages, self.arrivals, strict=True)
+            if not message.delivery.channel.is_closed
+        ]
+        dropped = len(self.messages) - len(kept)
+        self.messages = deque(message for message, _ in kept)
+        self.arrivals = deque(arrival for _, arrival in kept)
+        self.rearm()
+        return dropped
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        self.due = True
+        self.reason = FlushReason.INTERVAL
+        self._wake()
+
+    def rearm(self) -> None:
+        # The flush interval counts from the first message of the next bulk.
+        self.cancel_timer()
+        self.due = False
+        if self.messages:
+            delay = self.arrivals[0] + self._settings.flush_interval - self._clock.now()
+            self._timer = self._clock.call_later(max(0.0, delay), self._on_deadline)
+
+    def cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class Buffers:
+    """Every key's buffer, in the order the keys first came."""
+
+    def __init__(
+        self,
+        settings: ConsumerSettings,
+        clock: Clock,
+        wake: Callable[[], None],
+        key_of: KeyOf | None = None,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._wake = wake
+        self.key_of = key_of
+        self._by_key: dict[Hashable, Buffer] = {}
+        self.total = 0
+
+    def __iter__(self) -> Iterator[Buffer]:
+        return iter(self._by_key.values())
+
+    def __repr__(self) -> str:
+        return f"<Buffers keys={len(self._by_key)} messages={self.total}>"
+
+    def add(self, message: Message[Any], key: Hashable = NO_KEY) -> None:
+        buffer = self._by_key.get(key)
+        if buffer is None:
+            buffer = self._by_key[key] = Buffer(key, self._settings, self._clock, self._wake)
+        buffer.add(message)
+        self.total += 1
+
+    def due(self, closing: bool) -> Buffer | None:
+        """The due buffer whose first message is the oldest, if any is due."""
+        due = [buffer for buffer in self._by_key.values() if buffer.is_due(closing)]
+        return min(due, key=oldest_first) if due else None
+
+    def take(self, buffer: Buffer) -> tuple[list[Message[Any]], FlushReason, float]:
+        taken = buffer.take()
+        self.total -= len(taken[0])
+        if not buffer.messages:
+            del self._by_key[buffer.key]
+        return taken
+
+    def relieve(self, occupied: int) -> None:
+        """All prefetch slots taken and nothing due: flush the key holding the oldest message."""
+        if self.total and occupied >= self._settings.prefetch:
+            oldest = min(self._by_key.values(), key=oldest_first)
+            oldest.force(FlushReason.PRESSURE)
+
+    def force_all(self, reason: FlushReason) -> None:
+        for buffer in self._by_key.values():
+            buffer.force(reason)
+
+    def oldest_arrival(self) -> float | None:
+        return min((buffer.oldest for buffer in self._by_key.values()), default=None)
+
+    def drop_closed(self) -> int:
+        dropped = sum(buffer.drop_closed() for buffer in self._by_key.values())
+        self._forget_empty()
+        self.total -= dropped
+        return dropped
+
+    def _forget_empty(self) -> None:
+        for key in [key for key, buffer in self._by_key.items() if not buffer.messages]:
+            del self._by_key[key]
+
+    def cancel_timers(self) -> None:
+        for buffer in self._by_key.values():
+            buffer.cancel_timer()
+
+
+def oldest_first(buffer: Buffer) -> float:
+    return buffer.oldest
+
+
+def key_function(group_by: Any) -> KeyOf | None:
+    """``group_by`` as a function of a message: itself, or the value of the header it names."""
+    if group_by is None:
+        return None
+    if isinstance(group_by, str):
+        header = group_by
+
+        def header_value(message: Message[Any]) -> Hashable:
+            value = message.headers.get(header)
+            try:
+                hash(value)
+            except TypeError:
+                return repr(value)  # a table or an array header: its text is its key
+            return value
+
+        return header_value
+    return group_by  # type: ignore[no-any-return]
