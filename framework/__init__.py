@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from framework.core.actions import Actions
 from framework.core.consumer import BulkConsumer, ConsumerSettings
 from framework.core.message import Message
+from framework.core.periodic import PeriodicTask
 from framework.core.serialization import json_converter
 from framework.core.watch import Watcher
 from framework.errors import (
@@ -80,6 +81,7 @@ __all__ = [
     "HookDefinitionError",
     "Message",
     "Orchestrator",
+    "PeriodicTask",
     "PublishError",
     "Publisher",
     "QueueError",

@@ -138,9 +138,10 @@ def test_list_prints_effective_settings() -> None:
         "dead_letter_queue",
         "max_retries",
         "retry_delay",
+        "max_concurrent_bulks",
     ]
     expected = ["EnvConsumer", "q.listed", "25", "50", "600s", "ACK", "REQUEUE", "True", "-"]
-    assert [*expected, "{queue}.dlq", "5", "0s"] == row.split()
+    assert [*expected, "{queue}.dlq", "5", "0s", "1"] == row.split()
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["list"]])

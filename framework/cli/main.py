@@ -34,6 +34,7 @@ from framework.cli.targets import (
 from framework.core.consumer import ConsumerSettings, listed_cells
 from framework.core.decoding import is_json_type
 from framework.core.layout import dead_letter_queue_name, origin_of
+from framework.core.periodic import TaskSettings
 from framework.errors import BulkworkerError, CheckFailedError, DiscoveryError
 from framework.runtime.assembly import plan
 from framework.runtime.checks import check_injections
@@ -298,9 +299,24 @@ def run_orchestrator(orchestrator: Orchestrator) -> int:
 
 def list_command(arguments: argparse.Namespace) -> int:
     orchestrator = orchestrator_for(arguments)
-    consumers = plan(orchestrator.source, orchestrator.container)
-    print(format_table([settings_row(settings) for settings in consumers.settings]))
+    found = plan(orchestrator.source, orchestrator.container)
+    if found.settings:
+        print(format_table([settings_row(settings) for settings in found.settings]))
+    if found.task_settings:
+        if found.settings:
+            print()
+        print(format_table([task_row(settings) for settings in found.task_settings]))
     return EXIT_OK
+
+
+def task_row(settings: TaskSettings) -> dict[str, str]:
+    return {
+        "task": settings.name,
+        "interval": f"{settings.interval:g}s",
+        "run_at_startup": str(settings.run_at_startup),
+        "jitter": f"{settings.jitter:g}s",
+        "every_worker": str(settings.every_worker),
+    }
 
 
 def settings_row(settings: ConsumerSettings) -> dict[str, str]:

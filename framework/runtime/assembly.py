@@ -18,26 +18,30 @@ import attrs
 
 from framework.core.abc import Handler
 from framework.core.consumer import BulkConsumer, ConsumerSettings
-from framework.runtime.discovery import ConsumerSource, discover
+from framework.core.periodic import PeriodicTask, TaskSettings
+from framework.runtime.discovery import ConsumerSource, discover_all
 from framework.runtime.injection import build_consumer
 from framework.runtime.settings import Deployment, deployment_of
 
 
 @attrs.frozen
 class Plan:
-    """The consumer classes to run, their settings, and the deployment's settings."""
+    """The consumer and task classes to run, their settings, and the deployment's settings."""
 
     deployment: Deployment
     classes: tuple[type[BulkConsumer], ...]
     settings: tuple[ConsumerSettings, ...]
+    tasks: tuple[type[PeriodicTask], ...] = ()
+    task_settings: tuple[TaskSettings, ...] = ()
 
 
 def plan(source: ConsumerSource, container: Any) -> Plan:
-    """Discover the consumers of ``source`` and resolve every setting they run with."""
-    classes = tuple(discover(source))
+    """Discover the consumers and tasks of ``source`` and resolve every setting they run with."""
+    consumers, tasks = discover_all(source)
     deployment = deployment_of(container)
-    settings = tuple(ConsumerSettings.of(cls, deployment.flush_interval) for cls in classes)
-    return Plan(deployment, classes, settings)
+    settings = tuple(ConsumerSettings.of(cls, deployment.flush_interval) for cls in consumers)
+    task_settings = tuple(TaskSettings.of(task) for task in tasks)
+    return Plan(deployment, tuple(consumers), settings, tuple(tasks), task_settings)
 
 
 async def build_handlers(classes: Sequence[type[BulkConsumer]], container: Any) -> list[Handler]:

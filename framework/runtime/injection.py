@@ -10,7 +10,7 @@ them work too. A marker the container cannot resolve fails the start.
 
 import inspect
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, cast, get_args, get_origin
 
 import attrs
@@ -20,6 +20,7 @@ from dependency_injector.wiring import Closing, Provide, Provider, ProvidersMap
 from framework.core.abc import Handler
 from framework.core.consumer import BulkConsumer
 from framework.core.message import Message
+from framework.core.periodic import PeriodicTask
 from framework.errors import ConsumerDefinitionError
 
 # The stubs type markers as instances; at run time they are classes.
@@ -62,6 +63,31 @@ async def build_consumer(
     for injection in attributes:
         setattr(consumer, injection.name, await injection.value())
     return consumer, injecting_handler(consumer, per_bulk)
+
+
+async def build_task(
+    cls: type[PeriodicTask], container: containers.Container
+) -> Callable[[], Awaitable[None]]:
+    """Instantiate a periodic task with its services; return the call for one run."""
+    resolver = Resolver(container)
+    constructor = resolver.injections(cls.__init__, f"{cls.__name__}.__init__")
+    attributes = resolver.attribute_injections(cls)
+    per_run = resolver.injections(cls.run, f"{cls.__name__}.run")
+    try:
+        task = cls(**{i.name: await i.value() for i in constructor})
+    except TypeError as error:
+        raise ConsumerDefinitionError(
+            f"{cls.__name__}.__init__ cannot be called by the framework ({error}): give "
+            "every parameter a Provide[...] marker or a default"
+        ) from None
+    for injection in attributes:
+        setattr(task, injection.name, await injection.value())
+
+    async def run() -> None:
+        # Resolved per run, so a Factory gives each run its own object.
+        await task.run(**{injection.name: await injection.value() for injection in per_run})
+
+    return run
 
 
 def injecting_handler(consumer: BulkConsumer, injections: list[Injection]) -> Handler:
@@ -137,7 +163,7 @@ def describe(reference: Any) -> str:
     return repr(reference) if isinstance(reference, str) else f"provider {reference!r}"
 
 
-def wire_modules(container: containers.Container, classes: Iterable[type[BulkConsumer]]) -> None:
-    """Wire the consumers' modules, so ``@inject`` functions beside them work as well."""
+def wire_modules(container: containers.Container, classes: Iterable[type]) -> None:
+    """Wire the consumers' and tasks' modules, so ``@inject`` functions beside them work too."""
     modules = list(dict.fromkeys(sys.modules[cls.__module__] for cls in classes))
     container.wire(modules=modules)

@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from framework.core.routing import OutcomeKind
-from framework.core.watch import Bulk, HandleEnd, Outcome, Watcher
+from framework.core.watch import Bulk, HandleEnd, Outcome, TaskRun, Watcher
 
 SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -101,6 +101,14 @@ EVENT_LOOP_LAG = Histogram(
     "How late the event loop ran a callback that was due.",
     buckets=LAG_BUCKETS,
 )
+PERIODIC_RUNS = Counter(
+    "bulkworker_periodic_runs", "Runs of periodic tasks, by outcome.", ["task", "outcome"]
+)
+PERIODIC_SKIPPED = Counter(
+    "bulkworker_periodic_skipped",
+    "Ticks of periodic tasks skipped because the previous run still ran.",
+    ["task"],
+)
 OUTCOME_LABELS = {kind: str(kind).replace("-", "_") for kind in OutcomeKind}
 
 
@@ -141,6 +149,16 @@ class ConsumerMetrics(Watcher):
                 self.consumer, outcome.message.queue, OUTCOME_LABELS[outcome.kind]
             )
         child.inc()
+
+
+class TaskMetrics(Watcher):
+    """Runs and skipped ticks of periodic tasks."""
+
+    def task_ran(self, run: TaskRun) -> None:
+        PERIODIC_RUNS.labels(run.task, str(run.outcome)).inc()
+
+    def task_skipped(self, task: str) -> None:
+        PERIODIC_SKIPPED.labels(task).inc()
 
 
 class Sampler:

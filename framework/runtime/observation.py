@@ -16,7 +16,7 @@ from framework.core.watch import Watcher, Watchers
 from framework.runtime.health import Health, liveness, readiness
 from framework.runtime.http import ProbeServer, metrics_text
 from framework.runtime.loop_lag import LagMonitor
-from framework.runtime.metrics import ConsumerMetrics, Sampler
+from framework.runtime.metrics import ConsumerMetrics, Sampler, TaskMetrics
 from framework.runtime.settings import Deployment
 from framework.runtime.supervisor import HEALTH_EVERY, write_health
 from framework.runtime.tracing import BulkTracing, tracing_available
@@ -52,6 +52,8 @@ class Observation:
     async def start(self, watchers: Watchers) -> None:
         """Before connecting: the probes answer (not ready) while the broker is awaited."""
         self.lag.start()
+        if self.settings.metrics:
+            watchers.add(TaskMetrics())
         if tracing_available():
             watchers.add(BulkTracing())
         if self.settings.http_port is not None:

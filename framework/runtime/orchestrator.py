@@ -15,18 +15,19 @@ from framework.amqp.publisher import Publisher
 from framework.core.abc import Clock, EventLog, Handler
 from framework.core.clock import LoopClock
 from framework.core.consumer import ConsumerSettings
+from framework.core.schedule import Schedule
 from framework.core.watch import Watchers
 from framework.errors import (
     BulkworkerError,
     ExitRequestedError,
     WorkerCrashedError,
 )
-from framework.runtime.assembly import build_handlers
+from framework.runtime.assembly import Plan, build_handlers
 from framework.runtime.assembly import plan as assemble
 from framework.runtime.container import Container
 from framework.runtime.discovery import ConsumerSource
 from framework.runtime.hooks import Hook, HookFunction
-from framework.runtime.injection import wire_modules
+from framework.runtime.injection import build_task, wire_modules
 from framework.runtime.log import route_library_logs, unroute_library_logs
 from framework.runtime.log_stats import BulkLog, StatsLog
 from framework.runtime.observation import Observation
@@ -89,6 +90,7 @@ class Orchestrator:
         self._startup_hooks: list[Hook] = []
         self._shutdown_hooks: list[Hook] = []
         self.runners: list[ConsumerRunner] = []
+        self.schedules: list[Schedule] = []
         # Told of every consumer's events: logs, metrics and tracing add theirs.
         self.watchers = Watchers()
         self._log: EventLog | None = None
@@ -196,7 +198,7 @@ class Orchestrator:
             await resolve(self.container.init_resources())
             self._log = await resolve(self.container.logger())
             self._watch_in_the_log(self._log)
-            wire_modules(self.container, plan.classes)
+            wire_modules(self.container, [*plan.classes, *plan.tasks])
             self._wired = True
             await self.run_startup_hooks()
             connection = await resolve(self.container.connection())
@@ -205,10 +207,31 @@ class Orchestrator:
             self._connection = connection
             for handler, consumer_settings in zip(handlers, plan.settings, strict=True):
                 await self._start_consumer(handler, consumer_settings, connection, publisher)
+            await self._start_tasks(plan)
             self._observed().started_consuming()
         except BaseException:
             await self.stop()
             raise
+
+    async def _start_tasks(self, plan: Plan) -> None:
+        """Each periodic task this worker runs (worker 0 alone, unless every_worker)."""
+        assert self._log is not None
+        for task, settings in zip(plan.tasks, plan.task_settings, strict=True):
+            if not settings.runs_in(self.settings.worker_id):
+                continue
+            run = await build_task(task, self.container)
+            schedule = Schedule(
+                settings, run, clock=self._clock, log=self._log, watcher=self.watchers
+            )
+            self.schedules.append(schedule)
+            schedule.start()
+            await self._log.info(
+                "periodic task started",
+                extra={"task": settings.name, "interval": settings.interval},
+            )
+
+    async def _stop_tasks(self, within: float) -> None:
+        await asyncio.gather(*(schedule.stop(within) for schedule in self.schedules))
 
     def _watch_in_the_log(self, log: EventLog) -> None:
         self.watchers.add(BulkLog(log))
@@ -309,7 +332,7 @@ class Orchestrator:
         budget = ShutdownBudget(self.settings.shutdown_timeout)
         try:
             await self._report_halts()
-            await self._stop_consumers(budget)
+            await asyncio.gather(self._stop_tasks(budget.drain), self._stop_consumers(budget))
             if self.observation is not None:
                 await self.observation.consumers_stopped()
             if self._stats is not None:

@@ -19,6 +19,7 @@ from framework.testing.publisher import (
     PublishedMessage,
     RecordingPublisher,
 )
+from framework.testing.tasks import TaskHarness
 
 __all__ = [
     "ConsumerHarness",
@@ -32,5 +33,6 @@ __all__ = [
     "PublishedMessage",
     "RecordingLog",
     "RecordingPublisher",
+    "TaskHarness",
     "make_message",
 ]
