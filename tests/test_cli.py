@@ -139,9 +139,10 @@ def test_list_prints_effective_settings() -> None:
         "max_retries",
         "retry_delay",
         "max_concurrent_bulks",
+        "connection",
     ]
     expected = ["EnvConsumer", "q.listed", "25", "50", "600s", "ACK", "REQUEUE", "True", "-"]
-    assert [*expected, "{queue}.dlq", "5", "0s", "1"] == row.split()
+    assert [*expected, "{queue}.dlq", "5", "0s", "1", "default"] == row.split()
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["list"]])

@@ -31,7 +31,7 @@ from framework.cli.targets import (
     no_container_option,
     warn_about_unused,
 )
-from framework.core.consumer import ConsumerSettings, listed_cells
+from framework.core.consumer import DEFAULT_CONNECTION, ConsumerSettings, listed_cells
 from framework.core.decoding import is_json_type
 from framework.core.layout import dead_letter_queue_name, origin_of
 from framework.core.periodic import TaskSettings
@@ -42,7 +42,7 @@ from framework.runtime.container import Container
 from framework.runtime.log import build_logger, route_library_logs, unroute_library_logs
 from framework.runtime.orchestrator import Orchestrator
 from framework.runtime.process import loop_factory
-from framework.runtime.settings import Deployment, deployment_of
+from framework.runtime.settings import Deployment, deployment_of, url_variable
 from framework.runtime.supervisor import Supervisor, health_path
 
 EXIT_OK = 0
@@ -163,6 +163,13 @@ def add_dlq_command(commands: Any) -> None:
             help=f"at most this many dead letters (default: {default_limit:,})",
         )
         action.add_argument(
+            "--connection",
+            default=DEFAULT_CONNECTION,
+            metavar="NAME",
+            help="the named connection the queue lives on (its URL from "
+            "BULKWORKER_AMQP_URL_<NAME>; default: the default connection)",
+        )
+        action.add_argument(
             "--reason",
             metavar="REASON",
             help="only dead letters with this reason (exception, invalid, undecodable, "
@@ -245,7 +252,8 @@ def orchestrator_for(arguments: argparse.Namespace) -> Orchestrator:
         return orchestrator
     orchestrator = Orchestrator(target, load_container(arguments.container))
     apply_operations_options(orchestrator, arguments)
-    plan(target, orchestrator.container)  # imports the package, so unused Orchestrators show
+    # Imports the package, so unused Orchestrators show; URLs are checked where they are used.
+    plan(target, orchestrator.container, check_connections=False)
     warn_about_unused(target, arguments.command)
     return orchestrator
 
@@ -299,7 +307,7 @@ def run_orchestrator(orchestrator: Orchestrator) -> int:
 
 def list_command(arguments: argparse.Namespace) -> int:
     orchestrator = orchestrator_for(arguments)
-    found = plan(orchestrator.source, orchestrator.container)
+    found = plan(orchestrator.source, orchestrator.container, check_connections=False)
     if found.settings:
         print(format_table([settings_row(settings) for settings in found.settings]))
     if found.task_settings:
@@ -334,13 +342,18 @@ def format_table(rows: Sequence[dict[str, str]]) -> str:
 
 
 @asynccontextmanager
-async def broker_connection(settings: Deployment) -> AsyncIterator[AbstractRobustConnection]:
-    """A connection for a command; warnings go to stderr, which the operator reads."""
+async def broker_connection(
+    settings: Deployment, name: str = DEFAULT_CONNECTION
+) -> AsyncIterator[AbstractRobustConnection]:
+    """A connection for a command, on connection ``name``; warnings go to stderr."""
+    url = settings.url_for(name)
+    if url is None:
+        raise BulkworkerError(f"connection {name!r} has no URL: set {url_variable(name)}")
     logger = build_logger("WARNING", fd=2)
     library_logs = route_library_logs("WARNING", fd=2)
     try:
         connection = await connect(
-            settings.amqp_url,
+            url,
             logger,
             purpose="command",
             connect_timeout=settings.connect_timeout,
@@ -361,10 +374,15 @@ async def check_command(arguments: argparse.Namespace) -> int:
     container = orchestrator.container
     consumers = plan(orchestrator.source, container)
     check_injections(list(consumers.classes), container)
-    async with broker_connection(consumers.deployment) as connection:
-        checks = [c for s in consumers.settings for c in await check_queues(connection, s)]
-    print(f"broker: {redact(consumers.deployment.amqp_url)}")
-    print(format_table([check_row(check) for check in checks]))
+    checks = []
+    for name in sorted({settings.connection for settings in consumers.settings}):
+        async with broker_connection(consumers.deployment, name) as connection:
+            for settings in consumers.settings:
+                if settings.connection == name:
+                    checks += await check_queues(connection, settings)
+        print(f"broker ({name}): {redact(consumers.deployment.url_for(name) or '')}")
+    if checks:
+        print(format_table([check_row(check) for check in checks]))
     problems = [check for check in checks if check.problem]
     if problems:
         raise CheckFailedError(
@@ -527,7 +545,7 @@ class Progress:
 async def dlq_command(arguments: argparse.Namespace) -> int:
     name = dead_letter_queue_name(arguments.queue)
     origin = origin_of(arguments.queue)
-    async with broker_connection(configured(Container())) as connection:
+    async with broker_connection(configured(Container()), arguments.connection) as connection:
         queue = DeadLetterQueue(connection, name, origin)
         if arguments.action == "show":
             letters, waiting = await queue.show(arguments.limit, arguments.reason)

@@ -9,6 +9,7 @@ its default, its check and its meaning. The class attributes of
 import abc
 import difflib
 import inspect
+import re
 import typing
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -26,6 +27,8 @@ from framework.errors import ConsumerDefinitionError
 
 # Quorum queues refuse a larger prefetch; see RabbitMQ's quorum queue docs.
 QUORUM_PREFETCH_LIMIT = 2000
+# The connection a consumer uses unless it names another.
+DEFAULT_CONNECTION = "default"
 # Seconds a partial bulk waits when neither the consumer nor the deployment says.
 DEFAULT_FLUSH_INTERVAL = 60.0
 SETTING = "bulkworker.setting"
@@ -149,6 +152,16 @@ def check_model(cls: type, name: str, value: object) -> None:
 def check_converter(cls: type, name: str, value: object) -> None:
     if value is not None and not isinstance(value, cattrs.BaseConverter):
         raise fail(cls, name, f"must be a cattrs converter, or None, got {value!r}")
+
+
+def check_connection_name(cls: type, name: str, value: object) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+        raise fail(
+            cls,
+            name,
+            f"must name a connection in lower case letters, digits and _ (its URL comes from "
+            f"BULKWORKER_AMQP_URL_<NAME>), got {value!r}",
+        )
 
 
 def check_group_by(cls: type, name: str, value: object) -> None:
@@ -294,6 +307,13 @@ class ConsumerSettings:
         check_positive_int,
         "bulks of this consumer handled at once; `1` keeps arrival order. Acks stay exact: "
         "none covers a message whose bulk is still being handled",
+        listed=True,
+    )
+    connection: str = setting(
+        DEFAULT_CONNECTION,
+        check_connection_name,
+        "the connection to consume on, and to move retries and dead letters through: its URL "
+        "is `BULKWORKER_AMQP_URL_<NAME>` (`default`: `BULKWORKER_AMQP_URL`)",
         listed=True,
     )
     group_by: Any = setting(
@@ -463,6 +483,7 @@ class BulkConsumer(abc.ABC):
     converter: ClassVar[Any]
     refuse_unknown_keys: ClassVar[bool]
     max_concurrent_bulks: ClassVar[int]
+    connection: ClassVar[str]
     group_by: ClassVar[Any]
     __bulkworker_abstract__: ClassVar[bool] = True
 

@@ -19,9 +19,10 @@ import attrs
 from framework.core.abc import Handler
 from framework.core.consumer import BulkConsumer, ConsumerSettings
 from framework.core.periodic import PeriodicTask, TaskSettings
+from framework.errors import ConsumerDefinitionError
 from framework.runtime.discovery import ConsumerSource, discover_all
 from framework.runtime.injection import build_consumer
-from framework.runtime.settings import Deployment, deployment_of
+from framework.runtime.settings import Deployment, deployment_of, url_variable
 
 
 @attrs.frozen
@@ -35,13 +36,29 @@ class Plan:
     task_settings: tuple[TaskSettings, ...] = ()
 
 
-def plan(source: ConsumerSource, container: Any) -> Plan:
-    """Discover the consumers and tasks of ``source`` and resolve every setting they run with."""
+def plan(source: ConsumerSource, container: Any, check_connections: bool = True) -> Plan:
+    """Discover the consumers and tasks of ``source`` and resolve every setting they run with.
+
+    A consumer naming a connection that has no URL fails here, before anything
+    connects (unless ``check_connections`` is False: the harness connects nowhere).
+    """
     consumers, tasks = discover_all(source)
     deployment = deployment_of(container)
     settings = tuple(ConsumerSettings.of(cls, deployment.flush_interval) for cls in consumers)
+    if check_connections:
+        for consumer in settings:
+            check_connection(consumer, deployment)
     task_settings = tuple(TaskSettings.of(task) for task in tasks)
     return Plan(deployment, tuple(consumers), settings, tuple(tasks), task_settings)
+
+
+def check_connection(consumer: ConsumerSettings, deployment: Deployment) -> None:
+    if deployment.url_for(consumer.connection) is None:
+        raise ConsumerDefinitionError(
+            f"{consumer.name}.connection is {consumer.connection!r}, but "
+            f"{url_variable(consumer.connection)} is not set: set it to that connection's "
+            "RabbitMQ URL"
+        )
 
 
 async def build_handlers(classes: Sequence[type[BulkConsumer]], container: Any) -> list[Handler]:

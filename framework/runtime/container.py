@@ -5,7 +5,13 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from framework.amqp.urls import redact
-from framework.runtime.resources import open_connection, open_logger, open_publisher
+from framework.runtime.resources import (
+    open_connection,
+    open_connections,
+    open_logger,
+    open_publisher,
+    open_publishers,
+)
 from framework.runtime.settings import resolve_deployment
 
 
@@ -18,6 +24,9 @@ class Container(containers.DeclarativeContainer):
     ``connection`` consumes; ``publisher`` has a connection of its own, so a
     broker alarm that blocks publishing never blocks acks. Both depend directly
     on ``logger``, so shutting resources down closes them before the logger.
+    ``connections`` and ``publishers`` give those of a named connection
+    (``await publishers.of("analytics")``; its URL from
+    ``BULKWORKER_AMQP_URL_ANALYTICS``), each opened when first asked for.
     """
 
     config = providers.Configuration()
@@ -25,6 +34,12 @@ class Container(containers.DeclarativeContainer):
     logger = providers.Resource(open_logger, settings=settings)
     connection = providers.Resource(open_connection, settings=settings, logger=logger)
     publisher = providers.Resource(open_publisher, settings=settings, logger=logger)
+    connections = providers.Resource(
+        open_connections, settings=settings, logger=logger, default=connection
+    )
+    publishers = providers.Resource(
+        open_publishers, settings=settings, logger=logger, default=publisher
+    )
     state = providers.Singleton[dict[str, Any]](dict)
 
 

@@ -104,6 +104,7 @@ class Orchestrator:
         self._publisher: Any = None
         self._stats: StatsLog | None = None
         self._connection: Any = None
+        self._pools: tuple[Any, Any] | None = None
         # Made on start, from the settings as they are then.
         self.observation: Observation | None = None
         # Under a supervisor (`--workers N`): where this worker reports its health.
@@ -123,10 +124,31 @@ class Orchestrator:
 
     def connections(self) -> list[tuple[str, str, Any]]:
         """Each open connection as (name, purpose, connection)."""
-        found = [("default", "consuming", self._connection)]
-        if isinstance(self._publisher, Publisher):
-            found.append(("default", "publishing", self._publisher.connection))
-        return [entry for entry in found if entry[2] is not None]
+        if self._pools is None:
+            found = [("default", "consuming", self._connection)]
+            if isinstance(self._publisher, Publisher):
+                found.append(("default", "publishing", self._publisher.connection))
+            return [entry for entry in found if entry[2] is not None]
+        connections, publishers = self._pools
+        return [
+            *((name, "consuming", c) for name, c in connections.opened()),
+            *((name, "publishing", publisher_connection(p)) for name, p in publishers.opened()),
+        ]
+
+    async def _connection_pools(self) -> tuple[Any, Any] | None:
+        """The container's connections and publishers by name, if it has them."""
+        if not hasattr(self.container, "connections") or not hasattr(self.container, "publishers"):
+            return None
+        connections = await resolve(self.container.connections())
+        publishers = await resolve(self.container.publishers())
+        return connections, publishers
+
+    async def _connection_of(self, settings: ConsumerSettings) -> tuple[Any, Any]:
+        """The consuming connection and the publisher of the consumer's connection name."""
+        if self._pools is None:
+            return self._connection, self._publisher
+        connections, publishers = self._pools
+        return await connections.of(settings.connection), await publishers.of(settings.connection)
 
     @property
     def source(self) -> ConsumerSource:
@@ -201,11 +223,12 @@ class Orchestrator:
             wire_modules(self.container, [*plan.classes, *plan.tasks])
             self._wired = True
             await self.run_startup_hooks()
-            connection = await resolve(self.container.connection())
-            publisher = self._publisher = await resolve(self.container.publisher())
+            self._connection = await resolve(self.container.connection())
+            self._publisher = await resolve(self.container.publisher())
+            self._pools = await self._connection_pools()
             handlers = await build_handlers(plan.classes, self.container)
-            self._connection = connection
             for handler, consumer_settings in zip(handlers, plan.settings, strict=True):
+                connection, publisher = await self._connection_of(consumer_settings)
                 await self._start_consumer(handler, consumer_settings, connection, publisher)
             await self._start_tasks(plan)
             self._observed().started_consuming()
@@ -484,3 +507,7 @@ def exit_status(request: BaseException) -> int:
 async def resolve(value: Any) -> Any:
     """Await ``value`` if a provider handed back an awaitable (async resources do)."""
     return await value if inspect.isawaitable(value) else value
+
+
+def publisher_connection(publisher: Any) -> Any:
+    return publisher.connection if isinstance(publisher, Publisher) else None

@@ -1,15 +1,25 @@
-"""The container's resources: the logger and the two RabbitMQ connections, from the settings."""
+"""The container's resources: the logger and the RabbitMQ connections, from the settings.
 
+The ``default`` connection pair (one connection consuming, one publishing) is
+``connection`` and ``publisher``. Named connections (``BulkConsumer.connection
+= "analytics"``, URL from ``BULKWORKER_AMQP_URL_ANALYTICS``) come from
+``connections`` and ``publishers``, each opened the first time it is asked for.
+"""
+
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 
 from framework.amqp.connection import close_timeout, robust_connection
 from framework.amqp.publisher import Publisher
 from framework.core.abc import EventLog
+from framework.core.consumer import DEFAULT_CONNECTION
+from framework.errors import ConfigurationError
 from framework.runtime.log import BulkworkerLogger, build_logger
-from framework.runtime.settings import Deployment
+from framework.runtime.settings import Deployment, url_variable
 
 
 async def open_logger(settings: Deployment, fd: int = 1) -> AsyncIterator[BulkworkerLogger]:
@@ -22,12 +32,12 @@ async def open_logger(settings: Deployment, fd: int = 1) -> AsyncIterator[Bulkwo
 
 
 def connection_for(
-    purpose: str, settings: Deployment, logger: EventLog
+    purpose: str, settings: Deployment, logger: EventLog, url: str | None = None
 ) -> AbstractAsyncContextManager[AbstractRobustConnection]:
-    """A robust connection for ``purpose`` with the deployment's timeouts."""
+    """A robust connection for ``purpose`` with the deployment's timeouts (to ``url``)."""
     return robust_connection(
         purpose,
-        settings.amqp_url,
+        url or settings.amqp_url,
         logger,
         connect_timeout=settings.connect_timeout,
         reconnect_max_delay=settings.reconnect_max_delay,
@@ -52,3 +62,93 @@ async def open_publisher(settings: Deployment, logger: EventLog) -> AsyncIterato
             yield publisher
         finally:
             await publisher.close(close_timeout(settings.shutdown_timeout))
+
+
+class Pool:
+    """Something per connection name (a connection, a publisher), opened on first use.
+
+    ``default`` is the container's own; the others open on the URL their
+    name's variable gives, and close, in reverse, when the pool does.
+    """
+
+    purpose = ""
+
+    def __init__(self, settings: Deployment, logger: EventLog, default: Any) -> None:
+        self._settings = settings
+        self._logger = logger
+        self._opened: dict[str, Any] = {DEFAULT_CONNECTION: default}
+        self._closing = AsyncExitStack()
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {sorted(self._opened)}>"
+
+    def opened(self) -> list[tuple[str, Any]]:
+        return list(self._opened.items())
+
+    async def of(self, name: str) -> Any:
+        """The one for connection ``name``, opened now if it is the first time."""
+        async with self._lock:  # two consumers of one name share one connection
+            if name not in self._opened:
+                url = self._settings.url_for(name)
+                if url is None:
+                    raise ConfigurationError(
+                        f"connection {name!r} has no URL: set {url_variable(name)}"
+                    )
+                self._opened[name] = await self._open(name, url)
+            return self._opened[name]
+
+    async def _open(self, name: str, url: str) -> Any:
+        return await self._closing.enter_async_context(
+            connection_for(f"{self.purpose} on {name}", self._settings, self._logger, url)
+        )
+
+    async def close(self) -> None:
+        await self._closing.aclose()
+
+
+class Connections(Pool):
+    """The consuming connection of each name."""
+
+    purpose = "consuming"
+
+
+class Publishers(Pool):
+    """The publisher of each name, on a publishing connection of its own.
+
+    Inject it (``publishers: Publishers = Provide["publishers"]``) and
+    ``await publishers.of("analytics")`` to publish on the ``analytics`` connection.
+    """
+
+    purpose = "publishing"
+
+    async def _open(self, name: str, url: str) -> Publisher:
+        connection = await super()._open(name, url)
+        publisher = Publisher(connection)
+        await publisher.open()
+        self._closing.push_async_callback(
+            publisher.close, close_timeout(self._settings.shutdown_timeout)
+        )
+        return publisher
+
+
+async def open_connections(
+    settings: Deployment, logger: EventLog, default: AbstractRobustConnection
+) -> AsyncIterator[Connections]:
+    """Container resource: consuming connections by name, closed before the default one."""
+    connections = Connections(settings, logger, default)
+    try:
+        yield connections
+    finally:
+        await connections.close()
+
+
+async def open_publishers(
+    settings: Deployment, logger: EventLog, default: Publisher
+) -> AsyncIterator[Publishers]:
+    """Container resource: publishers by name, closed before the default one."""
+    publishers = Publishers(settings, logger, default)
+    try:
+        yield publishers
+    finally:
+        await publishers.close()

@@ -15,11 +15,12 @@ import attrs
 from dependency_injector import providers
 
 from framework.amqp.urls import split_amqp_urls
-from framework.core.consumer import DEFAULT_FLUSH_INTERVAL
+from framework.core.consumer import DEFAULT_CONNECTION, DEFAULT_FLUSH_INTERVAL
 from framework.errors import ConfigurationError
 from framework.runtime.log_format import parse_format
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
+NAMED_URL_PREFIX = "BULKWORKER_AMQP_URL_"
 
 
 def positive_seconds(name: str, raw: str) -> float:
@@ -246,9 +247,18 @@ class Deployment:
     metrics: bool
     workers: int
     worker_id: int
+
     connect_timeout: float
     reconnect_max_delay: float
     shutdown_timeout: float
+    # Named connections: BULKWORKER_AMQP_URL_<NAME>, or config.amqp_urls.<name>.
+    amqp_urls: Mapping[str, str] = attrs.field(factory=dict)
+
+    def url_for(self, connection: str) -> str | None:
+        """The URL of a named connection (``default``: ``amqp_url``); None if not set."""
+        if connection == DEFAULT_CONNECTION:
+            return self.amqp_url
+        return self.amqp_urls.get(connection)
 
 
 def resolve_deployment(
@@ -259,7 +269,27 @@ def resolve_deployment(
     """
     given = given or {}
     environ = os.environ if environ is None else environ
-    return Deployment(**{s.key: s.value(given.get(s.key), environ) for s in SETTINGS})
+    values = {s.key: s.value(given.get(s.key), environ) for s in SETTINGS}
+    return Deployment(**values, amqp_urls=named_urls(given.get("amqp_urls"), environ))
+
+
+def named_urls(given: Mapping[str, str] | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """Each named connection's URL: config first, then ``BULKWORKER_AMQP_URL_<NAME>``."""
+    urls = {}
+    for variable, raw in environ.items():
+        name = variable.removeprefix(NAMED_URL_PREFIX)
+        if name != variable and name and raw:
+            urls[name.lower()] = amqp_urls(variable, raw)
+    for name, raw in (given or {}).items():
+        urls[str(name).lower()] = amqp_urls(f"config.amqp_urls.{name}", str(raw))
+    return urls
+
+
+def url_variable(connection: str) -> str:
+    """The environment variable that gives ``connection`` its URL."""
+    if connection == DEFAULT_CONNECTION:
+        return "BULKWORKER_AMQP_URL"
+    return f"{NAMED_URL_PREFIX}{connection.upper()}"
 
 
 def load_environment(

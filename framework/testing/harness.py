@@ -22,7 +22,12 @@ from framework.runtime.assembly import build_handlers, plan
 from framework.runtime.container import Container
 from framework.runtime.orchestrator import Orchestrator, resolve
 from framework.testing.fakes import FakeChannel, FakeClock, RecordingLog
-from framework.testing.publisher import OfflineConnection, PublishedMessage, RecordingPublisher
+from framework.testing.publisher import (
+    OfflineConnection,
+    OfflinePool,
+    PublishedMessage,
+    RecordingPublisher,
+)
 
 
 @attrs.frozen
@@ -91,16 +96,12 @@ class ConsumerHarness:
         )
 
     async def __aenter__(self) -> "ConsumerHarness":
-        overrides = dict(self.overrides)
-        if not self.real:
-            overrides.setdefault("publisher", self.publisher)
-            overrides.setdefault("connection", OfflineConnection(self.publisher))
-        for name, value in overrides.items():
-            provider = getattr(self.container, name, None)
-            if provider is None:
+        for name, value in self.overrides.items():
+            if getattr(self.container, name, None) is None:
                 raise KeyError(f"the container has no provider {name!r} to override")
-            provider.override(providers.Object(value))
-            self._overridden.append(name)
+            self._override(name, value)
+        if not self.real:
+            self._go_offline()
         self._mode = _RealBroker(self) if self.real else _FakeBroker(self)
         try:
             await self._mode.start()
@@ -108,6 +109,23 @@ class ConsumerHarness:
             self._restore()
             raise
         return self
+
+    def _override(self, name: str, value: Any) -> None:
+        getattr(self.container, name).override(providers.Object(value))
+        self._overridden.append(name)
+
+    def _go_offline(self) -> None:
+        """What connects to RabbitMQ, replaced by what records (unless the test did)."""
+        offline = OfflineConnection(self.publisher)
+        stand_ins = {
+            "publisher": self.publisher,
+            "connection": offline,
+            "publishers": OfflinePool(self.publisher),
+            "connections": OfflinePool(offline),
+        }
+        for name, value in stand_ins.items():
+            if name not in self.overrides and getattr(self.container, name, None) is not None:
+                self._override(name, value)
 
     async def __aexit__(self, *exc_info: object) -> None:
         try:
@@ -235,7 +253,7 @@ class _FakeBroker:
 
     async def start(self) -> None:
         harness = self.harness
-        consumers = plan([harness.consumer_class], harness.container)
+        consumers = plan([harness.consumer_class], harness.container, check_connections=False)
         settings = self.settings = consumers.settings[0]
         self.queues = list(settings.queues)
         for declaration in settings.declarations():

@@ -238,3 +238,19 @@ class OfflineChannel:
             f"the in-memory harness's channels only declare queues and exchanges, not "
             f"{name!r}: run this test with ConsumerHarness(..., broker=True)"
         )
+
+
+class OfflinePool:
+    """The container's ``connections`` or ``publishers`` in memory: one stand-in for every name."""
+
+    def __init__(self, stand_in: Any) -> None:
+        self._stand_in = stand_in
+
+    def __repr__(self) -> str:
+        return f"<OfflinePool {self._stand_in!r}>"
+
+    async def of(self, name: str) -> Any:
+        return self._stand_in
+
+    def opened(self) -> list[tuple[str, Any]]:
+        return [("default", self._stand_in)]

@@ -12,7 +12,7 @@ from framework.core.watch import TaskRun, Watcher
 from framework.runtime.container import Container
 from framework.runtime.injection import build_task
 from framework.testing.fakes import FakeClock, RecordingLog
-from framework.testing.publisher import OfflineConnection, RecordingPublisher
+from framework.testing.publisher import OfflineConnection, OfflinePool, RecordingPublisher
 
 
 class TaskRecorder(Watcher):
@@ -50,9 +50,12 @@ class TaskHarness:
         self.task_class = task
         self.container = container if container is not None else Container()
         self.publisher = RecordingPublisher()
+        offline = OfflineConnection(self.publisher)
         self.overrides = {
             "publisher": self.publisher,
-            "connection": OfflineConnection(self.publisher),
+            "connection": offline,
+            "publishers": OfflinePool(self.publisher),
+            "connections": OfflinePool(offline),
             **(overrides or {}),
         }
         self.clock = FakeClock()
