@@ -152,29 +152,7 @@ def add_dlq_command(commands: Any) -> None:
         ("replay", "move dead-lettered messages back to their queue: confirmed publish, then ack"),
     ):
         action = actions.add_parser(name, help=text, description=text, epilog=EXIT_CODES)
-        action.add_argument(
-            "queue", metavar="QUEUE", help="the consumed queue (QUEUE.dlq is read) or a .dlq"
-        )
-        default_limit = 20 if name == "show" else 1_000_000
-        action.add_argument(
-            "--limit",
-            type=int,
-            default=default_limit,
-            help=f"at most this many dead letters (default: {default_limit:,})",
-        )
-        action.add_argument(
-            "--connection",
-            default=DEFAULT_CONNECTION,
-            metavar="NAME",
-            help="the named connection the queue lives on (its URL from "
-            "BULKWORKER_AMQP_URL_<NAME>; default: the default connection)",
-        )
-        action.add_argument(
-            "--reason",
-            metavar="REASON",
-            help="only dead letters with this reason (exception, invalid, undecodable, "
-            "rejected, retries-exhausted...); the others stay where they are, in order",
-        )
+        add_dead_letter_options(action, default_limit=20 if name == "show" else 1_000_000)
     show = actions.choices["show"]
     show.add_argument(
         "--json", action="store_true", help="one JSON object per dead letter, for scripts"
@@ -203,6 +181,31 @@ def add_operations_options(run: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="worker processes under one supervisor (default: $BULKWORKER_WORKERS, else 1)",
+    )
+
+
+def add_dead_letter_options(action: argparse.ArgumentParser, default_limit: int) -> None:
+    action.add_argument(
+        "queue", metavar="QUEUE", help="the consumed queue (QUEUE.dlq is read) or a .dlq"
+    )
+    action.add_argument(
+        "--limit",
+        type=int,
+        default=default_limit,
+        help=f"at most this many dead letters (default: {default_limit:,})",
+    )
+    action.add_argument(
+        "--connection",
+        default=DEFAULT_CONNECTION,
+        metavar="NAME",
+        help="the named connection the queue lives on (its URL from "
+        "BULKWORKER_AMQP_URL_<NAME>; default: the default connection)",
+    )
+    action.add_argument(
+        "--reason",
+        metavar="REASON",
+        help="only dead letters with this reason (exception, invalid, undecodable, "
+        "rejected, retries-exhausted...); the others stay where they are, in order",
     )
 
 
