@@ -233,7 +233,7 @@ def test_every_argument_and_option_has_help() -> None:
 
 def test_counts_are_said_in_the_right_number() -> None:
     """1 message, 2 messages, 1,000 dead letters."""
-    from framework.cli.main import counted
+    from framework.cli.text import counted
 
     assert ["1 message", "2 messages", "1,000 dead letters", "0 queues"] == [
         counted(1, "message"),
