@@ -2,9 +2,11 @@
 
 Pure asyncio, no I/O of its own: the transport feeds it messages, a clock
 decides when a partial bulk is due, a settler sends the outcomes, and a
-publisher carries out retries and dead letters. One worker task calls
-``handle``, so at most one bulk per consumer is handled at a time while the
-next one fills.
+publisher carries out retries and dead letters. One worker task hands bulks
+to ``handle``: one at a time while the next fills, or up to
+``max_concurrent_bulks`` at once, each in a task of its own. Buffers are kept
+per ``group_by`` key (see :mod:`framework.core.buffer`); watchers learn every
+event (see :mod:`framework.core.watch`).
 """
 
 import asyncio
