@@ -5,6 +5,7 @@ import time
 from typing import Any
 
 import aiohttp
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from framework import Actions, BulkConsumer, Message, Orchestrator
@@ -18,7 +19,10 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 async def scrape(url: str) -> Samples:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         assert 200 == response.status
-        text = await response.text()
+        return samples_of(await response.text())
+
+
+def samples_of(text: str) -> Samples:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
@@ -56,14 +60,14 @@ async def test_known_traffic_shows_in_every_metric(broker: Broker) -> None:
     """1,000 messages: 3 bulks by size, 1 by interval, 2 dead letters, every counter adds up."""
     queue = broker.queue_name("metrics")
     await broker.declare(queue)
+    # All waiting before the consumer starts: bulks fill by size however slow the machine.
+    for n in range(1000):
+        await broker.publish(queue, {"n": n, "bad": n in (10, 20)})
     container, _ = recorded(http_port=0)
     orchestrator = Orchestrator([consumer_for(queue)], container)
+    before = samples_of(generate_latest().decode())
     async with orchestrator:
         url = f"http://127.0.0.1:{port_of(orchestrator)}/metrics"
-        before = await scrape(url)
-        bodies = [{"n": n, "bad": n in (10, 20)} for n in range(1000)]
-        for body in bodies:
-            await broker.publish(queue, body)
         runner = orchestrator.runners[0]
 
         async def all_settled() -> bool:
