@@ -148,3 +148,23 @@ async def test_oldest_buffered_seconds_follows_the_clock(clock, channel, log, pu
     engine.accept(make_message(1, channel=channel, tag=1))
     clock.advance(2.5)
     assert 2.5 == engine.oldest_buffered_seconds
+
+
+async def test_a_call_cut_short_by_cancelling_the_worker_still_ends_for_watchers(
+    clock, channel, log, publisher, watcher
+) -> None:
+    """An abort mid-handle: the watcher hears the call end (a span is never left open)."""
+
+    async def stuck(messages: list[Message[Any]]) -> None:
+        await asyncio.Event().wait()
+
+    engine = engine_with(stuck, watcher, clock, log, publisher)
+    task = await started(engine)
+    for tag in (1, 2, 3):
+        engine.accept(make_message(tag, channel=channel, tag=tag))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert [CallOutcome.ERROR] == [end.outcome for end in watcher.ends]
+    assert isinstance(watcher.ends[0].error, asyncio.CancelledError)

@@ -436,7 +436,13 @@ class BulkEngine:
         call = HandleCall(bulk, part)
         self.watchers.call_started(call)
         started = self._clock.now()
-        error = await self._call(part)
+        try:
+            error = await self._call(part)
+        except asyncio.CancelledError as cancelled:
+            # The worker itself is cancelled: the call ends here too, for every watcher.
+            seconds = self._clock.now() - started
+            self.watchers.call_ended(HandleEnd(call, CallOutcome.ERROR, seconds, cancelled))
+            raise
         outcome = CallOutcome.SUCCESS if error is None else CallOutcome.ERROR
         if isinstance(error, HandlerTimeoutError):
             outcome = CallOutcome.TIMEOUT
