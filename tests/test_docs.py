@@ -147,6 +147,7 @@ async def test_shell_line_runs(command: str, private_broker: PrivateBroker, tmp_
         **os.environ,
         "BULKWORKER_AMQP_URL": private_broker.url,
         "ITEMS_DB": str(tmp_path / "i.db"),
+        "ORDERS_DATABASE": str(tmp_path / "orders.db"),
     }
     argv = [sys.executable, "-m", "framework.cli", *words[1:]]
     if words[1] != "run":
