@@ -117,3 +117,19 @@ def test_on_startup_keeps_the_hook_as_it_was() -> None:
     async def warm_up() -> None: ...
 
     assert warm_up is orchestrator.on_startup(warm_up)
+
+
+async def test_a_provider_marker_gives_the_provider_whose_call_gives_the_value() -> None:
+    """`Provider["counter"]` in a hook: calling what is injected gives the counter itself."""
+    from dependency_injector.wiring import Provider
+
+    container = make_container(container_class=AppContainer)
+    orchestrator = Orchestrator([], container)
+    seen: list[Any] = []
+
+    async def uses_a_provider(state_provider: Any = Provider["state"]) -> None:
+        seen.append(state_provider())
+
+    orchestrator.on_startup(uses_a_provider)
+    await orchestrator.run_startup_hooks()
+    assert [container.state()] == seen

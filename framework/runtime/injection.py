@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, cast, get_args, get_origin
 
 import attrs
-from dependency_injector import containers, providers
+from dependency_injector import containers
 from dependency_injector.wiring import Closing, Provide, Provider, ProvidersMap
 
 from framework.core.abc import Handler
@@ -139,8 +139,7 @@ class Resolver:
                 f"{container_name(self._container)} cannot provide: add the provider to your "
                 "container and pass it with --container (or Orchestrator(container=...))"
             )
-        if isinstance(marker, PROVIDER) and not isinstance(provider, providers.Delegate):
-            return Injection(name, provider.provider, gives_provider=True)
+        # Provider[...] gives the provider itself: calling it gives a value.
         return Injection(name, provider, gives_provider=isinstance(marker, PROVIDER))
 
 
