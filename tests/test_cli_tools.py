@@ -241,3 +241,11 @@ def test_counts_are_said_in_the_right_number() -> None:
         counted(1000, "dead letter"),
         counted(0, "queue"),
     ]
+
+
+def test_check_catches_hooks_and_tasks_asking_for_missing_services() -> None:
+    """A startup hook or a periodic task asking for what the container lacks fails `check`."""
+    hook = run_cli("check", "tests.apps.needy_hooks.main:orchestrator")
+    assert_one_line_error(hook, "hook warm_up parameter 'cache' asks for 'cache'")
+    task = run_cli("check", "tests.apps.needy_hooks.main:tasks_app")
+    assert_one_line_error(task, "Sweeper.run parameter 'broom' asks for 'broom'")

@@ -13,7 +13,11 @@ from framework.cli.running import orchestrator_for
 from framework.cli.text import counted, format_table
 from framework.errors import BulkworkerError, CheckFailedError
 from framework.runtime.assembly import plan
-from framework.runtime.checks import check_injections
+from framework.runtime.checks import (
+    check_hook_injections,
+    check_injections,
+    check_task_injections,
+)
 
 
 async def check_command(arguments: argparse.Namespace) -> int:
@@ -23,6 +27,8 @@ async def check_command(arguments: argparse.Namespace) -> int:
     container = orchestrator.container
     consumers = plan(orchestrator.source, container)
     check_injections(list(consumers.classes), container)
+    check_task_injections(consumers.tasks, container)
+    check_hook_injections(orchestrator.hooks, container)
     checks = []
     for name in sorted({settings.connection for settings in consumers.settings}):
         async with broker_connection(consumers.deployment, name) as connection:

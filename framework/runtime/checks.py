@@ -1,8 +1,15 @@
-"""Does the container provide every service the consumers ask for? (``bulkworker check``)"""
+"""Does the container provide every service the consumers, tasks and hooks ask for?
 
+Used by ``bulkworker check``: each marker is resolved against the container
+without calling anything, so a missing provider is found before a start.
+"""
+
+from collections.abc import Iterable
 from typing import Any
 
 from framework.core.consumer import BulkConsumer
+from framework.core.periodic import PeriodicTask
+from framework.runtime.hooks import Hook
 from framework.runtime.injection import Resolver
 
 
@@ -13,3 +20,19 @@ def check_injections(classes: list[type[BulkConsumer]], container: Any) -> None:
         resolver.injections(cls.__init__, f"{cls.__name__}.__init__")
         resolver.attribute_injections(cls)
         resolver.injections(cls.handle, f"{cls.__name__}.handle")
+
+
+def check_task_injections(tasks: Iterable[type[PeriodicTask]], container: Any) -> None:
+    """The same for periodic tasks: their ``__init__``, attributes and ``run``."""
+    resolver = Resolver(container)
+    for cls in tasks:
+        resolver.injections(cls.__init__, f"{cls.__name__}.__init__")
+        resolver.attribute_injections(cls)
+        resolver.injections(cls.run, f"{cls.__name__}.run")
+
+
+def check_hook_injections(hooks: Iterable[Hook], container: Any) -> None:
+    """The same for startup and shutdown hooks."""
+    resolver = Resolver(container)
+    for hook in hooks:
+        resolver.injections(hook.function, f"hook {hook.name}")

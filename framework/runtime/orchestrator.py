@@ -180,6 +180,11 @@ class Orchestrator:
         self._shutdown_hooks.append(Hook.of(hook))
         return hook
 
+    @property
+    def hooks(self) -> list[Hook]:
+        """The startup hooks, then the shutdown hooks, as registered."""
+        return [*self._startup_hooks, *self._shutdown_hooks]
+
     async def run_startup_hooks(self) -> None:
         """Run the startup hooks in order; the first that raises stops the rest."""
         for hook in self._startup_hooks:

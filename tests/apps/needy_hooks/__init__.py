@@ -1,0 +1,1 @@
+"""An application whose startup hook and periodic task ask for a service nobody provides."""
