@@ -245,3 +245,13 @@ async def test_concurrent_bulks_on_the_broker_ack_everything_exactly(broker: Any
     assert list(range(400)) == sorted(seen)
     assert 4 == most
     assert 0 == await broker.ready_count(queue)
+
+
+def test_concurrent_bulks_beyond_the_quorum_prefetch_limit_fail_at_definition() -> None:
+    """Quorum queues cap prefetch at 2,000: four bulks of 1,000 can never be in flight."""
+    with pytest.raises(ConsumerDefinitionError, match=r"Parallel\.max_concurrent_bulks is 4"):
+        consumer(
+            bulk_size=1000,
+            max_concurrent_bulks=4,
+            queue_arguments={"x-queue-type": "quorum"},
+        )

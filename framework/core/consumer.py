@@ -562,7 +562,14 @@ def effective_prefetch(consumer: type[BulkConsumer]) -> int:
             f"allows a bulk of {consumer.bulk_size} but prefetch is {prefetch}: a bulk could "
             "never fill; raise prefetch to at least bulk_size",
         )
-    if consumer.prefetch is not None and prefetch < concurrent * consumer.bulk_size:
+    if prefetch < concurrent * consumer.bulk_size:
+        if consumer.prefetch is None:  # the quorum cap made the default too small
+            raise fail(
+                consumer,
+                "max_concurrent_bulks",
+                f"is {concurrent}: {concurrent} bulks of {consumer.bulk_size} need a prefetch "
+                f"of {concurrent * consumer.bulk_size}, above the {limit} quorum queues accept",
+            )
         raise fail(
             consumer,
             "prefetch",
