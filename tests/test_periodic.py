@@ -6,6 +6,8 @@ from typing import Any
 import pytest
 from dependency_injector import providers
 from dependency_injector.wiring import Provide
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from framework import (
     BulkConsumer,
@@ -185,9 +187,11 @@ async def test_a_task_publishes_on_the_broker_through_an_orchestrator(broker: Br
 
     container, log = recorded()
     orchestrator = Orchestrator([Listener, Heartbeat], container)
+    runs_before = periodic_runs("Heartbeat")
     async with orchestrator:
         await wait_until(lambda: len(received) >= 3, timeout=10)
     assert {"beat": True} == received[0]
+    assert periodic_runs("Heartbeat") - runs_before >= 3
     assert ["Heartbeat"] == [s.settings.name for s in orchestrator.schedules]
     assert "periodic task started" in log.messages("info")
 
@@ -201,3 +205,15 @@ def test_list_shows_the_periodic_tasks() -> None:
     tasks = result.stdout.split("\n\n")[1].splitlines()
     assert ["task", "interval", "run_at_startup", "jitter", "every_worker"] == tasks[0].split()
     assert ["Cleanup", "300s", "False", "5s", "False"] == tasks[1].split()
+
+
+def periodic_runs(task: str) -> float:
+    """bulkworker_periodic_runs_total{task, outcome="success"} as /metrics shows it."""
+    text = generate_latest().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "bulkworker_periodic_runs_total"
+        and sample.labels == {"task": task, "outcome": "success"}
+    )
