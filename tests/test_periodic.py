@@ -217,3 +217,25 @@ def periodic_runs(task: str) -> float:
         if sample.name == "bulkworker_periodic_runs_total"
         and sample.labels == {"task": task, "outcome": "success"}
     )
+
+
+@pytest.mark.parametrize("raised", [asyncio.CancelledError, KeyboardInterrupt, SystemExit])
+async def test_a_run_raising_a_base_exception_is_an_error_and_the_schedule_goes_on(
+    raised: type[BaseException],
+) -> None:
+    """User code raising CancelledError, KeyboardInterrupt or SystemExit: logged, runs go on."""
+    calls = 0
+
+    class Hostile(PeriodicTask):
+        interval = 5.0
+
+        async def run(self) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise raised()
+
+    async with TaskHarness(Hostile) as harness:
+        await harness.advance(10.0)
+    assert ["error", "success"] == [str(run.outcome) for run in harness.runs]
+    assert isinstance(harness.runs[0].error, raised)

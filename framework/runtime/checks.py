@@ -15,20 +15,20 @@ from framework.runtime.injection import Resolver
 
 def check_injections(classes: list[type[BulkConsumer]], container: Any) -> None:
     """Raise ConsumerDefinitionError for any marker the container cannot resolve."""
-    resolver = Resolver(container)
-    for cls in classes:
-        resolver.injections(cls.__init__, f"{cls.__name__}.__init__")
-        resolver.attribute_injections(cls)
-        resolver.injections(cls.handle, f"{cls.__name__}.handle")
+    check_class_injections(classes, "handle", container)
 
 
 def check_task_injections(tasks: Iterable[type[PeriodicTask]], container: Any) -> None:
     """The same for periodic tasks: their ``__init__``, attributes and ``run``."""
+    check_class_injections(tasks, "run", container)
+
+
+def check_class_injections(classes: Iterable[Any], method: str, container: Any) -> None:
     resolver = Resolver(container)
-    for cls in tasks:
+    for cls in classes:
         resolver.injections(cls.__init__, f"{cls.__name__}.__init__")
         resolver.attribute_injections(cls)
-        resolver.injections(cls.run, f"{cls.__name__}.run")
+        resolver.injections(getattr(cls, method), f"{cls.__name__}.{method}")
 
 
 def check_hook_injections(hooks: Iterable[Hook], container: Any) -> None:

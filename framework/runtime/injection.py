@@ -11,7 +11,7 @@ them work too. A marker the container cannot resolve fails the start.
 import inspect
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Annotated, Any, cast, get_args, get_origin
+from typing import Annotated, Any, TypeVar, cast, get_args, get_origin
 
 import attrs
 from dependency_injector import containers
@@ -28,6 +28,7 @@ PROVIDE = cast(type, Provide)
 PROVIDER = cast(type, Provider)
 CLOSING = cast(type, Closing)
 MARKERS = (PROVIDE, PROVIDER, CLOSING)
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -50,18 +51,8 @@ async def build_consumer(
 ) -> tuple[BulkConsumer, Handler]:
     """Instantiate ``cls`` with its services and return it with its injecting handler."""
     resolver = Resolver(container)
-    constructor = resolver.injections(cls.__init__, f"{cls.__name__}.__init__")
-    attributes = resolver.attribute_injections(cls)
     per_bulk = resolver.injections(cls.handle, f"{cls.__name__}.handle")
-    try:
-        consumer = cls(**{i.name: await i.value() for i in constructor})
-    except TypeError as error:
-        raise ConsumerDefinitionError(
-            f"{cls.__name__}.__init__ cannot be called by the framework ({error}): give "
-            "every parameter a Provide[...] marker or a default"
-        ) from None
-    for injection in attributes:
-        setattr(consumer, injection.name, await injection.value())
+    consumer = await instantiate(cls, resolver)
     return consumer, injecting_handler(consumer, per_bulk)
 
 
@@ -70,24 +61,30 @@ async def build_task(
 ) -> Callable[[], Awaitable[None]]:
     """Instantiate a periodic task with its services; return the call for one run."""
     resolver = Resolver(container)
-    constructor = resolver.injections(cls.__init__, f"{cls.__name__}.__init__")
-    attributes = resolver.attribute_injections(cls)
     per_run = resolver.injections(cls.run, f"{cls.__name__}.run")
-    try:
-        task = cls(**{i.name: await i.value() for i in constructor})
-    except TypeError as error:
-        raise ConsumerDefinitionError(
-            f"{cls.__name__}.__init__ cannot be called by the framework ({error}): give "
-            "every parameter a Provide[...] marker or a default"
-        ) from None
-    for injection in attributes:
-        setattr(task, injection.name, await injection.value())
+    task = await instantiate(cls, resolver)
 
     async def run() -> None:
         # Resolved per run, so a Factory gives each run its own object.
         await task.run(**{injection.name: await injection.value() for injection in per_run})
 
     return run
+
+
+async def instantiate(cls: type[T], resolver: "Resolver") -> T:
+    """``cls`` made with its ``__init__`` injections, its injected attributes set."""
+    constructor = resolver.injections(cls.__init__, f"{cls.__name__}.__init__")
+    attributes = resolver.attribute_injections(cls)
+    try:
+        instance = cls(**{i.name: await i.value() for i in constructor})
+    except TypeError as error:
+        raise ConsumerDefinitionError(
+            f"{cls.__name__}.__init__ cannot be called by the framework ({error}): give "
+            "every parameter a Provide[...] marker or a default"
+        ) from None
+    for injection in attributes:
+        setattr(instance, injection.name, await injection.value())
+    return instance
 
 
 def injecting_handler(consumer: BulkConsumer, injections: list[Injection]) -> Handler:

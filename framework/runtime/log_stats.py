@@ -7,13 +7,13 @@ bulks, retries, dead letters. An idle worker logs nothing.
 """
 
 import asyncio
-import contextlib
 
 import attrs
 
 from framework.core.abc import EventLog
 from framework.core.routing import OutcomeKind
 from framework.core.watch import BulkDone, Outcome, Watcher
+from framework.runtime.process import cancelled
 
 
 class BulkLog(Watcher):
@@ -83,11 +83,8 @@ class StatsLog(Watcher):
             self._task = asyncio.create_task(self._every_interval(), name="bulkworker:stats")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancelled(task)
 
     async def _every_interval(self) -> None:
         while True:

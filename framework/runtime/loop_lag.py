@@ -7,9 +7,9 @@ itself, since the probe is served on the same loop.
 """
 
 import asyncio
-import contextlib
 
 from framework.runtime.metrics import EVENT_LOOP_LAG
+from framework.runtime.process import cancelled
 
 TICK = 0.5
 # Above this, the worker is not live: a probe restarts it.
@@ -37,11 +37,8 @@ class LagMonitor:
             self._task = asyncio.create_task(self._measure(), name="bulkworker:loop-lag")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancelled(task)
 
     async def _measure(self) -> None:
         loop = asyncio.get_running_loop()

@@ -11,7 +11,6 @@ routing keys or message ids. Times are in seconds.
 """
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,6 +18,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from framework.core.routing import OutcomeKind
 from framework.core.watch import Bulk, HandleEnd, Outcome, TaskRun, Watcher
+from framework.runtime.process import cancelled
 
 SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -196,11 +196,8 @@ class Sampler:
             self._task = asyncio.create_task(self._every_second(), name="bulkworker:metrics")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancelled(task)
         for runner in self._runners():
             for queue in runner.settings.queues:
                 CONSUMERS_ACTIVE.labels(runner.settings.name, queue).set(0)

@@ -6,7 +6,6 @@ functions it hands over.
 """
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from framework.runtime.health import Health, liveness, readiness
 from framework.runtime.http import ProbeServer, metrics_text
 from framework.runtime.loop_lag import LagMonitor
 from framework.runtime.metrics import ConsumerMetrics, Sampler, TaskMetrics
+from framework.runtime.process import cancelled
 from framework.runtime.settings import Deployment
 from framework.runtime.supervisor import HEALTH_EVERY, write_health
 from framework.runtime.tracing import BulkTracing, tracing_available
@@ -88,10 +88,7 @@ class Observation:
         """Last of all: the probes answer until the worker is gone."""
         if self.probes is not None:
             await self.probes.stop()
-        if self._reporter is not None:
-            self._reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reporter
+        await cancelled(self._reporter)
         await self.lag.stop()
 
     async def _report_health(self, path: Path) -> None:

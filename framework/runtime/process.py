@@ -55,8 +55,16 @@ async def wait_first(*waits: Awaitable[Any]) -> None:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancelled(task)
+
+
+async def cancelled(task: "asyncio.Task[Any] | None") -> None:
+    """Cancel a background task of the framework's own and wait for it to end."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def close_loop(loop: asyncio.AbstractEventLoop) -> None:

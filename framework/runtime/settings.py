@@ -7,6 +7,7 @@ default); the container's ``settings`` provider does so once, and the
 resources, the orchestrator, the harness and the command read that object.
 """
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,54 +24,28 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 NAMED_URL_PREFIX = "BULKWORKER_AMQP_URL_"
 
 
-def positive_seconds(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ConfigurationError(f"{name} must be a number of seconds above 0, got {raw!r}")
-    return value
+def number(
+    kind: Callable[[str], float], low: float, high: float, above_low: bool, wanted: str
+) -> Callable[[str, str], Any]:
+    """A parser for a number in a range, whose error says what was ``wanted``."""
+
+    def parse(name: str, raw: str) -> Any:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigurationError(f"{name} must be {wanted}, got {raw!r}") from None
+        if not (value > low if above_low else value >= low) or value > high:
+            raise ConfigurationError(f"{name} must be {wanted}, got {raw!r}")
+        return value
+
+    return parse
 
 
-def seconds_or_off(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise ConfigurationError(f"{name} must be a number of seconds, or 0 for off, got {raw!r}")
-    return value
-
-
-def port(name: str, raw: str) -> int | None:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise ConfigurationError(f"{name} must be a TCP port from 0 to 65535, got {raw!r}")
-    return value
-
-
-def workers(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigurationError(f"{name} must be a whole number of at least 1, got {raw!r}")
-    return value
-
-
-def worker_index(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigurationError(f"{name} must be a whole number of at least 0, got {raw!r}")
-    return value
+positive_seconds = number(float, 0, math.inf, True, "a number of seconds above 0")
+seconds_or_off = number(float, 0, math.inf, False, "a number of seconds, or 0 for off")
+port = number(int, 0, 65535, False, "a TCP port from 0 to 65535")
+workers = number(int, 1, math.inf, False, "a whole number of at least 1")
+worker_index = number(int, 0, math.inf, False, "a whole number of at least 0")
 
 
 def switch(name: str, raw: str) -> bool:
