@@ -40,6 +40,7 @@ from framework.errors import (
     PublishError,
     QueueError,
     SerializationError,
+    SinkUnavailable,
     UnroutableError,
     WorkerCrashedError,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "Publisher",
     "QueueError",
     "SerializationError",
+    "SinkUnavailable",
     "UnroutableError",
     "Watcher",
     "WorkerCrashedError",

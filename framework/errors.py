@@ -59,6 +59,16 @@ class HandlerTimeoutError(BulkworkerError, TimeoutError):
     """``handle`` ran longer than the consumer's ``handler_timeout``."""
 
 
+class SinkUnavailable(BulkworkerError, ConnectionError):
+    """The store ``handle`` writes to cannot be reached: an outage, not a bad message.
+
+    Raised by ``handle`` (or given to ``Message.unavailable``), it opens the
+    consumer's circuit breaker: nothing is retried against ``max_retries`` or
+    dead-lettered; the same messages are tried again, as a probe, after a
+    capped exponential backoff, and consuming resumes once a probe succeeds.
+    """
+
+
 class ChannelGoneError(BulkworkerError, ConnectionError):
     """A channel closed, or stopped taking frames, while the framework was using it."""
 

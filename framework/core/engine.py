@@ -375,10 +375,11 @@ class BulkEngine:
     def _verdict(self, message: Message[Any], error: BaseException | None) -> Verdict:
         default = self.settings.on_exception if error is not None else self.settings.on_success
         action = message.decision or default
+        given = message.decision_reason
         if error is None:
             reason = "requeued" if action is Actions.REQUEUE else "rejected"
-            return Verdict(message, action, reason, None)
-        return Verdict(message, action, "exception", describe_error(error))
+            return Verdict(message, action, reason, given)
+        return Verdict(message, action, "exception", given or describe_error(error))
 
     async def _run(self, bulk: Bulk) -> dict[int, BaseException]:
         """Handle ``bulk``; return the messages that failed, with their errors."""

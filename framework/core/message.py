@@ -40,6 +40,8 @@ class Message(Generic[BodyT]):
     redelivered: bool = False
     properties: Any = None  # the AMQP properties as received, kept for retries and dead letters
     _decision: Actions | None = attrs.field(default=None, init=False)
+    _reason: str | None = attrs.field(default=None, init=False)
+    _unavailable: bool = attrs.field(default=False, init=False)
 
     @property
     def attempts(self) -> int:
@@ -52,24 +54,44 @@ class Message(Generic[BodyT]):
 
     @property
     def decision(self) -> Actions | None:
-        """The action this message asked for itself, if any."""
+        """The action this message asked for itself, if any (None too when unavailable)."""
         return self._decision
 
+    @property
+    def decision_reason(self) -> str | None:
+        """The reason given with the decision: what a dead letter or retry carries."""
+        return self._reason
+
+    @property
+    def sink_unavailable(self) -> bool:
+        """``unavailable()`` was the last decision: the sink was down for this message."""
+        return self._unavailable
+
     def ack(self) -> None:
-        """Settle as processed, whatever happens to the rest of the bulk."""
-        self._decision = Actions.ACK
+        """Settle as processed (stored, or stored before), whatever happens to the rest."""
+        self._decide(Actions.ACK, None)
 
-    def requeue(self) -> None:
-        """Return to the queue for another attempt."""
-        self._decision = Actions.REQUEUE
+    def requeue(self, reason: str | None = None) -> None:
+        """Return for another attempt (bounded by ``max_retries``); ``reason`` is logged."""
+        self._decide(Actions.REQUEUE, reason)
 
-    def reject(self, requeue: bool = False) -> None:
-        """Refuse; ``requeue=True`` is the same as :meth:`requeue`."""
-        self._decision = Actions.REQUEUE if requeue else Actions.REJECT
+    def reject(self, requeue: bool = False, reason: str | None = None) -> None:
+        """Refuse: dead-lettered with ``reason``; ``requeue=True`` is :meth:`requeue`."""
+        self._decide(Actions.REQUEUE if requeue else Actions.REJECT, reason)
+
+    def unavailable(self, reason: str | None = None) -> None:
+        """The sink could not take this message: hold it for the breaker's next probe."""
+        self._decide(None, reason)
+        self._unavailable = True
 
     def forget_decision(self) -> None:
         """Clear the decision, before the framework hands the message over again."""
-        self._decision = None
+        self._decide(None, None)
+
+    def _decide(self, action: Actions | None, reason: str | None) -> None:
+        self._decision = action
+        self._reason = None if reason is None else str(reason)
+        self._unavailable = False
 
     def __repr__(self) -> str:
         return (
