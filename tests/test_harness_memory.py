@@ -60,14 +60,17 @@ async def test_a_handler_that_publishes_never_touches_a_broker() -> None:
 
 
 async def test_publishing_where_nothing_is_bound_raises_like_rabbitmq() -> None:
-    """An unknown routing key is UnroutableError, so handle fails and the bulk is retried."""
+    """An unknown routing key is UnroutableError, a ConnectionError: the consumer pauses."""
     async with ConsumerHarness(Announcing) as harness:
         await harness.publish_many([{"n": 1}, {"n": 2}, {"n": 3}])
         await harness.drain()
-    assert [] == harness.acked
-    assert 3 == len(harness.dead_lettered)
-    assert {"UnroutableError"} == {(d.error or "").split(":")[0] for d in harness.dead_lettered}
-    assert ["retries-exhausted"] * 3 == [d.reason for d in harness.dead_lettered]
+        assert harness.paused
+        assert [] == harness.acked
+        assert [] == harness.dead_lettered
+        harness.publisher.allow("announcing.copy")
+        await harness.advance(2)
+        assert not harness.paused
+    assert [{"n": 1}, {"n": 2}, {"n": 3}] == harness.acked
 
 
 async def test_mandatory_false_drops_the_unroutable_as_rabbitmq_would() -> None:

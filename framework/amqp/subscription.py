@@ -43,6 +43,7 @@ class Subscription:
         self._consumers: dict[str, str] = {}  # consumer tag -> queue
         self._waiting: dict[str, asyncio.Task[None]] = {}  # queue -> resubscribing task
         self._cancelled = False
+        self._paused = False  # the engine's breaker is open: no consumers until it resumes
 
     def __repr__(self) -> str:
         return f"<Subscription {self._settings.name} consumers={len(self._consumers)}>"
@@ -82,14 +83,9 @@ class Subscription:
         self._underlay = underlay
         underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
         self._consumers = {}
-        for queue in self._settings.queues:
-            if queue in self._waiting:
-                continue  # its own task consumes it once it is back
-            try:
-                await self._ensure(underlay, queue)
-                await self._consume(underlay, queue)
-            except QueueError as error:
-                await self._wait_for(queue, str(error))
+        if self._paused:
+            return  # resume() consumes once the sink is back
+        await self._consume_again(underlay)
         await self._log.warning(
             "channel reopened: consuming again",
             extra={
@@ -98,6 +94,38 @@ class Subscription:
                 "dropped_from_buffer": dropped,
             },
         )
+
+    async def _consume_again(self, underlay: aiormq.abc.AbstractChannel) -> None:
+        for queue in self._settings.queues:
+            if queue in self._waiting:
+                continue  # its own task consumes it once it is back
+            try:
+                await self._ensure(underlay, queue)
+                await self._consume(underlay, queue)
+            except QueueError as error:
+                await self._wait_for(queue, str(error))
+
+    async def pause(self) -> None:
+        """Stop the broker's deliveries until :meth:`resume`; what arrived stays unsettled.
+
+        Each consumer is cancelled and its cancel-ok waited for, so nothing
+        more arrives; a reconnect meanwhile does not consume again.
+        """
+        if self._paused or self._cancelled:
+            return
+        self._paused = True
+        await self._stop_resubscribing()
+        await self._cancel_consumers()
+
+    async def resume(self) -> None:
+        """Consume every queue again (a queue that is gone is waited for, as after a cut)."""
+        if not self._paused or self._cancelled:
+            return
+        self._paused = False
+        underlay = self._underlay
+        if underlay is None or underlay.is_closed:
+            return  # the reopened channel consumes
+        await self._consume_again(underlay)
 
     async def _ensure(self, underlay: aiormq.abc.AbstractChannel, queue: str) -> None:
         """Declare ``queue`` again, and what it needs beside it, before consuming it again.
@@ -119,7 +147,7 @@ class Subscription:
 
     async def _on_broker_cancel(self, frame: Any) -> None:
         queue = self._consumers.pop(frame.consumer_tag, None)
-        if queue is None or self._cancelled:
+        if queue is None or self._cancelled or self._paused:
             return
         await self._wait_for(queue, "the broker cancelled the consumer (was the queue deleted?)")
 
@@ -135,7 +163,7 @@ class Subscription:
 
     async def _resubscribe(self, queue: str) -> None:
         delay = 0.5
-        while not self._cancelled:
+        while not self._cancelled and not self._paused:
             if await self._try_consume(queue):
                 await self._log.warning(
                     "consuming the queue again",
@@ -160,12 +188,19 @@ class Subscription:
     async def cancel(self) -> None:
         """Stop deliveries and wait for the broker to confirm: then nothing more arrives."""
         self._cancelled = True
+        await self._stop_resubscribing()
+        await self._cancel_consumers()
+        self._underlay = None
+        if self._channel is not None:
+            self._channel.reopen_callbacks.discard(self._on_reopen)
+
+    async def _stop_resubscribing(self) -> None:
         for task in list(self._waiting.values()):
             task.cancel()
         await asyncio.gather(*self._waiting.values(), return_exceptions=True)
-        underlay, self._underlay = self._underlay, None
-        if self._channel is not None:
-            self._channel.reopen_callbacks.discard(self._on_reopen)
+
+    async def _cancel_consumers(self) -> None:
+        underlay = self._underlay
         if underlay is None or underlay.is_closed:
             return
         for tag in list(self._consumers):
@@ -173,6 +208,7 @@ class Subscription:
                 await underlay.basic_cancel(tag)
             except CHANNEL_GONE_ERRORS:
                 return
+            self._consumers.pop(tag, None)
 
     async def close(self, within: float = 5.0) -> bool:
         """Close the channel; False if the broker did not answer ``within`` seconds."""

@@ -70,3 +70,25 @@ class QueueDeclarer(Protocol):
     """Declares again a queue the framework declared at start (the AMQP side has it)."""
 
     async def declare(self, queue: str) -> None: ...
+
+
+class Intake(Protocol):
+    """Starts and stops a consumer's deliveries (the AMQP subscription has it).
+
+    ``pause`` returns once the broker sends nothing more; what arrived before
+    stays with the engine, unsettled.
+    """
+
+    async def pause(self) -> None: ...
+
+    async def resume(self) -> None: ...
+
+
+class NoIntake:
+    """For engines fed by hand (tests, the harness): pausing stops nothing."""
+
+    async def pause(self) -> None:
+        return None
+
+    async def resume(self) -> None:
+        return None

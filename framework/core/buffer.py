@@ -197,6 +197,18 @@ class Buffers:
         for buffer in self._by_key.values():
             buffer.cancel_timer()
 
+    def take_everything(self) -> list[Message[Any]]:
+        """Empty every buffer: what they held, in the order it came."""
+        arrived = [
+            (arrival, order, message)
+            for order, buffer in enumerate(self._by_key.values())
+            for arrival, message in zip(buffer.arrivals, buffer.messages, strict=True)
+        ]
+        self.cancel_timers()
+        self._by_key.clear()
+        self.total = 0
+        return [message for _, _, message in sorted(arrived, key=lambda item: item[:2])]
+
 
 def oldest_first(buffer: Buffer) -> float:
     return buffer.oldest

@@ -34,6 +34,8 @@ DEFAULT_FLUSH_INTERVAL = 60.0
 SETTING = "bulkworker.setting"
 # Shared by every consumer that sets no queue arguments, so it must not change.
 EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
+# What a sink's client raises when it cannot be reached (asyncpg, aiohttp, motor... all do).
+DEFAULT_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
 
 Check = Callable[[type, str, Any], None]
 
@@ -139,6 +141,17 @@ def check_max_retries(cls: type, name: str, value: object) -> None:
 def check_retry_delay(cls: type, name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise fail(cls, name, f"must be a number of seconds of at least 0, got {value!r}")
+
+
+def check_outage_errors(cls: type, name: str, value: object) -> None:
+    if not isinstance(value, tuple) or not all(
+        isinstance(kind, type) and issubclass(kind, BaseException) for kind in value
+    ):
+        raise fail(
+            cls,
+            name,
+            f"must be a tuple of exception classes, e.g. (ConnectionError,), got {value!r}",
+        )
 
 
 def check_model(cls: type, name: str, value: object) -> None:
@@ -259,10 +272,44 @@ class ConsumerSettings:
     retry_delay: float = setting(
         0.0,
         check_retry_delay,
-        "seconds a retried message waits (in `<queue>.retry`) before it is handled again; "
-        "the consumer is not blocked",
+        "seconds the first retry of a message waits (in `<queue>.retry`) before it is handled "
+        "again; each further retry waits twice as long, up to `retry_backoff_max`; the "
+        "consumer is not blocked",
         "`0`",
         listed=True,
+        unit="s",
+    )
+    retry_backoff_max: float = setting(
+        300.0,
+        check_seconds,
+        "the longest `retry_delay` grows to: retry n waits `retry_delay * 2 ** (n - 1)`, at most "
+        "this (`retry_delay=2`: 2, 4, 8, 16, 32 … 300 s)",
+        "`300`",
+        unit="s",
+    )
+    outage_errors: tuple[type[BaseException], ...] = setting(
+        DEFAULT_OUTAGE_ERRORS,
+        check_outage_errors,
+        "exceptions from `handle` that mean the sink is unavailable (an outage, not a bad "
+        "message): never counted against `max_retries`, never dead-lettered; the consumer "
+        "pauses and probes with the same bulk. `SinkUnavailable` always counts, "
+        "`HandlerTimeoutError` only when named here",
+        "`(ConnectionError, TimeoutError, OSError)`",
+    )
+    outage_backoff: float = setting(
+        1.0,
+        check_seconds,
+        "seconds before the first probe after an outage; each failed probe doubles the wait "
+        "(stretched by up to 25 % at random)",
+        "`1`",
+        listed=True,
+        unit="s",
+    )
+    outage_backoff_max: float = setting(
+        60.0,
+        check_seconds,
+        "the longest wait between two probes while the sink is unavailable",
+        "`60`",
         unit="s",
     )
     isolate_failures: bool = setting(
@@ -357,6 +404,13 @@ class ConsumerSettings:
                 needed.setdefault(declaration[0], declaration)
         return list(needed.values())
 
+    def retry_wait(self, attempt: int) -> float:
+        """Seconds retry number ``attempt`` (1 for the first) waits: doubling, capped."""
+        if self.retry_delay <= 0:
+            return 0.0
+        doublings = min(max(attempt - 1, 0), 64)
+        return float(min(self.retry_backoff_max, self.retry_delay * 2**doublings))
+
     @property
     def bounded_retries(self) -> bool:
         """False for asyncworker's behaviour: REQUEUE is a plain broker requeue."""
@@ -374,6 +428,7 @@ class ConsumerSettings:
             raise fail(consumer, "queues", "is required: name at least one queue to consume")
         check_handle(consumer)
         check_model_fits(consumer)
+        check_backoffs(consumer)
         return cls(
             **{
                 **declared,
@@ -383,6 +438,9 @@ class ConsumerSettings:
                 "prefetch": effective_prefetch(consumer),
                 "queue_arguments": dict(consumer.queue_arguments),
                 "retry_delay": float(consumer.retry_delay),
+                "retry_backoff_max": float(consumer.retry_backoff_max),
+                "outage_backoff": float(consumer.outage_backoff),
+                "outage_backoff_max": float(consumer.outage_backoff_max),
                 "handler_timeout": None
                 if consumer.handler_timeout is None
                 else float(consumer.handler_timeout),
@@ -391,6 +449,23 @@ class ConsumerSettings:
 
 
 STRICT_KEYS_CONVERTER = json_converter(forbid_extra_keys=True)
+
+
+def check_backoffs(consumer: type["BulkConsumer"]) -> None:
+    """A cap below its first step would make the backoff shrink."""
+    if consumer.outage_backoff_max < consumer.outage_backoff:
+        raise fail(
+            consumer,
+            "outage_backoff_max",
+            f"is {consumer.outage_backoff_max!r}, below outage_backoff="
+            f"{consumer.outage_backoff!r}: the waits would never grow",
+        )
+    if consumer.retry_delay > 0 and consumer.retry_backoff_max < consumer.retry_delay:
+        raise fail(
+            consumer,
+            "retry_backoff_max",
+            f"is {consumer.retry_backoff_max!r}, below retry_delay={consumer.retry_delay!r}",
+        )
 
 
 def check_model_fits(consumer: type["BulkConsumer"]) -> None:
@@ -476,6 +551,10 @@ class BulkConsumer(abc.ABC):
     dead_letter_queue: ClassVar[str | None]
     max_retries: ClassVar[int | None]
     retry_delay: ClassVar[float]
+    retry_backoff_max: ClassVar[float]
+    outage_errors: ClassVar[tuple[type[BaseException], ...]]
+    outage_backoff: ClassVar[float]
+    outage_backoff_max: ClassVar[float]
     isolate_failures: ClassVar[bool]
     handler_timeout: ClassVar[float | None]
     model: ClassVar[Any]

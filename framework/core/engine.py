@@ -10,9 +10,12 @@ event (see :mod:`framework.core.watch`).
 """
 
 import asyncio
+import datetime
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+import attrs
 
 from framework.core.abc import Clock, EventLog, Handler, MovePublisher, QueueDeclarer
 from framework.core.actions import Actions
@@ -22,6 +25,7 @@ from framework.core.decoding import body_decoder, undecodable
 from framework.core.handler_call import is_exit_request, start_call, stop_call
 from framework.core.message import Message
 from framework.core.moves import Mover
+from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT, OutageGuard
 from framework.core.routing import Move, OutcomeKind, Router, Verdict, describe_error
 from framework.core.settlement import SettlementReport, Settler
 from framework.core.watch import (
@@ -32,6 +36,8 @@ from framework.core.watch import (
     HandleCall,
     HandleEnd,
     Outcome,
+    Pause,
+    Resume,
     Watcher,
     Watchers,
 )
@@ -72,6 +78,29 @@ BROKER_KINDS = {
 }
 
 
+@attrs.define
+class BulkResult:
+    """What a bulk's ``handle`` calls came to: the failed messages, and those the outage holds."""
+
+    failures: dict[int, BaseException] = attrs.Factory(dict)
+    held: dict[int, Message[Any]] = attrs.Factory(dict)
+    outage: str = ""
+
+    def hold(self, messages: Sequence[Message[Any]], why: str, *, undecided: bool) -> None:
+        """Hold ``messages`` (only those without a decision of their own when ``undecided``)."""
+        for message in messages:
+            if not undecided or message.decision is None:
+                self.held[id(message)] = message
+        self.outage = self.outage or why
+
+    def note_unavailable(self, messages: Sequence[Message[Any]]) -> None:
+        """Hold the messages ``handle`` marked with ``unavailable()``."""
+        for message in messages:
+            if message.sink_unavailable:
+                self.held[id(message)] = message
+                self.outage = self.outage or (message.decision_reason or "marked unavailable")
+
+
 class BulkEngine:
     """Collects messages into bulks, calls the handler, settles the results.
 
@@ -87,6 +116,8 @@ class BulkEngine:
             graceful stop. The engine itself keeps running.
         cancel_grace: seconds a cancelled ``handle`` call (timed out, or the worker
             cancelled) may take to end before it is abandoned.
+        consumer_timeout: the broker's delivery timeout in seconds: messages held
+            while the sink is unavailable are given back after half of it.
         watcher: told of arrivals, bulks, ``handle`` calls and settlements
             (more can be added with :meth:`watch`).
     """
@@ -105,6 +136,7 @@ class BulkEngine:
         on_exit_request: ExitRequestCallback | None = None,
         cancel_grace: float = CANCEL_GRACE,
         watcher: Watcher | None = None,
+        consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT,
     ) -> None:
         self.settings = settings
         self._handler = handler
@@ -128,6 +160,7 @@ class BulkEngine:
         self.watchers = Watchers()
         if watcher is not None:
             self.watchers.add(watcher)
+        self._consumer_timeout = consumer_timeout
         self._start_empty()
 
     def _start_empty(self) -> None:
@@ -145,6 +178,9 @@ class BulkEngine:
         self._exit_requests: list[BaseException] = []
         self._abandoned: set[asyncio.Task[BaseException | None]] = set()
         self._drops_to_report = 0
+        self.outage = OutageGuard(
+            self.settings, self._clock, self._wake.set, consumer_timeout=self._consumer_timeout
+        )
         self.bulks_handled = 0
         self.handle_calls = 0
         self.dropped_closed = 0
@@ -158,6 +194,11 @@ class BulkEngine:
     @property
     def buffered(self) -> int:
         return self._buffers.total
+
+    @property
+    def paused(self) -> bool:
+        """The sink is unavailable: no deliveries are taken until a probe gets through."""
+        return self.outage.breaker.is_open
 
     @property
     def abandoned_handlers(self) -> int:
@@ -207,6 +248,8 @@ class BulkEngine:
         """
         self.settler.ledger.track(message.delivery)
         self.watchers.received(message)
+        if not self.outage.taking_deliveries:
+            return self._give_back([message])  # sent before the pause took effect
         try:
             message.body = self.decode(message.raw, message.content_type)
         except BaseException as error:  # any type: RecursionError, even a decoder's SystemExit
@@ -219,7 +262,10 @@ class BulkEngine:
         """Record a decoded message and take it into the next bulk."""
         self.settler.ledger.track(message.delivery)
         self.watchers.received(message)
-        refusal = self._take_in(message)
+        if self.outage.taking_deliveries:
+            refusal = self._take_in(message)
+        else:
+            refusal = self._give_back([message])
         if refusal is not None:
             task = asyncio.ensure_future(refusal)
             self._refusals.add(task)
@@ -229,6 +275,7 @@ class BulkEngine:
         key_of = self._buffers.key_of
         if key_of is None:
             self._buffers.add(message)
+            self._seeking_probe_arrival()
             return None
         try:
             key = key_of(message)
@@ -239,7 +286,12 @@ class BulkEngine:
         self._buffers.add(message, key)
         if self._buffers.total + self.moves_pending >= self.settings.prefetch:
             self._wake.set()  # every prefetch slot is taken: a bulk must go
+        self._seeking_probe_arrival()
         return None
+
+    def _seeking_probe_arrival(self) -> None:
+        if self.outage.seeking_probe:
+            self._wake.set()
 
     async def refuse(self, message: Message[Any], error: DecodeError) -> None:
         """Dead-letter a message that cannot be decoded: it never reaches ``handle``."""
@@ -263,6 +315,7 @@ class BulkEngine:
     def drop_closed(self) -> int:
         """Forget buffered messages whose channel closed: the broker redelivers them."""
         dropped = self._buffers.drop_closed()
+        self.outage.held = [m for m in self.outage.held if not m.delivery.channel.is_closed]
         self.settler.ledger.forget_closed()
         self.dropped_closed += dropped
         if self._due_now():
@@ -285,7 +338,10 @@ class BulkEngine:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                await self._hand_over_due_bulks()
+                if self.outage.breaker.is_open:
+                    await self._while_paused()
+                else:
+                    await self._hand_over_due_bulks()
                 if self._bulk_failure is not None:
                     raise self._bulk_failure  # as it would have from an awaited bulk
                 if self._drops_to_report:
@@ -300,7 +356,11 @@ class BulkEngine:
 
     async def _hand_over_due_bulks(self) -> None:
         concurrent = self.settings.max_concurrent_bulks
-        while len(self._running) < concurrent and (bulk := self._take_due_bulk()) is not None:
+        while (
+            len(self._running) < concurrent
+            and not self.outage.breaker.is_open
+            and (bulk := self._take_due_bulk()) is not None
+        ):
             if concurrent == 1:
                 self._busy = True
                 try:
@@ -349,22 +409,126 @@ class BulkEngine:
             extra={"consumer": self.settings.name, "dropped": dropped},
         )
 
-    async def process(self, bulk: Bulk) -> SettlementReport:
+    async def process(self, bulk: Bulk, *, probe: bool = False) -> SettlementReport:
         """Call the handler on one bulk and settle every message of it.
 
         ``handle`` gets a copy of the bulk's messages: whatever it does to its
-        list, settlement goes by ``bulk``, each message exactly once.
+        list, settlement goes by ``bulk``, each message exactly once. A
+        ``probe`` tries the sink while the breaker is open: unless it meets
+        the outage again, the consumer resumes.
         """
         started = self._clock.now()
-        failures = await self._run(bulk)
+        result = await self._run(bulk)
         self.bulks_handled += 1
-        verdicts = [self._verdict(m, failures.get(id(m))) for m in bulk.messages]
+        failures, held = result.failures, result.held
+        verdicts = [
+            self._verdict(m, failures.get(id(m))) for m in bulk.messages if id(m) not in held
+        ]
         report, kinds = await self._settle(verdicts)
         seconds = self._clock.now() - started
-        self.watchers.bulk_done(BulkDone(bulk, seconds, kinds, bool(failures)))
+        self.watchers.bulk_done(BulkDone(bulk, seconds, kinds, bool(failures or held)))
+        if held:
+            kept = [m for m in bulk.messages if id(m) in held]
+            await self._on_outage(kept, result.outage, started - bulk.waited, probe=probe)
+        elif probe:
+            await self._recovered()
         if self._exit_requests:
             self._pass_exit_requests()
         return report
+
+    async def _while_paused(self) -> None:
+        """The breaker is open: give back in time, probe when due, stop when asked."""
+        outage = self.outage
+        if self._closing:
+            await self._give_back(outage.stop() + self._buffers.take_everything())
+            return
+        if outage.hold_expired():
+            await self._log.info(
+                "held messages given back before the broker's consumer timeout",
+                extra={"consumer": self.settings.name, "messages": len(outage.held)},
+            )
+            await self._give_back(outage.release())
+        if self._running or not outage.breaker.probe_due():
+            return
+        if outage.seeking_probe:
+            if self._buffers.total:
+                self._buffers.force_all(FlushReason.PROBE)
+                bulk = self._take_due_bulk()
+                if bulk is not None:
+                    await self._probe(bulk)
+            return
+        held = [m for m in outage.release() if not m.delivery.channel.is_closed]
+        if held:
+            waited = self._clock.now() - outage.delivered_at
+            await self._probe(Bulk(self.settings.name, held, FlushReason.PROBE, waited))
+            return
+        outage.seeking_probe = True  # nothing held: the next delivery is the probe
+        await outage.intake.resume()
+
+    async def _probe(self, bulk: Bulk) -> None:
+        self.outage.breaker.probes += 1
+        for message in bulk.messages:
+            message.forget_decision()
+        self._busy = True
+        try:
+            await self.process(bulk, probe=True)
+        finally:
+            self._busy = False
+
+    async def _on_outage(
+        self, held: list[Message[Any]], error: str, delivered_at: float, *, probe: bool
+    ) -> None:
+        """The sink is unavailable: pause, hold ``held`` for the probe, give back the rest."""
+        outage = self.outage
+        if outage.breaker.is_open and not probe:
+            await self._give_back(held)  # a bulk that ran beside the one that tripped it
+            return
+        first = not outage.breaker.is_open
+        consuming = first or outage.seeking_probe
+        wait = outage.trip(error)
+        if self._closing:
+            await self._give_back(held)
+        else:
+            outage.hold(held, delivered_at)
+        if consuming:
+            await outage.intake.pause()
+        await self._give_back(self._buffers.take_everything())
+        extra = {
+            "consumer": self.settings.name,
+            "error": error,
+            "held": len(outage.held),
+            "next_probe_in": round(wait, 3),
+            "next_probe_at": wall_time_in(wait),
+        }
+        if first:
+            await self._log.warning("sink unavailable: consumer paused", extra=extra)
+            self.watchers.paused(Pause(self.settings.name, error, wait, len(outage.held)))
+        else:
+            await self._log.info("probe failed: sink still unavailable", extra=extra)
+
+    async def _recovered(self) -> None:
+        probes = self.outage.breaker.probes
+        lasted = self.outage.close()
+        await self.outage.intake.resume()
+        await self._log.warning(
+            "sink available again: consumer resumed",
+            extra={"consumer": self.settings.name, "paused_seconds": round(lasted, 3)},
+        )
+        self.watchers.resumed(Resume(self.settings.name, lasted, probes))
+        self._wake.set()
+
+    async def _give_back(self, messages: Sequence[Message[Any]]) -> None:
+        """Requeue ``messages`` to the broker: not handled, not counted as an attempt."""
+        if not messages:
+            return
+        report = await self.settler.settle([(m.delivery, Actions.REQUEUE) for m in messages])
+        if self.watchers.members:
+            name = self.settings.name
+            for message in messages:
+                self._tell(
+                    Outcome(message, OutcomeKind.REQUEUE, "sink-unavailable", None, None, name)
+                )
+        await self._warn_stale(report)
 
     def _pass_exit_requests(self) -> None:
         requests, self._exit_requests = self._exit_requests, []
@@ -381,11 +545,38 @@ class BulkEngine:
             return Verdict(message, action, reason, given)
         return Verdict(message, action, "exception", given or describe_error(error))
 
-    async def _run(self, bulk: Bulk) -> dict[int, BaseException]:
-        """Handle ``bulk``; return the messages that failed, with their errors."""
+    async def _run(self, bulk: Bulk) -> BulkResult:
+        """Handle ``bulk``: the messages that failed, with their errors, and those held."""
+        result = BulkResult()
         error = await self._attempt(bulk, bulk.messages)
+        result.note_unavailable(bulk.messages)
         if error is None:
-            return {}
+            return result
+        if self.outage.is_outage(error):
+            # The sink, not the messages: those without a decision wait for it.
+            result.hold(bulk.messages, describe_error(error), undecided=True)
+            return result
+        await self._log_failure(bulk, error)
+        if not self.settings.isolate_failures or bulk.size == 1:
+            result.failures = {id(m): error for m in bulk.messages if id(m) not in result.held}
+            return result
+        result = BulkResult()  # every message is handed over again, its decision forgotten
+        await self._bisect(bulk, bulk.messages, result)
+        failures = result.failures
+        await self._log.warning(
+            "failures isolated",
+            extra={
+                "consumer": self.settings.name,
+                "bulk_size": bulk.size,
+                "failed": len(failures),
+                "failed_message_ids": [m.message_id for m in bulk.messages if id(m) in failures][
+                    :50
+                ],
+            },
+        )
+        return result
+
+    async def _log_failure(self, bulk: Bulk, error: BaseException) -> None:
         await self._log.error(
             "handle raised",
             extra={
@@ -398,38 +589,35 @@ class BulkEngine:
             },
             exc_info=error,
         )
-        if not self.settings.isolate_failures or bulk.size == 1:
-            return {id(message): error for message in bulk.messages}
-        failures: dict[int, BaseException] = {}
-        await self._bisect(bulk, bulk.messages, failures)
-        await self._log.warning(
-            "failures isolated",
-            extra={
-                "consumer": self.settings.name,
-                "bulk_size": bulk.size,
-                "failed": len(failures),
-                "failed_message_ids": [m.message_id for m in bulk.messages if id(m) in failures][
-                    :50
-                ],
-            },
-        )
-        return failures
 
-    async def _bisect(
-        self, bulk: Bulk, part: Sequence[Message[Any]], failures: dict[int, BaseException]
-    ) -> None:
-        # Each half runs again alone; only what still fails alone is a failure.
+    async def _bisect(self, bulk: Bulk, part: Sequence[Message[Any]], result: BulkResult) -> bool:
+        """Run each half again alone; only what still fails alone is a failure.
+
+        False when the sink became unavailable on the way: the half that met
+        it and every half not tried yet are held.
+        """
         middle = len(part) // 2
-        for half in (part[:middle], part[middle:]):
+        halves = (part[:middle], part[middle:])
+        for index, half in enumerate(halves):
             for message in half:
                 message.forget_decision()
             error = await self._attempt(bulk, half)
-            if error is None:
+            result.note_unavailable(half)
+            if self.outage.is_outage(error):
+                assert error is not None
+                result.hold(half, describe_error(error), undecided=True)
+            elif error is None:
                 continue
-            if len(half) == 1:
-                failures[id(half[0])] = error
-            else:
-                await self._bisect(bulk, half, failures)
+            elif len(half) == 1:
+                if id(half[0]) not in result.held:
+                    result.failures[id(half[0])] = error
+                continue
+            elif await self._bisect(bulk, half, result):
+                continue
+            for untried in halves[index + 1 :]:
+                result.hold(untried, result.outage, undecided=False)
+            return False
+        return True
 
     async def _attempt(self, bulk: Bulk, part: Sequence[Message[Any]]) -> BaseException | None:
         """One ``handle`` call on a list of its own; what it raised, or None."""
@@ -536,6 +724,12 @@ class BulkEngine:
     def moves_pending(self) -> int:
         """Retry and dead-letter copies not yet carried out (unconfirmed or held)."""
         return self._mover.pending
+
+
+def wall_time_in(seconds: float) -> str:
+    """The wall-clock time ``seconds`` from now, for log lines people read."""
+    moment = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+    return moment.isoformat(timespec="seconds")
 
 
 def worker_name() -> str | None:

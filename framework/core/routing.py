@@ -111,7 +111,7 @@ class Router:
             self._reject(exhausted, attempts, settle, moves)
             return
         message = verdict.message
-        delay = self.settings.retry_delay
+        delay = self.settings.retry_wait(attempts)
         routing_key = self.settings.retry_queue_for(message.queue) or message.queue
         moves.append(
             Move(

@@ -25,6 +25,7 @@ class FlushReason(enum.StrEnum):
     SHUTDOWN = "shutdown"  # the consumer is stopping: what is buffered is handed over
     FORCED = "forced"  # flush_now() asked for it
     PRESSURE = "pressure"  # the buffer holds as many messages as it may
+    PROBE = "probe"  # the sink was unavailable: this bulk tries it again
 
 
 @attrs.frozen
@@ -102,6 +103,28 @@ class BulkDone:
 
 
 @attrs.frozen
+class Pause:
+    """A consumer stopped taking deliveries: its sink is unavailable.
+
+    ``error`` is what said so; the first probe comes ``next_probe_in`` seconds later.
+    """
+
+    consumer: str
+    error: str
+    next_probe_in: float
+    held: int
+
+
+@attrs.frozen
+class Resume:
+    """A probe got through: the consumer takes deliveries again after ``paused`` seconds."""
+
+    consumer: str
+    paused: float
+    probes: int
+
+
+@attrs.frozen
 class TaskRun:
     """One run of a periodic task: ``outcome`` is ``success`` or ``error``."""
 
@@ -132,6 +155,12 @@ class Watcher:
     def settled(self, outcome: Outcome) -> None:
         """A message was settled: acked, requeued, rejected, retried or dead-lettered."""
 
+    def paused(self, pause: Pause) -> None:
+        """A consumer's breaker opened: it takes no deliveries until a probe gets through."""
+
+    def resumed(self, resume: Resume) -> None:
+        """A consumer's breaker closed: it consumes again."""
+
     def task_ran(self, run: TaskRun) -> None:
         """A periodic task's run ended."""
 
@@ -146,6 +175,8 @@ EVENTS = (
     "call_ended",
     "bulk_done",
     "settled",
+    "paused",
+    "resumed",
     "task_ran",
     "task_skipped",
 )
@@ -206,6 +237,14 @@ class Watchers(Watcher):
     def settled(self, outcome: Outcome) -> None:
         for listener in self._listeners["settled"]:
             listener(outcome)
+
+    def paused(self, pause: Pause) -> None:
+        for listener in self._listeners["paused"]:
+            listener(pause)
+
+    def resumed(self, resume: Resume) -> None:
+        for listener in self._listeners["resumed"]:
+            listener(resume)
 
     def task_ran(self, run: TaskRun) -> None:
         for listener in self._listeners["task_ran"]:

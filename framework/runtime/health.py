@@ -68,6 +68,7 @@ def readiness(
             up, None if up else "connection down: reconnecting"
         )
     for runner in runners:
+        components[f"breaker:{runner.settings.name}"] = breaker_component(runner.engine)
         consuming = set(runner.subscription.consuming)
         for queue in runner.settings.queues:
             registered = queue in consuming
@@ -75,3 +76,15 @@ def readiness(
                 registered, None if registered else "no consumer registered on the broker"
             )
     return Health(components)
+
+
+def breaker_component(engine: Any) -> Component:
+    """Paused is alive but not ready: the worker is sound, its sink is not."""
+    if not engine.paused:
+        return Component(True)
+    breaker = engine.outage.breaker
+    return Component(
+        False,
+        f"paused: sink unavailable for {breaker.paused_seconds:.0f}s ({breaker.error}); "
+        f"{breaker.probes} probes so far",
+    )

@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from framework.core.routing import OutcomeKind
-from framework.core.watch import Bulk, HandleEnd, Outcome, TaskRun, Watcher
+from framework.core.watch import Bulk, HandleEnd, Outcome, Pause, TaskRun, Watcher
 from framework.runtime.process import cancelled
 
 SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -90,6 +90,22 @@ MOVES_PENDING = Gauge(
     ["consumer"],
     multiprocess_mode="livesum",
 )
+CONSUMER_PAUSED = Gauge(
+    "bulkworker_consumer_paused",
+    "1 while the consumer's breaker is open: its sink is unavailable, it takes no deliveries.",
+    ["consumer"],
+    multiprocess_mode="livemax",
+)
+CONSUMER_OUTAGES = Counter(
+    "bulkworker_consumer_outages",
+    "Times the consumer paused because its sink was unavailable.",
+    ["consumer"],
+)
+CONSUMER_PAUSED_SECONDS = Counter(
+    "bulkworker_consumer_paused_seconds",
+    "Seconds the consumer spent paused with its sink unavailable, the current pause included.",
+    ["consumer"],
+)
 BULK_SIZE_SETTING = Gauge(
     "bulkworker_bulk_size_setting",
     "The consumer's bulk_size setting, to compute fill ratios.",
@@ -150,6 +166,9 @@ class ConsumerMetrics(Watcher):
             )
         child.inc()
 
+    def paused(self, pause: Pause) -> None:
+        CONSUMER_OUTAGES.labels(self.consumer).inc()
+
 
 class TaskMetrics(Watcher):
     """Runs and skipped ticks of periodic tasks."""
@@ -176,6 +195,7 @@ class Sampler:
         self._runners = runners
         self._connections = connections
         self._task: asyncio.Task[None] | None = None
+        self._paused_seconds: dict[str, float] = {}  # what the counters hold, by consumer
 
     def refresh(self) -> None:
         """Sample every gauge now."""
@@ -185,11 +205,20 @@ class Sampler:
             BUFFERED.labels(name).set(engine.buffered)
             OLDEST_BUFFERED.labels(name).set(engine.oldest_buffered_seconds)
             MOVES_PENDING.labels(name).set(engine.moves_pending)
+            self._sample_breaker(name, engine)
             consuming = set(runner.subscription.consuming)
             for queue in runner.settings.queues:
                 CONSUMERS_ACTIVE.labels(name, queue).set(1 if queue in consuming else 0)
         for name, purpose, connection in self._connections():
             CONNECTION_UP.labels(name, purpose).set(1 if is_up(connection) else 0)
+
+    def _sample_breaker(self, name: str, engine: Any) -> None:
+        CONSUMER_PAUSED.labels(name).set(1 if engine.paused else 0)
+        paused = engine.outage.breaker.paused_seconds
+        counted = self._paused_seconds.get(name, 0.0)
+        if paused > counted:
+            CONSUMER_PAUSED_SECONDS.labels(name).inc(paused - counted)
+            self._paused_seconds[name] = paused
 
     def start(self) -> None:
         if self._task is None:

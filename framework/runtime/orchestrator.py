@@ -42,8 +42,7 @@ from framework.runtime.runner import ConsumerRunner
 from framework.runtime.settings import Deployment, deployment_of
 from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
 
-# RabbitMQ's default consumer_timeout, and the share of it that earns a warning.
-BROKER_ACK_TIMEOUT = 1800.0
+# The share of the broker's consumer_timeout that earns a warning.
 ACK_TIMEOUT_WARNING = 0.8
 HookT = TypeVar("HookT", bound=HookFunction)
 
@@ -280,6 +279,7 @@ class Orchestrator:
             log=self._log,
             publisher=publisher,
             reconnect_max_delay=self.settings.reconnect_max_delay,
+            consumer_timeout=self.settings.consumer_timeout,
             on_exit_request=functools.partial(self._on_exit_request, settings.name),
             watcher=self._observed().consumer_watcher(self.watchers, settings),
         )
@@ -302,13 +302,14 @@ class Orchestrator:
         # RabbitMQ closes a channel whose delivery stays unacked past its
         # consumer timeout (30 minutes by default), requeueing everything on it.
         worst_case = settings.flush_interval + (settings.handler_timeout or 0.0)
-        if self._log is not None and worst_case >= ACK_TIMEOUT_WARNING * BROKER_ACK_TIMEOUT:
+        broker_ack_timeout = self.settings.consumer_timeout
+        if self._log is not None and worst_case >= ACK_TIMEOUT_WARNING * broker_ack_timeout:
             await self._log.warning(
                 "flush_interval plus handler_timeout come near RabbitMQ's consumer ack timeout",
                 extra={
                     "consumer": settings.name,
                     "seconds": worst_case,
-                    "broker_ack_timeout": BROKER_ACK_TIMEOUT,
+                    "broker_ack_timeout": broker_ack_timeout,
                     "handler_timeout": settings.handler_timeout,
                 },
             )

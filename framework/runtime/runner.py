@@ -12,6 +12,7 @@ from framework.amqp.subscription import Subscription
 from framework.core.abc import Clock, EventLog, Handler, MovePublisher
 from framework.core.consumer import ConsumerSettings
 from framework.core.engine import BulkEngine
+from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT
 from framework.core.settlement import Settler
 from framework.core.watch import Watcher
 
@@ -29,6 +30,7 @@ class ConsumerRunner:
         log: EventLog,
         publisher: MovePublisher,
         reconnect_max_delay: float,
+        consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT,
         on_exit_request: Callable[[BaseException], None] | None = None,
         watcher: Watcher | None = None,
     ) -> None:
@@ -47,10 +49,13 @@ class ConsumerRunner:
             on_exit_request=on_exit_request,
             settler=Settler(gone_errors=CHANNEL_GONE_ERRORS),
             watcher=watcher,
+            consumer_timeout=consumer_timeout,
         )
         self.subscription = Subscription(
             connection, self.engine, log, reconnect_max_delay=reconnect_max_delay
         )
+        # While the sink is unavailable, the engine pauses the broker's deliveries.
+        self.engine.outage.intake = self.subscription
         self.worker: asyncio.Task[None] | None = None
         self._log = log
 

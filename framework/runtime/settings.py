@@ -179,6 +179,15 @@ SETTINGS = (
         "dead-letter copy the broker refused (the pause doubles up to it)",
     ),
     Setting(
+        "consumer_timeout",
+        "BULKWORKER_CONSUMER_TIMEOUT",
+        1800.0,
+        positive_seconds,
+        "the broker's `consumer_timeout` in seconds (RabbitMQ's default: 30 min): while a "
+        "sink is unavailable, held messages are given back after half of it; a queue's own "
+        "`x-consumer-timeout` argument counts when shorter",
+    ),
+    Setting(
         "shutdown_timeout",
         "BULKWORKER_SHUTDOWN_TIMEOUT",
         30.0,
@@ -225,6 +234,7 @@ class Deployment:
 
     connect_timeout: float
     reconnect_max_delay: float
+    consumer_timeout: float
     shutdown_timeout: float
     # Named connections: BULKWORKER_AMQP_URL_<NAME>, or config.amqp_urls.<name>.
     amqp_urls: Mapping[str, str] = attrs.field(factory=dict)

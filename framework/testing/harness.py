@@ -85,6 +85,7 @@ class ConsumerHarness:
         self.log = RecordingLog()
         self.bulks: list[list[Any]] = []
         self.outcomes: list[Any] = []
+        self._engines: list[Any] = []
         self.publisher = RecordingPublisher()
         self._mode: _FakeBroker | _RealBroker | None = None
         self._overridden: list[str] = []
@@ -142,6 +143,7 @@ class ConsumerHarness:
 
     def watch(self, engine: Any) -> None:
         """Record what ``engine`` hands to ``handle`` and what becomes of each message."""
+        self._engines.append(engine)
         engine.observe(self.outcomes.append)
         engine.observe_bulks(lambda bulk: self.bulks.append([m.body for m in bulk]))
 
@@ -200,8 +202,15 @@ class ConsumerHarness:
 
         In memory, the clock jumps to each retry as it comes due, so a message
         retried with ``retry_delay`` runs out its attempts without any sleeping.
+        A consumer whose sink became unavailable is paused (:attr:`paused`):
+        drain returns then, and :meth:`advance` moves on to its probes.
         """
         await self.mode.drain()
+
+    @property
+    def paused(self) -> bool:
+        """The consumer's breaker is open: its sink was unavailable, it holds its bulk."""
+        return any(engine.paused for engine in self._engines)
 
     async def advance(self, seconds: float) -> None:
         """Move the harness clock (flush intervals, retry delays), then let due work run."""
@@ -307,7 +316,8 @@ class _FakeBroker:
             if move.routing_key == queue:
                 self._redeliver(move, queue, 0.0)
             elif move.routing_key == self.settings.retry_queue_for(queue):
-                self._redeliver(move, queue, self.settings.retry_delay)
+                # The copy's expiration is its wait: retry_delay, doubled per attempt.
+                self._redeliver(move, queue, int(move.expiration or 0) / 1000.0)
 
     def _redeliver(self, move: Move, queue: str, delay: float) -> None:
         original = move.message
@@ -347,6 +357,8 @@ class _FakeBroker:
         clock = self.harness.clock
         for _ in range(10_000):
             await self.flush()
+            if self.engine.paused:
+                return  # it waits for its sink: advance() runs the probes
             due = clock.next_due()
             if due is None:
                 return
