@@ -447,3 +447,24 @@ def test_retries_wait_twice_as_long_each_time_up_to_the_cap(channel) -> None:
         _, [move] = router.route([Verdict(message, Actions.REQUEUE, "exception", "boom")])
         expirations.append(move.expiration)
     assert ["2000", "4000", "8000", "16000", "20000", "20000"] == expirations
+
+
+async def test_with_group_by_one_keys_outage_pauses_every_key(
+    clock, channel, publisher, intake, make_paused_engine
+) -> None:
+    """group_by: key a fails with an outage; key b's buffered messages go back; a is probed."""
+    sink = Sink()
+    engine = make_paused_engine(sink, group_by=lambda m: m.body["key"], bulk_size=2, prefetch=8)
+    task = await started(engine)
+    for tag, key in [(1, "b"), (2, "a"), (3, "a")]:
+        engine.accept(make_message({"key": key}, channel=channel, tag=tag))
+    await let_run()
+    assert engine.paused
+    assert {1: "requeue"} == settled(channel)
+    assert [2, 3] == [m.delivery.tag for m in engine.outage.held]
+    sink.down = False
+    await advance(clock, 1.5)
+    assert not engine.paused
+    assert {1: "requeue", 2: "ack", 3: "ack"} == settled(channel)
+    assert [] == publisher.published
+    await stopped(engine, task)

@@ -138,11 +138,12 @@ def test_list_prints_effective_settings() -> None:
         "dead_letter_queue",
         "max_retries",
         "retry_delay",
+        "outage_backoff",
         "max_concurrent_bulks",
         "connection",
     ]
     expected = ["EnvConsumer", "q.listed", "25", "50", "600s", "ACK", "REQUEUE", "True", "-"]
-    assert [*expected, "{queue}.dlq", "5", "0s", "1", "default"] == row.split()
+    assert [*expected, "{queue}.dlq", "5", "0s", "1s", "1", "default"] == row.split()
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["list"]])

@@ -237,3 +237,38 @@ def read_lines(process: subprocess.Popen[str], lines: list[str]) -> None:
     assert process.stdout is not None
     for line in process.stdout:
         lines.append(line.rstrip())
+
+
+async def test_a_reconnect_while_paused_waits_for_the_probe_before_consuming(
+    broker: Broker, proxy: Any
+) -> None:
+    """A cut while paused: the new channel consumes nothing until a probe gets through."""
+    queue = broker.queue_name("paused-cut")
+    sink = ToggledSink()
+    container, log = recorded(proxy.url + "?reconnect_interval=0.2", log_stats_interval=0)
+
+    class Cut(BulkConsumer):
+        queues = [queue]
+        bulk_size = 10
+        flush_interval = 0.2
+        outage_backoff = 3
+        outage_backoff_max = 3
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            await sink.write([m.body["id"] for m in messages])
+
+    async with Orchestrator([Cut], container) as orchestrator:
+        runner = orchestrator.runners[0]
+        await broker.publish_ids(queue, range(30))
+        await wait_until(lambda: runner.engine.paused)
+        connections = proxy.connections
+        proxy.cut()
+        await wait_until(lambda: proxy.connections >= connections + 2, timeout=20)
+        await asyncio.sleep(0.5)
+        assert runner.engine.paused
+        assert [] == runner.subscription.consuming
+        assert 0 == await broker.consumer_count(queue)
+        sink.down = False
+        await wait_until(lambda: set(sink.rows) == set(range(30)), timeout=30)
+        await wait_until(lambda: broker.consumer_count(queue), timeout=10)
+    assert 0 == await broker.ready_count(f"{queue}.dlq")
