@@ -12,9 +12,10 @@ FRAMEWORK = Path(__file__).resolve().parent.parent / "framework"
 ALLOWED = {
     "core": set(),
     "amqp": {"core"},
-    "runtime": {"core", "amqp"},
-    "testing": {"core", "amqp", "runtime"},
-    "cli": {"core", "amqp", "runtime"},
+    "sinks": {"core"},
+    "runtime": {"core", "amqp", "sinks"},
+    "testing": {"core", "amqp", "runtime", "sinks"},
+    "cli": {"core", "amqp", "runtime", "sinks"},
 }
 CLIENT_LIBRARIES = ("aio_pika", "aiormq", "pamqp", "aiologger", "dependency_injector")
 LONGEST_FUNCTION = 40
