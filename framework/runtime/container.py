@@ -1,5 +1,6 @@
 """The dependency-injector container every application starts from."""
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from dependency_injector import containers, providers
@@ -12,7 +13,16 @@ from framework.runtime.resources import (
     open_publisher,
     open_publishers,
 )
-from framework.runtime.settings import resolve_deployment
+from framework.runtime.settings import Deployment, resolve_deployment
+from framework.sinks.pool import PoolOnDemand, open_pool_on_demand, pool_of
+
+
+async def open_postgres(settings: Deployment) -> AsyncIterator[PoolOnDemand]:
+    """Container resource: the deployment's PostgreSQL pool, made on first use."""
+    async for pools in open_pool_on_demand(
+        settings.postgres_dsn, settings.postgres_pool_size, settings.shutdown_timeout
+    ):
+        yield pools
 
 
 class Container(containers.DeclarativeContainer):
@@ -27,6 +37,9 @@ class Container(containers.DeclarativeContainer):
     ``connections`` and ``publishers`` give those of a named connection
     (``await publishers.of("analytics")``; its URL from
     ``BULKWORKER_AMQP_URL_ANALYTICS``), each opened when first asked for.
+    ``postgres`` is an ``asyncpg.Pool`` on ``BULKWORKER_POSTGRES_DSN`` (the
+    ``postgres`` extra), made when a consumer or task first asks for it and
+    closed on shutdown before the logger.
     """
 
     config = providers.Configuration()
@@ -41,6 +54,8 @@ class Container(containers.DeclarativeContainer):
         open_publishers, settings=settings, logger=logger, default=publisher
     )
     state = providers.Singleton[dict[str, Any]](dict)
+    postgres_on_demand = providers.Resource(open_postgres, settings=settings)
+    postgres = providers.Singleton(pool_of, postgres_on_demand)
 
 
 __all__ = ["Container", "open_connection", "redact"]

@@ -188,6 +188,30 @@ SETTINGS = (
         "`x-consumer-timeout` argument counts when shorter",
     ),
     Setting(
+        "postgres_dsn",
+        "BULKWORKER_POSTGRES_DSN",
+        None,
+        text,
+        "the PostgreSQL database of the container's `postgres` pool "
+        "(`postgresql://user:password@host:5432/database`), opened when a consumer or task "
+        'first asks for `Provide["postgres"]`; unset: asking for it fails the start',
+    ),
+    Setting(
+        "postgres_pool_size",
+        "BULKWORKER_POSTGRES_POOL_SIZE",
+        10,
+        workers,
+        "the most connections the `postgres` pool opens",
+    ),
+    Setting(
+        "inbox_retention",
+        "BULKWORKER_INBOX_RETENTION",
+        604800.0,
+        positive_seconds,
+        "seconds a bulk inbox remembers a message id (`604800`: 7 days); `InboxPruning` "
+        "deletes older ones",
+    ),
+    Setting(
         "shutdown_timeout",
         "BULKWORKER_SHUTDOWN_TIMEOUT",
         30.0,
@@ -236,6 +260,9 @@ class Deployment:
     reconnect_max_delay: float
     consumer_timeout: float
     shutdown_timeout: float
+    postgres_dsn: str | None = attrs.field(repr=False)
+    postgres_pool_size: int
+    inbox_retention: float
     # Named connections: BULKWORKER_AMQP_URL_<NAME>, or config.amqp_urls.<name>.
     amqp_urls: Mapping[str, str] = attrs.field(factory=dict)
 
