@@ -15,8 +15,10 @@ columns it is an upsert. Needs the ``postgres`` extra (asyncpg).
 """
 
 import hashlib
-from collections.abc import Callable, Sequence
-from typing import Any
+import operator
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import asyncpg
 
@@ -33,6 +35,9 @@ ROW_NUMBER = "bulkworker_row"
 CLIENT_OUTAGES = (OSError, TimeoutError, asyncpg.InterfaceError)
 # A value asyncpg cannot encode for its column: wrapped when bound, raw inside COPY.
 ENCODING_ERRORS = (asyncpg.DataError, TypeError, ValueError, ArithmeticError)
+STORED = ItemResult(ItemOutcome.STORED)
+# What a row's own error can mean for it.
+ROW_OUTCOMES = (ItemOutcome.BAD_ITEM, ItemOutcome.ALREADY_STORED)
 
 
 def quote(identifier: str) -> str:
@@ -54,6 +59,16 @@ def describe(error: BaseException) -> str:
     return f"{described} ({detail})" if detail else described
 
 
+@asynccontextmanager
+async def acquired(target: Any) -> AsyncIterator[Any]:
+    """A connection: taken from ``target`` if it is a pool, else ``target`` itself."""
+    if hasattr(target, "acquire"):
+        async with target.acquire() as connection:
+            yield connection
+    else:
+        yield target
+
+
 def outcome_of_error(error: Exception) -> ItemOutcome | None:
     """What ``error`` means for the rows it met; None: raise it as it is."""
     if isinstance(error, asyncpg.PostgresError):
@@ -63,10 +78,6 @@ def outcome_of_error(error: Exception) -> ItemOutcome | None:
     if isinstance(error, CLIENT_OUTAGES):
         return ItemOutcome.UNAVAILABLE
     return None
-
-
-class RetryWrite(Exception):
-    """A transient conflict (deadlock, serialization): the whole write is tried again later."""
 
 
 class PostgresSink:
@@ -101,8 +112,11 @@ class PostgresSink:
         self.conflict = tuple(conflict)
         self.update = tuple(update)
         self.schema = schema
-        self._row = row or self._row_of_body
         check_columns(self)
+        self._row = row or self._row_of_body
+        # itemgetter/attrgetter: a row per message in C, a quarter of a generator's cost.
+        self._by_key = as_tuple(operator.itemgetter(*self.columns), len(self.columns))
+        self._by_attribute = as_tuple(operator.attrgetter(*self.columns), len(self.columns))
         self._target = (quote(schema) + "." if schema else "") + quote(table)
         digest = hashlib.sha256(self._target.encode()).hexdigest()[:16]
         self._stage_name = f"bulkworker_stage_{digest}"
@@ -148,41 +162,57 @@ class PostgresSink:
         if rows:
             for index, result in await self._write_rows(target, rows):
                 results[index] = result
-        settled = [result or ItemResult(ItemOutcome.STORED) for result in results]
+        settled = [result or STORED for result in results]
         settle_items(messages, settled)
         return settled
 
     async def _write_rows(self, target: Any, rows: Numbered) -> list[tuple[int, ItemResult]]:
         try:
-            if hasattr(target, "acquire"):
-                async with target.acquire() as connection, connection.transaction():
+            async with acquired(target) as connection:
+                if connection.is_in_transaction():
                     return await self._attempt(connection, rows, staged=bool(self.update))
-            async with target.transaction():
-                return await self._attempt(target, rows, staged=bool(self.update))
-        except RetryWrite as retry:
-            return [(index, ItemResult(ItemOutcome.RETRY, str(retry))) for index, _ in rows]
-        except SinkUnavailable:
-            raise
+                return await self._in_own_transaction(connection, rows)
         except Exception as error:
-            if outcome_of_error(error) is ItemOutcome.UNAVAILABLE:
+            outcome = outcome_of_error(error)
+            if outcome is ItemOutcome.RETRY:
+                reason = f"PostgreSQL: {describe(error)}"
+                return [(index, ItemResult(ItemOutcome.RETRY, reason)) for index, _ in rows]
+            if outcome is ItemOutcome.UNAVAILABLE and not isinstance(error, SinkUnavailable):
                 raise SinkUnavailable(f"PostgreSQL: {describe(error)}") from error
             raise
+
+    async def _in_own_transaction(
+        self, connection: Any, rows: Numbered
+    ) -> list[tuple[int, ItemResult]]:
+        """The whole bulk in one transaction; only if the table refuses it, row by row in another.
+
+        Without a savepoint around the first try, a bulk that goes in whole costs
+        what a plain ``COPY`` in a transaction does.
+        """
+        staged = bool(self.update)
+        try:
+            async with connection.transaction():
+                return await self._store(connection, rows, staged)
+        except Exception as error:
+            if outcome_of_error(error) not in ROW_OUTCOMES:
+                raise
+        async with connection.transaction():
+            return await self._attempt(connection, rows, staged)
 
     async def _attempt(
         self, connection: Any, rows: Numbered, staged: bool
     ) -> list[tuple[int, ItemResult]]:
-        """Store ``rows`` in a savepoint; on a row's error, halve until each bad row is alone."""
+        """Store ``rows`` in a savepoint; on a row's error, halve until each bad row is alone.
+
+        Any other error (a conflict to retry, an outage, the program's) leaves
+        every savepoint and the transaction, and is decided by the caller.
+        """
         try:
             async with connection.transaction():
-                if staged:
-                    return await self._insert_staged(connection, rows)
-                await self._copy(connection, rows)
-                return [(index, ItemResult(ItemOutcome.STORED)) for index, _ in rows]
+                return await self._store(connection, rows, staged)
         except Exception as error:
             outcome = outcome_of_error(error)
-            if outcome is ItemOutcome.RETRY:
-                raise RetryWrite(f"PostgreSQL: {describe(error)}") from error
-            if outcome not in (ItemOutcome.BAD_ITEM, ItemOutcome.ALREADY_STORED):
+            if outcome not in ROW_OUTCOMES:
                 raise
             if outcome is ItemOutcome.ALREADY_STORED and self.conflict and not staged:
                 return await self._attempt(connection, rows, staged=True)
@@ -191,6 +221,14 @@ class PostgresSink:
         middle = len(rows) // 2
         first = await self._attempt(connection, rows[:middle], staged)
         return first + await self._attempt(connection, rows[middle:], staged)
+
+    async def _store(
+        self, connection: Any, rows: Numbered, staged: bool
+    ) -> list[tuple[int, ItemResult]]:
+        if staged:
+            return await self._insert_staged(connection, rows)
+        await self._copy(connection, rows)
+        return [(index, STORED) for index, _ in rows]
 
     async def _copy(self, connection: Any, rows: Numbered) -> None:
         await connection.copy_records_to_table(
@@ -214,13 +252,10 @@ class PostgresSink:
         )
         if self.update:
             await connection.execute(self._insert_sql())
-            return [(index, ItemResult(ItemOutcome.STORED)) for index, _ in rows]
+            return [(index, STORED) for index, _ in rows]
         inserted = {record[0] for record in await connection.fetch(self._insert_sql())}
         duplicate = ItemResult(ItemOutcome.ALREADY_STORED, "a row with this key is stored")
-        return [
-            (index, ItemResult(ItemOutcome.STORED) if index in inserted else duplicate)
-            for index, _ in rows
-        ]
+        return [(index, STORED if index in inserted else duplicate) for index, _ in rows]
 
     def _insert_sql(self) -> str:
         columns = ", ".join(map(quote, self.columns))
@@ -243,8 +278,15 @@ class PostgresSink:
     def _row_of_body(self, message: Message[Any]) -> Row:
         body = message.body
         if isinstance(body, dict):
-            return tuple(body[column] for column in self.columns)
-        return tuple(getattr(body, column) for column in self.columns)
+            return self._by_key(body)
+        return self._by_attribute(body)
+
+
+def as_tuple(getter: Callable[[Any], Any], width: int) -> Callable[[Any], Row]:
+    """``getter`` of one or more fields, always giving a tuple (one field gives a value)."""
+    if width == 1:
+        return lambda body: (getter(body),)
+    return cast(Callable[[Any], Row], getter)
 
 
 def check_columns(sink: PostgresSink) -> None:
