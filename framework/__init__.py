@@ -11,6 +11,8 @@ folders below it, and ``framework.errors`` (tests/test_architecture.py checks it
   publisher, dead-letter queues.
 - ``framework.runtime``: running consumers: settings, logging, the container,
   injection, discovery, the orchestrator and the per-consumer runner.
+- ``framework.sinks``: writing bulks to stores: per-item outcomes, the
+  PostgreSQL writer and the bulk inbox (asyncpg, imported on first use).
 - ``framework.cli`` (the ``bulkworker`` command) and ``framework.testing``
   (fakes, the consumer harness, the pytest plugin) sit on top.
 
@@ -27,6 +29,7 @@ from framework.core.message import Message
 from framework.core.periodic import PeriodicTask
 from framework.core.serialization import json_converter
 from framework.core.watch import Watcher
+from framework.sinks.items import ItemOutcome, ItemResult, settle_items
 from framework.errors import (
     BrokerUnreachableError,
     BulkworkerError,
@@ -49,12 +52,18 @@ if TYPE_CHECKING:
     from framework.amqp.publisher import Publisher
     from framework.runtime.container import Container
     from framework.runtime.orchestrator import Orchestrator
+    from framework.sinks.inbox import BulkInbox, InboxPruning
+    from framework.sinks.postgres import PostgresSink
 
 # Public names of the upper layers, and the module each comes from.
 LAZY = {
     "Publisher": "framework.amqp.publisher",
     "Container": "framework.runtime.container",
     "Orchestrator": "framework.runtime.orchestrator",
+    # The PostgreSQL adapter needs asyncpg: framework.sinks says which extra to install.
+    "PostgresSink": "framework.sinks",
+    "BulkInbox": "framework.sinks",
+    "InboxPruning": "framework.sinks",
 }
 
 
@@ -70,6 +79,7 @@ __all__ = [
     "Actions",
     "BrokerUnreachableError",
     "BulkConsumer",
+    "BulkInbox",
     "BulkworkerError",
     "ConfigurationError",
     "ConsumerDefinitionError",
@@ -80,9 +90,13 @@ __all__ = [
     "ExitRequestedError",
     "HandlerTimeoutError",
     "HookDefinitionError",
+    "InboxPruning",
+    "ItemOutcome",
+    "ItemResult",
     "Message",
     "Orchestrator",
     "PeriodicTask",
+    "PostgresSink",
     "PublishError",
     "Publisher",
     "QueueError",
@@ -92,4 +106,5 @@ __all__ = [
     "Watcher",
     "WorkerCrashedError",
     "json_converter",
+    "settle_items",
 ]

@@ -28,8 +28,8 @@ PROVIDE = cast(type, Provide)
 PROVIDER = cast(type, Provider)
 CLOSING = cast(type, Closing)
 MARKERS = (PROVIDE, PROVIDER, CLOSING)
-# Providers that make one object for everyone who asks.
-SHARED = (providers.BaseSingleton, providers.Resource)
+# Providers that make one object for everyone who asks (resources are opened at start anyway).
+SHARED = providers.BaseSingleton
 T = TypeVar("T")
 
 
@@ -92,7 +92,7 @@ async def instantiate(cls: type[T], resolver: "Resolver") -> T:
 
 
 async def make_shared(injections: list[Injection], owner: str) -> None:
-    """Make the shared services (singletons, resources) a call will be given, at start.
+    """Make the singletons a call will be given, at start.
 
     They are made once anyway; making them now turns a service that cannot be
     made (a database pool without its DSN) into a failed start instead of a

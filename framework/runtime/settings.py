@@ -19,6 +19,7 @@ from framework.amqp.urls import split_amqp_urls
 from framework.core.consumer import DEFAULT_CONNECTION, DEFAULT_FLUSH_INTERVAL
 from framework.errors import ConfigurationError
 from framework.runtime.log_format import parse_format
+from framework.sinks.pool import redact_dsn
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 NAMED_URL_PREFIX = "BULKWORKER_AMQP_URL_"
@@ -63,6 +64,17 @@ def amqp_urls(name: str, raw: str) -> str:
     """``raw`` checked to be one or more comma-separated RabbitMQ URLs, then kept as given."""
     split_amqp_urls(raw, name)
     return raw.strip()
+
+
+def postgres_dsn(name: str, raw: str) -> str:
+    """``raw`` checked to be a PostgreSQL URL; its password never appears in the error."""
+    value = raw.strip()
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigurationError(
+            f"{name} must be a URL like postgresql://user:password@host:5432/database, "
+            f"got {redact_dsn(value)!r}"
+        )
+    return value
 
 
 @attrs.frozen
@@ -188,10 +200,17 @@ SETTINGS = (
         "`x-consumer-timeout` argument counts when shorter",
     ),
     Setting(
+        "shutdown_timeout",
+        "BULKWORKER_SHUTDOWN_TIMEOUT",
+        30.0,
+        positive_seconds,
+        "seconds a graceful shutdown may take before unsettled messages are left to the broker",
+    ),
+    Setting(
         "postgres_dsn",
         "BULKWORKER_POSTGRES_DSN",
         None,
-        text,
+        postgres_dsn,
         "the PostgreSQL database of the container's `postgres` pool "
         "(`postgresql://user:password@host:5432/database`), opened when a consumer or task "
         'first asks for `Provide["postgres"]`; unset: asking for it fails the start',
@@ -210,13 +229,6 @@ SETTINGS = (
         positive_seconds,
         "seconds a bulk inbox remembers a message id (`604800`: 7 days); `InboxPruning` "
         "deletes older ones",
-    ),
-    Setting(
-        "shutdown_timeout",
-        "BULKWORKER_SHUTDOWN_TIMEOUT",
-        30.0,
-        positive_seconds,
-        "seconds a graceful shutdown may take before unsettled messages are left to the broker",
     ),
 )
 
