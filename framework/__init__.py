@@ -29,7 +29,6 @@ from framework.core.message import Message
 from framework.core.periodic import PeriodicTask
 from framework.core.serialization import json_converter
 from framework.core.watch import Watcher
-from framework.sinks.items import ItemOutcome, ItemResult, settle_items
 from framework.errors import (
     BrokerUnreachableError,
     BulkworkerError,
@@ -47,6 +46,7 @@ from framework.errors import (
     UnroutableError,
     WorkerCrashedError,
 )
+from framework.sinks.items import ItemOutcome, ItemResult, settle_items
 
 if TYPE_CHECKING:
     from framework.amqp.publisher import Publisher
