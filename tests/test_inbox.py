@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from framework import Actions, BulkConsumer, Message
+from framework import Actions, BulkConsumer, Message, SinkUnavailable
 from framework.sinks import BulkInbox, InboxPruning
 from framework.sinks.inbox import body_digest
 from framework.testing import FakeChannel, RecordingLog
@@ -151,3 +151,15 @@ async def test_pruning_deletes_only_ids_older_than_the_retention(
     kept = await fetch_values(postgres_dsn, f"SELECT message_id FROM {table} ORDER BY 1")
     assert ["now", "recent"] == kept
     assert ["inbox pruned"] == log.messages("info")
+
+
+async def test_an_unreachable_database_is_an_outage(table: str) -> None:
+    """Nothing listens: SinkUnavailable, whatever the consumer's outage_errors, nothing decided."""
+    messages = bulk(["a"])
+    async with asyncpg.create_pool(
+        "postgresql://postgres@127.0.0.1:9/x", min_size=0, max_size=1
+    ) as pool:
+        with pytest.raises(SinkUnavailable, match="PostgreSQL"):
+            async with BulkInbox("Orders", table=table).transaction(pool, messages):
+                pass
+    assert [None] == [m.decision for m in messages]

@@ -1,5 +1,7 @@
 """PostgresSink on the real PostgreSQL: each row's outcome becomes its message's decision."""
 
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -232,3 +234,28 @@ def test_a_wrong_declaration_says_what_to_fix(arguments: dict[str, Any], problem
     """Columns, conflict and update are checked when the sink is made."""
     with pytest.raises(ValueError, match=problem.replace("[", r"\[").replace("]", r"\]")):
         PostgresSink("orders", **{"columns": COLUMNS, **arguments})
+
+
+def test_without_asyncpg_the_framework_still_imports_and_says_what_to_install() -> None:
+    """No asyncpg: import framework works; PostgresSink and the pool name the extra."""
+    code = (
+        "import asyncio, sys\n"
+        "sys.modules['asyncpg'] = None\n"
+        "import framework\n"
+        "from framework.sinks.pool import PoolOnDemand\n"
+        "framework.Container()\n"
+        "try:\n"
+        "    framework.PostgresSink\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+        "try:\n"
+        "    asyncio.run(PoolOnDemand('postgresql://h/d', 1).pool())\n"
+        "except framework.ConfigurationError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "" == result.stderr
+    assert [
+        "framework.sinks.PostgresSink needs asyncpg: pip install 'bulkworker[postgres]'",
+        "the container's postgres pool needs asyncpg: pip install 'bulkworker[postgres]'",
+    ] == result.stdout.splitlines()

@@ -32,7 +32,7 @@ from framework.core.actions import Actions
 from framework.core.message import Message
 from framework.core.periodic import PeriodicTask
 from framework.sinks.items import ItemOutcome, ItemResult, settle_item
-from framework.sinks.postgres import acquired, quote
+from framework.sinks.postgres import acquired, outage_as_unavailable, quote
 
 DEFAULT_TABLE = "bulkworker_inbox"
 DUPLICATE = ItemResult(ItemOutcome.ALREADY_STORED, "committed before (bulk inbox)")
@@ -143,12 +143,16 @@ class BulkInbox:
             were rejected, requeued or marked unavailable are forgotten (a
             retry or a replayed dead letter is applied again), then the
             transaction commits; an exception rolls it all back.
+
+        Raises:
+            SinkUnavailable: PostgreSQL could not be reached or went away.
         """
-        await self.create_table(target)
-        async with acquired(target) as connection, connection.transaction():
-            fresh = await self.admit(connection, messages)
-            yield Admitted(connection, fresh)
-            await self.forget_unstored(connection, fresh)
+        with outage_as_unavailable():
+            await self.create_table(target)
+            async with acquired(target) as connection, connection.transaction():
+                fresh = await self.admit(connection, messages)
+                yield Admitted(connection, fresh)
+                await self.forget_unstored(connection, fresh)
 
     async def admit(self, connection: Any, messages: Sequence[Message[Any]]) -> list[Message[Any]]:
         """Record the ids, ack the messages seen before, and return the new ones.

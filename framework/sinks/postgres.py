@@ -16,8 +16,8 @@ columns it is an upsert. Needs the ``postgres`` extra (asyncpg).
 
 import hashlib
 import operator
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
 import asyncpg
@@ -67,6 +67,19 @@ async def acquired(target: Any) -> AsyncIterator[Any]:
             yield connection
     else:
         yield target
+
+
+@contextmanager
+def outage_as_unavailable() -> Iterator[None]:
+    """Raise an error that means PostgreSQL is unreachable as :class:`SinkUnavailable`."""
+    try:
+        yield
+    except SinkUnavailable:
+        raise
+    except Exception as error:
+        if outcome_of_error(error) is ItemOutcome.UNAVAILABLE:
+            raise SinkUnavailable(f"PostgreSQL: {describe(error)}") from error
+        raise
 
 
 def outcome_of_error(error: Exception) -> ItemOutcome | None:
@@ -168,18 +181,16 @@ class PostgresSink:
 
     async def _write_rows(self, target: Any, rows: Numbered) -> list[tuple[int, ItemResult]]:
         try:
-            async with acquired(target) as connection:
-                if connection.is_in_transaction():
-                    return await self._attempt(connection, rows, staged=bool(self.update))
-                return await self._in_own_transaction(connection, rows)
+            with outage_as_unavailable():
+                async with acquired(target) as connection:
+                    if connection.is_in_transaction():
+                        return await self._attempt(connection, rows, staged=bool(self.update))
+                    return await self._in_own_transaction(connection, rows)
         except Exception as error:
-            outcome = outcome_of_error(error)
-            if outcome is ItemOutcome.RETRY:
-                reason = f"PostgreSQL: {describe(error)}"
-                return [(index, ItemResult(ItemOutcome.RETRY, reason)) for index, _ in rows]
-            if outcome is ItemOutcome.UNAVAILABLE and not isinstance(error, SinkUnavailable):
-                raise SinkUnavailable(f"PostgreSQL: {describe(error)}") from error
-            raise
+            if outcome_of_error(error) is not ItemOutcome.RETRY:
+                raise
+            reason = f"PostgreSQL: {describe(error)}"
+            return [(index, ItemResult(ItemOutcome.RETRY, reason)) for index, _ in rows]
 
     async def _in_own_transaction(
         self, connection: Any, rows: Numbered
