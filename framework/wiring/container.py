@@ -1,34 +1,26 @@
 """The dependency-injector container every application starts from."""
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from dependency_injector import containers, providers
 
 from framework.amqp.urls import redact
-from framework.runtime.resources import (
+from framework.config.deployment import resolve_deployment
+from framework.sinks.pool import pool_of
+from framework.wiring.resources import (
     open_connection,
     open_connections,
     open_logger,
+    open_postgres,
     open_publisher,
     open_publishers,
 )
-from framework.runtime.settings import Deployment, resolve_deployment
-from framework.sinks.pool import PoolOnDemand, open_pool_on_demand, pool_of
-
-
-async def open_postgres(settings: Deployment) -> AsyncIterator[PoolOnDemand]:
-    """Container resource: the deployment's PostgreSQL pool, made on first use."""
-    async for pools in open_pool_on_demand(
-        settings.postgres_dsn, settings.postgres_pool_size, settings.shutdown_timeout
-    ):
-        yield pools
 
 
 class Container(containers.DeclarativeContainer):
     """Providers the framework and consumers share; subclass it to add your own.
 
-    ``settings`` is the deployment settings (:class:`framework.runtime.settings.Deployment`),
+    ``settings`` is the deployment settings (:class:`framework.config.deployment.Deployment`),
     resolved once from ``config`` (values set in code), else the environment, else
     the defaults; an Orchestrator shows them in ``config`` when it starts.
     ``connection`` consumes; ``publisher`` has a connection of its own, so a
