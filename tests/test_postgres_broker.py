@@ -257,3 +257,23 @@ async def start(environment: dict[str, str]) -> asyncio.subprocess.Process:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+async def test_the_containers_pool_is_closed_on_shutdown(broker: Broker, postgres_dsn: str) -> None:
+    """The pool a consumer was given is closed when the orchestrator stops."""
+    given: list[Any] = []
+
+    class Holder(BulkConsumer):
+        queues = [broker.queue_name("pg-pool")]
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            pass
+
+        def __init__(self, pool: Any = Provide["postgres"]) -> None:
+            given.append(pool)
+
+    container, _ = recorded(AMQP_URL, postgres_dsn=postgres_dsn, log_stats_interval=0)
+    async with Orchestrator([Holder], container):
+        [pool] = given
+        assert 1 == await pool.fetchval("SELECT 1")
+    assert pool.is_closing()
