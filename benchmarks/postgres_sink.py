@@ -5,7 +5,9 @@
 
 A database of its own is created on the server of ``--dsn`` and dropped after.
 Each round writes the same rows, a bulk at a time, one transaction per bulk,
-into an emptied table ``(id bigint primary key, name text, amount numeric)``:
+each way into an emptied table of its own ``(id bigint primary key, name
+text, amount numeric)``. The ways take turns bulk by bulk, so a busy moment of
+the machine weighs on all of them alike:
 
 - ``copy loop``: the baseline, ``copy_records_to_table`` in a transaction;
 - ``sink``: ``PostgresSink(conflict=("id",))`` with every message settled
@@ -15,7 +17,7 @@ into an emptied table ``(id bigint primary key, name text, amount numeric)``:
 - ``upsert``: ``update=("amount",)`` (COPY into a temporary table, then
   ``INSERT … ON CONFLICT DO UPDATE``).
 
-Runs alternate; the best round of each counts. No broker is involved: this
+The best round of each counts. No broker is involved: this
 measures the write path, what the adapter adds to it, and the inbox's cost.
 """
 
@@ -56,10 +58,13 @@ def bulks(rows: int, size: int, round_number: int) -> list[list[Message[Any]]]:
     return [messages[start : start + size] for start in range(0, rows, size)]
 
 
-async def copy_loop(pool: asyncpg.Pool, messages: list[Message[Any]]) -> None:
-    records = [(m.body["id"], m.body["name"], m.body["amount"]) for m in messages]
-    async with pool.acquire() as connection, connection.transaction():
-        await connection.copy_records_to_table("items", records=records, columns=COLUMNS)
+def copy_loop(table: str) -> Writer:
+    async def write(pool: asyncpg.Pool, messages: list[Message[Any]]) -> None:
+        records = [(m.body["id"], m.body["name"], m.body["amount"]) for m in messages]
+        async with pool.acquire() as connection, connection.transaction():
+            await connection.copy_records_to_table(table, records=records, columns=COLUMNS)
+
+    return write
 
 
 def sink_writer(sink: PostgresSink) -> Writer:
@@ -77,34 +82,48 @@ def inbox_writer(sink: PostgresSink, inbox: BulkInbox) -> Writer:
     return write
 
 
-async def timed(pool: asyncpg.Pool, writer: Writer, parts: list[list[Message[Any]]]) -> float:
-    async with pool.acquire() as connection:
-        await connection.execute("TRUNCATE items; TRUNCATE bulkworker_inbox")
-    rows = sum(len(part) for part in parts)
-    started = time.perf_counter()
-    for part in parts:
-        await writer(pool, part)
-    elapsed = time.perf_counter() - started
-    async with pool.acquire() as connection:
-        assert rows == await connection.fetchval("SELECT count(*) FROM items")
-    return rows / elapsed
+def writers() -> dict[str, Writer]:
+    """Each way of writing, into a table of its own (items_0, items_1 …)."""
+    inbox = BulkInbox("Bench")
+    return {
+        "copy loop": copy_loop("items_0"),
+        "sink": sink_writer(PostgresSink("items_1", COLUMNS, conflict=("id",))),
+        "sink + inbox": inbox_writer(PostgresSink("items_2", COLUMNS, conflict=("id",)), inbox),
+        "upsert": sink_writer(
+            PostgresSink("items_3", COLUMNS, conflict=("id",), update=("amount",))
+        ),
+    }
+
+
+async def one_round(
+    pool: asyncpg.Pool, ways: dict[str, Writer], parts: dict[str, list[list[Message[Any]]]]
+) -> dict[str, float]:
+    """Every bulk written by each way in turn, so that the load of the machine at each
+    moment weighs on all of them alike; the seconds each way took in all."""
+    tables = ", ".join(f"items_{n}" for n in range(len(ways)))
+    await pool.execute(f"TRUNCATE {tables}, bulkworker_inbox")
+    spent = dict.fromkeys(ways, 0.0)
+    for position in range(len(parts["sink"])):
+        for name, write in ways.items():
+            started = time.perf_counter()
+            await write(pool, parts[name][position])
+            spent[name] += time.perf_counter() - started
+    return spent
 
 
 async def measure(pool: asyncpg.Pool, rows: int, size: int, rounds: int) -> dict[str, float]:
-    sink = PostgresSink("items", COLUMNS, conflict=("id",))
-    inbox = BulkInbox("Bench")
-    await inbox.create_table(pool)
-    writers = {
-        "copy loop": copy_loop,
-        "sink": sink_writer(sink),
-        "sink + inbox": inbox_writer(sink, inbox),
-        "upsert": sink_writer(PostgresSink("items", COLUMNS, conflict=("id",), update=("amount",))),
-    }
-    best = dict.fromkeys(writers, 0.0)
+    ways = writers()
+    for n in range(len(ways)):
+        await pool.execute(
+            f"CREATE TABLE items_{n} (id bigint PRIMARY KEY, name text NOT NULL, amount numeric)"
+        )
+    await BulkInbox("Bench").create_table(pool)
+    best = dict.fromkeys(ways, 0.0)
     for round_number in range(rounds):
-        for name, writer in writers.items():
-            parts = bulks(rows, size, round_number)
-            best[name] = max(best[name], await timed(pool, writer, parts))
+        parts = {name: bulks(rows, size, round_number) for name in ways}
+        spent = await one_round(pool, ways, parts)
+        for name, seconds in spent.items():
+            best[name] = max(best[name], rows / seconds)
     return best
 
 
@@ -115,9 +134,6 @@ async def main(arguments: argparse.Namespace) -> None:
     try:
         dsn = arguments.dsn.rsplit("/", 1)[0] + f"/{database}"
         async with asyncpg.create_pool(dsn, min_size=1, max_size=1) as pool:
-            await pool.execute(
-                "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, amount numeric)"
-            )
             best = await measure(pool, arguments.rows, arguments.bulk, arguments.rounds)
     finally:
         await admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
