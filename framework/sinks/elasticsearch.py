@@ -19,7 +19,8 @@ other 4xx                    ``BAD_ITEM``, reason ``type: reason``
 ===========================  ====================================================
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from framework.core.message import Message
@@ -219,3 +220,19 @@ async def write_bulk(
     ordered = [results[id(message)] for message in messages]
     settle_items(messages, ordered)
     return ordered
+
+
+@asynccontextmanager
+async def open_client(url: str) -> AsyncIterator[Any]:
+    """An ``AsyncElasticsearch`` on ``url`` (nodes comma-separated), closed on exit.
+
+    The client connects on its first request, so opening it never waits for
+    the cluster.
+    """
+    from elasticsearch import AsyncElasticsearch
+
+    client = AsyncElasticsearch([node.strip() for node in url.split(",") if node.strip()])
+    try:
+        yield client
+    finally:
+        await client.close()

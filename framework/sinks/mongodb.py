@@ -20,7 +20,8 @@ network error, no server           ``UNAVAILABLE`` (raised as ``SinkUnavailable`
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from framework.core.message import Message
@@ -170,3 +171,19 @@ def stopped_at(details: Mapping[str, Any] | None) -> int | None:
     """The index of the first write error: where an ordered write stopped."""
     indexes = [int(e["index"]) for e in (details or {}).get("writeErrors") or []]
     return min(indexes) if indexes else None
+
+
+@asynccontextmanager
+async def open_client(url: str) -> AsyncIterator[Any]:
+    """A pymongo ``AsyncMongoClient`` on the connection string ``url``, closed on exit.
+
+    The client connects in the background on its first operation, so opening
+    it never waits for the server.
+    """
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[Any] = AsyncMongoClient(url)
+    try:
+        yield client
+    finally:
+        await client.close()
