@@ -1,4 +1,4 @@
-"""The container's ``elasticsearch`` and ``mongodb`` clients: opened on first use, closed on shutdown.
+"""The container's ``elasticsearch`` and ``mongodb`` clients: opened when asked, closed at the end.
 
 No server runs here; both clients connect lazily, so opening and closing them
 needs none.

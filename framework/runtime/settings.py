@@ -199,8 +199,8 @@ SETTINGS = (
         "BULKWORKER_ELASTICSEARCH_URL",
         None,
         text,
-        "Elasticsearch URL for the container's `elasticsearch` client (`http://user:pass@host:9200`; "
-        "several nodes comma-separated), opened when a consumer first asks for it; needs "
+        "Elasticsearch URL for the container's `elasticsearch` client "
+        "(`http://user:pass@host:9200`; several nodes comma-separated), opened when a consumer first asks for it; needs "
         "`bulkworker[elasticsearch]`",
     ),
     Setting(
