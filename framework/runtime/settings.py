@@ -200,8 +200,8 @@ SETTINGS = (
         None,
         text,
         "Elasticsearch URL for the container's `elasticsearch` client "
-        "(`http://user:pass@host:9200`; several nodes comma-separated), opened when a consumer first asks for it; needs "
-        "`bulkworker[elasticsearch]`",
+        "(`http://user:pass@host:9200`; several nodes comma-separated), opened when a consumer "
+        "first asks for it; needs `bulkworker[elasticsearch]`",
     ),
     Setting(
         "mongodb_url",
