@@ -7,6 +7,7 @@ import attrs
 
 from framework.core.message import Message
 from framework.core.serialization import DEFAULT_CONVERTER
+from framework.sinks.items import ItemOutcome, ItemResult, settle_items
 
 DocumentOf = Callable[[Message[Any]], Mapping[str, Any]]
 
@@ -76,3 +77,18 @@ def prepare(
         else:
             prepared.messages.append(message)
     return prepared
+
+
+def settle_prepared(
+    messages: Sequence[Message[Any]], prepared: Prepared, written: Sequence[ItemResult]
+) -> list[ItemResult]:
+    """Decide each message: a refused one as a bad item, a sent one as the store answered.
+
+    ``written`` holds the store's answers for ``prepared.messages``, in order.
+    Returns every message's result, in the order of ``messages``.
+    """
+    results = {id(m): ItemResult(ItemOutcome.BAD_ITEM, why) for m, why in prepared.refused}
+    results.update(zip(map(id, prepared.messages), written, strict=True))
+    decided = [results[id(message)] for message in messages]
+    settle_items(messages, decided)
+    return decided

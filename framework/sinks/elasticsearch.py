@@ -25,8 +25,8 @@ from typing import Any
 
 from framework.core.message import Message
 from framework.errors import SinkUnavailable
-from framework.sinks.documents import DocumentOf, prepare
-from framework.sinks.items import ItemOutcome, ItemResult, settle_items
+from framework.sinks.documents import DocumentOf, prepare, settle_prepared
+from framework.sinks.items import ItemOutcome, ItemResult
 
 OPERATIONS = ("create", "index", "update", "delete")
 # What a 409 version conflict means, by action. ``create`` with the message's
@@ -189,12 +189,11 @@ async def write_bulk(
         client: an ``AsyncElasticsearch`` or ``AsyncOpenSearch``.
         messages: the bulk ``handle`` was given.
         index: the index to write to.
-        op_type: ``create`` (the default: a redelivered message is already
-            stored), ``index`` (replace) or ``update`` (merge, upsert).
+        op_type: ``create`` (the default: a redelivered message conflicts, and
+            is already stored), ``index`` (replace) or ``update`` (upsert).
         id_field: the body field holding the document id; by default the
             message id. A message with neither is dead-lettered.
-        document: turns a message into its document; by default the body
-            (an attrs model unstructured).
+        document: turns a message into its document; by default the body.
         conflicts: what a 409 means, by action (see :data:`CONFLICTS`).
         **bulk_options: passed to ``client.bulk`` (``refresh``, ``pipeline``…).
 
@@ -202,24 +201,26 @@ async def write_bulk(
         Each message's result, in order; the messages are decided already.
 
     Raises:
-        SinkUnavailable: the cluster could not be reached or refused the whole
-            request (429/5xx): the consumer's breaker holds the bulk.
+        SinkUnavailable: the cluster was unreachable or refused the request
+            (429/5xx): the consumer's breaker holds the bulk.
     """
     prepared = prepare(messages, id_field, document)
-    results = {id(m): ItemResult(ItemOutcome.BAD_ITEM, why) for m, why in prepared.refused}
+    written: list[ItemResult] = []
     if prepared.messages:
         actions = bulk_actions(prepared.documents, index=index, op_type=op_type)
-        try:
-            response = await client.bulk(body=actions, **bulk_options)
-        except Exception as error:
-            if is_outage(error):
-                raise SinkUnavailable(f"the _bulk request failed: {error!r}") from error
-            raise
-        sent = bulk_results(response, len(prepared.messages), conflicts=conflicts)
-        results.update(zip(map(id, prepared.messages), sent, strict=True))
-    ordered = [results[id(message)] for message in messages]
-    settle_items(messages, ordered)
-    return ordered
+        response = await send_bulk(client, actions, bulk_options)
+        written = bulk_results(response, len(prepared.messages), conflicts=conflicts)
+    return settle_prepared(messages, prepared, written)
+
+
+async def send_bulk(client: Any, actions: list[dict[str, Any]], options: Mapping[str, Any]) -> Any:
+    """One ``_bulk`` request; a cluster that cannot take it raises :class:`SinkUnavailable`."""
+    try:
+        return await client.bulk(body=actions, **options)
+    except Exception as error:
+        if is_outage(error):
+            raise SinkUnavailable(f"the _bulk request failed: {error!r}") from error
+        raise
 
 
 @asynccontextmanager

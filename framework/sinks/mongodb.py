@@ -26,8 +26,8 @@ from typing import Any
 
 from framework.core.message import Message
 from framework.errors import SinkUnavailable
-from framework.sinks.documents import DocumentOf, prepare
-from framework.sinks.items import ItemOutcome, ItemResult, settle_items
+from framework.sinks.documents import DocumentOf, prepare, settle_prepared
+from framework.sinks.items import ItemOutcome, ItemResult
 
 # E11000 and its historical twins: the _id (or a unique key) is stored already.
 DUPLICATE_KEY = frozenset({11000, 11001, 12582})
@@ -126,8 +126,7 @@ async def insert_documents(
         id_field: the body field holding the ``_id``; by default the message id.
             A message with neither is dead-lettered.
         document: turns a message into its document; by default the body.
-        ordered: stop at the first error, as MongoDB does; the writes after it
-            are sent again at once, each round settling at least one.
+        ordered: stop at the first error; the writes after it are sent again.
 
     Returns:
         Each message's result, in order; the messages are decided already.
@@ -137,18 +136,27 @@ async def insert_documents(
             mid-write: the consumer's breaker holds the bulk.
     """
     prepared = prepare(messages, id_field, document)
-    results = {id(m): ItemResult(ItemOutcome.BAD_ITEM, why) for m, why in prepared.refused}
-    pending = [
-        (message, {"_id": key, **body})
-        for message, (key, body) in zip(prepared.messages, prepared.documents, strict=True)
-    ]
-    while pending:
-        written, stop = await insert_round(collection, [doc for _, doc in pending], ordered)
-        results.update((id(m), r) for (m, _), r in zip(pending, written, strict=True))
-        pending = pending[stop + 1 :] if stop is not None else []
-    ordered_results = [results[id(message)] for message in messages]
-    settle_items(messages, ordered_results)
-    return ordered_results
+    documents = [{"_id": key, **body} for key, body in prepared.documents]
+    written = await insert_all(collection, documents, ordered)
+    return settle_prepared(messages, prepared, written)
+
+
+async def insert_all(
+    collection: Any, documents: list[dict[str, Any]], ordered: bool
+) -> list[ItemResult]:
+    """Each document's result; what an ordered write left unattempted is sent again.
+
+    Each round settles at least the write it stopped at, so N documents take at
+    most N rounds.
+    """
+    written: list[ItemResult] = []
+    while documents:
+        results, stop = await insert_round(collection, documents, ordered)
+        if stop is None:
+            return written + results
+        written += results[: stop + 1]
+        documents = documents[stop + 1 :]
+    return written
 
 
 async def insert_round(
