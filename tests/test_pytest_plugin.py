@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-TEST_FILE = '''
+TEST_FILE = """
 from framework import BulkConsumer
 
 
@@ -24,7 +24,7 @@ async def test_echo(consumer_harness):
         await harness.publish({"a": 1})
         await harness.flush()
     assert [{"a": 1}] == harness.acked
-'''
+"""
 
 
 def run_pytest(project: Path, config: str | None) -> subprocess.CompletedProcess[str]:
