@@ -100,9 +100,15 @@ def test_another_number_of_items_than_sent_is_an_error(sent: int) -> None:
 
 @pytest.mark.parametrize(
     "response",
-    [{"errors": True}, {"items": [{"upsert": {"status": 200}}]}, {"items": [{"index": {}}]}],
+    [
+        {"errors": True},
+        {"items": [{"upsert": {"status": 200}}]},
+        {"items": [{"index": {}}]},
+        {"items": ["created"]},
+        None,
+    ],
 )
-def test_a_malformed_response_is_an_error(response: dict[str, Any]) -> None:
+def test_a_malformed_response_is_an_error(response: Any) -> None:
     """No items, an unknown action or no status: refused, not guessed at."""
     with pytest.raises(ValueError, match="_bulk response"):
         bulk_results(response, 1)

@@ -110,6 +110,7 @@ async def test_insert_documents_settles_each_message_by_its_write() -> None:
     ]
     [(documents, ordered)] = collection.sent
     assert ({"_id": "m-1", "n": 0}, False) == (documents[0], ordered)
+    assert {"n": 0} == bulk[0].body  # the document is a copy: the body keeps no _id
 
 
 async def test_an_ordered_insert_sends_the_unattempted_writes_again_at_once() -> None:

@@ -81,7 +81,8 @@ def bulk_results(
         ValueError: the response holds another number of items than were sent,
             or an item without a known action or status; nothing is decided.
     """
-    items = getattr(response, "body", response).get("items")
+    body = getattr(response, "body", response)
+    items = body.get("items") if isinstance(body, Mapping) else None
     if not isinstance(items, list) or len(items) != sent:
         count = len(items) if isinstance(items, list) else "no"
         raise ValueError(f"the _bulk response has {count} items, {sent} actions were sent")
