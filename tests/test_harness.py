@@ -190,7 +190,7 @@ async def test_an_override_on_the_default_container_names_it_and_the_container_a
             pass
     message = str(raised.value)
     assert "no provider 'pg_pool' to override" in message
-    assert "the default container, framework.runtime.container.Container" in message
+    assert "the default container, framework.wiring.container.Container" in message
     assert "ConsumerHarness(..., container=YourContainer(), overrides={'pg_pool': ...})" in message
 
 

@@ -13,8 +13,8 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import InvalidOperation
 
 from framework import BulkConsumer, Container, Message
+from framework.config.deployment import resolve_deployment
 from framework.errors import ConfigurationError
-from framework.runtime.settings import resolve_deployment
 from framework.testing import ConsumerHarness
 
 

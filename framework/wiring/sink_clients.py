@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
+from framework.config.deployment import SETTINGS, Deployment
 from framework.errors import ConfigurationError
-from framework.runtime.settings import SETTINGS, Deployment
 from framework.sinks import elasticsearch, mongodb
 
 Opener = Callable[[str], AbstractAsyncContextManager[Any]]
