@@ -185,6 +185,24 @@ SETTINGS = (
         "seconds a bulk inbox remembers a message id (`604800`: 7 days); `InboxPruning` "
         "deletes older ones",
     ),
+    Setting(
+        "elasticsearch_url",
+        "BULKWORKER_ELASTICSEARCH_URL",
+        None,
+        text,
+        "Elasticsearch URL for the container's `elasticsearch` client "
+        "(`http://user:pass@host:9200`; several nodes comma-separated), opened when a consumer "
+        "first asks for it; needs `bulkworker[elasticsearch]`",
+    ),
+    Setting(
+        "mongodb_url",
+        "BULKWORKER_MONGODB_URL",
+        None,
+        text,
+        "MongoDB connection string for the container's `mongodb` client "
+        "(`mongodb://user:pass@host:27017/?replicaSet=rs0`), opened when a consumer first asks "
+        "for it; needs `bulkworker[mongodb]`",
+    ),
 )
 
 
@@ -230,6 +248,8 @@ class Deployment:
     postgres_dsn: str | None = attrs.field(repr=False)
     postgres_pool_size: int
     inbox_retention: float
+    elasticsearch_url: str | None = None
+    mongodb_url: str | None = None
     # Named connections: BULKWORKER_AMQP_URL_<NAME>, or config.amqp_urls.<name>.
     amqp_urls: Mapping[str, str] = attrs.field(factory=dict)
 

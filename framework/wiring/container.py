@@ -15,6 +15,7 @@ from framework.wiring.resources import (
     open_publisher,
     open_publishers,
 )
+from framework.wiring.sink_clients import client_of, open_sink_clients
 
 
 class Container(containers.DeclarativeContainer):
@@ -32,6 +33,10 @@ class Container(containers.DeclarativeContainer):
     ``postgres`` is an ``asyncpg.Pool`` on ``BULKWORKER_POSTGRES_DSN`` (the
     ``postgres`` extra), made when a consumer or task first asks for it and
     closed on shutdown before the logger.
+    ``elasticsearch`` and ``mongodb`` give an ``AsyncElasticsearch`` and a
+    pymongo ``AsyncMongoClient`` on ``BULKWORKER_ELASTICSEARCH_URL`` and
+    ``BULKWORKER_MONGODB_URL``, opened the first time a consumer asks for one
+    (``es: AsyncElasticsearch = Provide["elasticsearch"]``) and closed on shutdown.
     """
 
     config = providers.Configuration()
@@ -45,6 +50,9 @@ class Container(containers.DeclarativeContainer):
     publishers = providers.Resource(
         open_publishers, settings=settings, logger=logger, default=publisher
     )
+    sink_clients = providers.Resource(open_sink_clients, settings=settings)
+    elasticsearch = providers.Coroutine(client_of, sink_clients, "elasticsearch")
+    mongodb = providers.Coroutine(client_of, sink_clients, "mongodb")
     state = providers.Singleton[dict[str, Any]](dict)
     postgres_on_demand = providers.Resource(open_postgres, settings=settings)
     postgres = providers.Singleton(pool_of, postgres_on_demand)
