@@ -72,7 +72,12 @@ class Subscription:
             await self._consume(underlay, queue)
 
     async def _consume(self, underlay: aiormq.abc.AbstractChannel, queue: str) -> None:
-        consume_ok = await underlay.basic_consume(queue, QueueFeed(queue, self._engine).deliver)
+        stream = self._engine.stream
+        # A stream starts where this consumer left off, not where it was configured to.
+        arguments = None if stream is None else await stream.consume_arguments(queue)
+        consume_ok = await underlay.basic_consume(
+            queue, QueueFeed(queue, self._engine).deliver, arguments=arguments
+        )
         assert consume_ok.consumer_tag is not None
         self._consumers[consume_ok.consumer_tag] = queue
 
