@@ -81,7 +81,7 @@ READER = {"queue_arguments": STREAM, "on_exception": Actions.REJECT}
 def test_a_stream_declaration_that_cannot_work_fails_at_class_definition(
     attributes: dict[str, Any], attribute: str, words: str
 ) -> None:
-    """Each setting a stream rules out fails when the class is defined, naming class and attribute."""
+    """Each setting a stream rules out fails at class definition, naming class and attribute."""
     with pytest.raises(ConsumerDefinitionError) as raised:
         declare(**attributes)
     assert str(raised.value).startswith(f"Reader.{attribute} ")
@@ -142,6 +142,22 @@ async def test_start_of_reading_prefers_the_settled_position_then_the_stored_off
     assert 8 == await position.start_of("test")
 
 
+async def test_the_stored_offset_is_asked_for_once_and_must_be_an_offset() -> None:
+    """A reconnect before any delivery reuses the first start; a hook returning junk is refused."""
+    calls: list[str] = []
+
+    async def hook(queue: str) -> Any:
+        calls.append(queue)
+        return {"events": 9, "junk": "9"}[queue]
+
+    position = StreamPosition("first", hook)
+    assert 10 == await position.start_of("events")
+    assert 10 == await position.start_of("events")
+    assert ["events"] == calls
+    with pytest.raises(TypeError, match=r"stored_offset\('junk'\) returned '9'"):
+        await position.start_of("junk")
+
+
 async def test_a_requeue_decision_on_a_stream_is_dead_lettered_never_nacked(
     clock, channel, log, publisher
 ) -> None:
@@ -181,7 +197,7 @@ async def test_a_re_read_offset_that_was_settled_is_acked_for_credit_and_not_han
 async def test_an_outage_on_a_stream_gives_back_by_credit_and_resumes_before_them(
     clock, channel, log, publisher
 ) -> None:
-    """The breaker acks what it gives back (a stream takes no requeue); the position stays before."""
+    """The breaker acks what it gives back (no requeue on a stream); the position stays before."""
     handler = Recorder()
     handler.fail_with = ConnectionRefusedError("sink down")
     engine = BulkEngine(
@@ -202,7 +218,7 @@ async def test_an_outage_on_a_stream_gives_back_by_credit_and_resumes_before_the
     assert 100 == engine.stream.next_offset("test")
     await advance(clock, 11.0)  # past half the consumer timeout: the held bulk is given back
     assert [] == [call for call in channel.calls if call[0] != "ack"]
-    assert {tag: "ack" for tag in range(1, 6)} == channel.settled_tags(5)
+    assert dict.fromkeys(range(1, 6), "ack") == channel.settled_tags(5)
     assert 100 == engine.stream.next_offset("test")
     assert [] == publisher.published
     handler.fail_with = None

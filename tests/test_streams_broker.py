@@ -122,7 +122,8 @@ async def test_next_last_and_a_timestamp_start_where_rabbitmq_says(broker: Broke
         await wait_until(lambda: len(seen["next"].numbers) >= 2, timeout=15)
         await asyncio.sleep(0.5)
     assert [10, 11] == seen["next"].numbers
-    assert 9 in seen["last"].numbers and 0 not in seen["last"].numbers
+    assert 9 in seen["last"].numbers
+    assert 0 not in seen["last"].numbers
     assert [10, 11] == seen["last"].numbers[-2:]
     assert list(range(5, 12)) == seen["moment"].numbers
 
@@ -234,7 +235,8 @@ async def test_restarts_from_the_stored_offset_handle_every_message_exactly_once
         await asyncio.sleep(1.0)  # anything read twice would be stored by now
     rows = await stored_rows(database)
     print(f"\nrows after each run: {runs} (the killed run reported {killed_after} bulks)")
-    assert runs == sorted(runs) and runs[-1] < 1000, "every stop came mid-stream"
+    assert sorted(runs) == runs
+    assert runs[-1] < 1000, "every stop came mid-stream"
     assert Counter() == +(Counter(rows) - Counter(range(1000)))  # no duplicates
     assert list(range(1000)) == sorted(rows)  # no gaps
     assert 0 == await broker.ready_count(f"{queue}.dlq")
@@ -300,7 +302,7 @@ async def test_a_failing_message_on_a_stream_is_dead_lettered_and_the_stream_rea
 
 
 async def test_an_outage_on_a_stream_holds_the_bulk_and_loses_nothing(broker: Broker) -> None:
-    """The sink down for a while: the bulk is probed again, the rest re-read; all once, none lost."""
+    """The sink down a while: the bulk is probed again, the rest re-read; all once, none lost."""
     queue = await stream_of(broker, "stream-outage", 200)
     seen = Seen()
     calls = {"failed": 0}

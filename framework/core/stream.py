@@ -172,6 +172,7 @@ class StreamPosition:
         self._start = start
         self._stored = stored
         self._next: dict[str, int] = {}  # queue -> first offset not settled yet
+        self._first_start: dict[str, Any] = {}  # queue -> where its first consume started
 
     def __repr__(self) -> str:
         return f"<StreamPosition {self._next}>"
@@ -207,11 +208,26 @@ class StreamPosition:
         return {STREAM_OFFSET_HEADER: await self.start_of(queue)}
 
     async def start_of(self, queue: str) -> Any:
-        """Where reading ``queue`` starts now: after what was settled, or stored, or ``start``."""
+        """Where reading ``queue`` starts now: after what was settled, or stored, or ``start``.
+
+        The stored offset is asked for once: a reconnect before anything
+        arrived starts where the first consume did, without calling the
+        user's database while the broker connection is being restored.
+        """
         resume = self._next.get(queue)
         if resume is not None:
             return resume
+        if queue not in self._first_start:
+            self._first_start[queue] = await self._configured_start(queue)
+        return self._first_start[queue]
+
+    async def _configured_start(self, queue: str) -> Any:
         stored = None if self._stored is None else await self._stored(queue)
-        if stored is not None:
-            return int(stored) + 1
-        return "next" if self._start is None else self._start
+        if stored is None:
+            return "next" if self._start is None else self._start
+        if isinstance(stored, bool) or not isinstance(stored, int) or stored < 0:
+            raise TypeError(
+                f"{HOOK}({queue!r}) returned {stored!r}: return the last offset stored "
+                "(an int of at least 0), or None when nothing is stored yet"
+            )
+        return stored + 1
