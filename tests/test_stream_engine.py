@@ -1,5 +1,6 @@
 """Stream consumers without a broker: what a stream refuses, where reading resumes, no nacks."""
 
+import asyncio
 import datetime
 import json
 from typing import Any
@@ -191,6 +192,29 @@ async def test_a_re_read_offset_that_was_settled_is_acked_for_credit_and_not_han
     await stopped(engine, worker)
     assert [[0, 1, 2], [3, 4, 5]] == handler.bulks
     assert {1: "ack", 2: "ack", 3: "ack", 4: "ack", 5: "ack"} == again.settled_tags(5)
+    assert 6 == engine.stream.next_offset("test")
+
+
+async def test_re_reads_that_arrive_while_their_bulk_still_runs_are_not_handled_twice(
+    clock, log, publisher
+) -> None:
+    """A reconnect mid-bulk re-reads that bulk; once it settles, its copies are skipped."""
+    handler = Recorder()
+    handler.gate = asyncio.Event()
+    engine = BulkEngine(stream_settings(), handler, clock=clock, log=log, publisher=publisher)
+    worker = await started(engine)
+    old, new = FakeChannel("old"), FakeChannel("reopened")
+    await deliver(engine, old, range(0, 3), first_tag=1)
+    await let_run()
+    old.closed = True  # the connection is cut while handle runs
+    engine.drop_closed()
+    await deliver(engine, new, range(0, 6), first_tag=1)  # resumed from offset 0
+    await let_run()
+    handler.gate.set()
+    await let_run()
+    await stopped(engine, worker)
+    assert [[0, 1, 2], [3, 4, 5]] == handler.bulks
+    assert dict.fromkeys(range(1, 7), "ack") == new.settled_tags(6)
     assert 6 == engine.stream.next_offset("test")
 
 

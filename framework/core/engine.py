@@ -403,6 +403,10 @@ class BulkEngine:
             self._drops_to_report += self.drop_closed()
             return self._take_due_bulk()
         messages, reason, waited = self._buffers.take(buffer)
+        if self.stream is not None:
+            messages = self._skip_settled(messages)
+            if not messages:
+                return self._take_due_bulk()
         bulk = Bulk(self.settings.name, messages, reason, waited)
         self.watchers.bulk_taken(bulk)
         return bulk
@@ -539,6 +543,17 @@ class BulkEngine:
                     Outcome(message, OutcomeKind.REQUEUE, "sink-unavailable", None, None, name)
                 )
         await self._warn_stale(report)
+
+    def _skip_settled(self, messages: list[Message[Any]]) -> list[Message[Any]]:
+        """Leave out stream messages settled since they arrived (re-read after a reconnect
+        while the bulk before them was still being handled): they are acked for credit."""
+        assert self.stream is not None
+        fresh, settled = self.stream.split(messages)
+        if settled:
+            task = asyncio.ensure_future(self._credit(settled))
+            self._refusals.add(task)
+            task.add_done_callback(self._refusals.discard)
+        return fresh
 
     async def _credit(self, messages: Sequence[Message[Any]]) -> None:
         """Ack stream deliveries settled before (read again after a reconnect): credit only."""

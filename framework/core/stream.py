@@ -196,6 +196,19 @@ class StreamPosition:
         settled_before = self._next.setdefault(message.queue, offset)
         return offset >= settled_before
 
+    def split(
+        self, messages: Iterable[Message[Any]]
+    ) -> tuple[list[Message[Any]], list[Message[Any]]]:
+        """(messages still to handle, messages whose offset was settled in the meantime)."""
+        fresh: list[Message[Any]] = []
+        settled: list[Message[Any]] = []
+        for message in messages:
+            offset = message.stream_offset
+            resume = self._next.get(message.queue)
+            done = offset is not None and resume is not None and offset < resume
+            (settled if done else fresh).append(message)
+        return fresh, settled
+
     def settled(self, messages: Iterable[Message[Any]]) -> None:
         """These messages are done with (acked or dead-lettered): resume after them."""
         for message in messages:
