@@ -12,7 +12,7 @@ from framework.core.engine import BulkEngine
 from framework.core.message import Delivery
 from framework.core.stream import StreamPosition, stored_offset_hook
 from framework.runtime.injection import injecting_handler
-from framework.testing import FakeChannel
+from framework.testing import ConsumerHarness, FakeChannel
 from tests.test_breaker import FakeIntake, advance
 from tests.test_engine import Recorder, let_run, settings, started, stopped
 
@@ -272,3 +272,24 @@ def test_the_stored_offset_hook_is_found_behind_an_injecting_handler() -> None:
     assert reader.stored_offset == stored_offset_hook(plain)
     assert reader.stored_offset == stored_offset_hook(injecting)
     assert stored_offset_hook(Recorder()) is None
+
+
+async def test_the_harness_numbers_a_streams_messages_after_the_stored_offset() -> None:
+    """In memory, a stream consumer's messages carry offsets from stored_offset + 1."""
+    stored: list[tuple[int | None, Any]] = []
+
+    class Offsets(BulkConsumer):
+        queues = ["events"]
+        queue_arguments = STREAM
+        on_exception = Actions.REJECT
+
+        async def stored_offset(self, queue: str) -> int | None:
+            return 41
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            stored.extend((message.stream_offset, message.body) for message in messages)
+
+    async with ConsumerHarness(Offsets) as harness:
+        await harness.publish("a")
+        await harness.publish("b")
+    assert [(42, "a"), (43, "b")] == stored

@@ -21,7 +21,8 @@ from examples.stream_to_postgres import EventsFromStream, StreamContainer, open_
 from framework import Actions, BulkConsumer, Message, Orchestrator
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.conftest import make_container, recorded
-from tests.test_outage_broker import read_lines
+from tests.private_broker import PrivateBroker
+from tests.test_outage_broker import read_lines, short_timeout_node  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -331,3 +332,42 @@ async def test_an_outage_on_a_stream_holds_the_bulk_and_loses_nothing(broker: Br
     assert list(range(200)) == seen.numbers
     assert any("consumer resumed" in message for message in log.messages("warning"))
     assert 0 == await broker.ready_count(f"{queue}.dlq")
+
+
+async def test_a_held_stream_bulk_never_meets_the_brokers_consumer_timeout(
+    short_timeout_node: PrivateBroker,  # noqa: F811 (the fixture, imported above)
+) -> None:
+    """Sink down 8 s, broker timeout 4 s: given back by credit, no channel closed, all once."""
+    node = short_timeout_node
+    checker = await Broker.connect(node.url)
+    queue = await stream_of(checker, "stream-held", 100)
+    down = {"until": 0.0}
+    seen = Seen()
+
+    class Held(BulkConsumer):
+        queues = [queue]
+        queue_arguments = STREAM
+        stream_offset = "first"
+        on_exception = Actions.REJECT
+        bulk_size = 20
+        flush_interval = 0.2
+        outage_backoff_max = 2
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            if asyncio.get_running_loop().time() < down["until"]:
+                raise ConnectionRefusedError("the database is down")
+            seen.take(messages)
+
+    container, log = recorded(node.url, consumer_timeout=4, log_stats_interval=0)
+    down["until"] = asyncio.get_running_loop().time() + 8
+    try:
+        async with Orchestrator([Held], container):
+            await wait_until(lambda: len(seen.numbers) >= 100, timeout=40)
+            await asyncio.sleep(0.5)
+        assert list(range(100)) == seen.numbers
+        assert 0 == await checker.ready_count(f"{queue}.dlq")
+        logged = [m for level in ("warning", "error") for m in log.messages(level)]
+        assert [] == [m for m in logged if "channel" in m or "connection lost" in m]
+        assert 2 <= len([m for m in log.messages("info") if m.startswith("held messages given")])
+    finally:
+        await checker.close()
