@@ -41,6 +41,7 @@ from framework.errors import (
     QueueError,
     SerializationError,
     SinkUnavailable,
+    StreamStartError,
     UnroutableError,
     WorkerCrashedError,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "QueueError",
     "SerializationError",
     "SinkUnavailable",
+    "StreamStartError",
     "UnroutableError",
     "Watcher",
     "WorkerCrashedError",

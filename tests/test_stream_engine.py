@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from framework import Actions, BulkConsumer, ConsumerDefinitionError, Message
+from framework import Actions, BulkConsumer, ConsumerDefinitionError, Message, StreamStartError
 from framework.core.engine import BulkEngine
 from framework.core.message import Delivery
 from framework.core.stream import StreamPosition, stored_offset_hook
@@ -151,12 +151,15 @@ async def test_the_stored_offset_is_asked_for_once_and_must_be_an_offset() -> No
         calls.append(queue)
         return {"events": 9, "junk": "9"}[queue]
 
-    position = StreamPosition("first", hook)
+    position = StreamPosition("first", hook, name="Reader")
     assert 10 == await position.start_of("events")
     assert 10 == await position.start_of("events")
     assert ["events"] == calls
-    with pytest.raises(TypeError, match=r"stored_offset\('junk'\) returned '9'"):
+    with pytest.raises(StreamStartError, match=r"^Reader.stored_offset\('junk'\) returned '9'"):
         await position.start_of("junk")
+    with pytest.raises(StreamStartError, match="raised KeyError") as raised:
+        await position.start_of("missing")
+    assert isinstance(raised.value.__cause__, KeyError)
 
 
 async def test_a_requeue_decision_on_a_stream_is_dead_lettered_never_nacked(

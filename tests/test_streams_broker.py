@@ -18,7 +18,7 @@ import pytest
 from dependency_injector import providers
 
 from examples.stream_to_postgres import EventsFromStream, StreamContainer, open_pool
-from framework import Actions, BulkConsumer, Message, Orchestrator
+from framework import Actions, BulkConsumer, Message, Orchestrator, StreamStartError
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.conftest import make_container, recorded
 from tests.private_broker import PrivateBroker
@@ -371,3 +371,23 @@ async def test_a_held_stream_bulk_never_meets_the_brokers_consumer_timeout(
         assert 2 <= len([m for m in log.messages("info") if m.startswith("held messages given")])
     finally:
         await checker.close()
+
+
+async def test_a_stored_offset_that_raises_stops_the_start_and_reads_nothing(
+    broker: Broker,
+) -> None:
+    """The database down at start: StreamStartError names the consumer; nothing is handled."""
+    queue = await stream_of(broker, "stream-no-start", 10)
+    seen = Seen()
+
+    async def stored_offset(self: Any, queue: str) -> int | None:
+        raise ConnectionRefusedError("the database is down")
+
+    consumer = reader(queue, seen, stream_offset="first", stored_offset=stored_offset)
+    with pytest.raises(StreamStartError, match=r"^StreamReader.stored_offset\(") as raised:
+        async with Orchestrator([consumer], make_container()):
+            pass
+    assert isinstance(raised.value.__cause__, ConnectionRefusedError)
+    await asyncio.sleep(0.3)
+    assert [] == seen.numbers
+    assert 0 == await broker.consumer_count(queue)

@@ -23,7 +23,7 @@ from typing import Any
 from framework.core.actions import Actions
 from framework.core.headers import STREAM_OFFSET_HEADER
 from framework.core.message import Message
-from framework.errors import ConsumerDefinitionError
+from framework.errors import ConsumerDefinitionError, StreamStartError
 
 STREAM_QUEUE_TYPE = "stream"
 OFFSET_WORDS = ("first", "last", "next")
@@ -166,9 +166,13 @@ class StreamPosition:
             (``None``: ``next``, the broker's own default).
         stored: the consumer's ``stored_offset`` hook: the last offset it stored
             for a queue, so reading starts right after it.
+        name: the consumer's class name, for errors.
     """
 
-    def __init__(self, start: Any, stored: StoredOffset | None = None) -> None:
+    def __init__(
+        self, start: Any, stored: StoredOffset | None = None, *, name: str = "consumer"
+    ) -> None:
+        self._name = name
         self._start = start
         self._stored = stored
         self._next: dict[str, int] = {}  # queue -> first offset not settled yet
@@ -182,7 +186,7 @@ class StreamPosition:
         """The position of a consumer that reads streams (None for other queues)."""
         if not settings.reads_stream:
             return None
-        return cls(settings.stream_offset, stored_offset_hook(handler))
+        return cls(settings.stream_offset, stored_offset_hook(handler), name=settings.name)
 
     def next_offset(self, queue: str) -> int | None:
         """The first offset of ``queue`` not settled yet; None before anything arrived."""
@@ -235,12 +239,23 @@ class StreamPosition:
         return self._first_start[queue]
 
     async def _configured_start(self, queue: str) -> Any:
-        stored = None if self._stored is None else await self._stored(queue)
+        stored = await self._stored_offset(queue)
         if stored is None:
             return "next" if self._start is None else self._start
         if isinstance(stored, bool) or not isinstance(stored, int) or stored < 0:
-            raise TypeError(
-                f"{HOOK}({queue!r}) returned {stored!r}: return the last offset stored "
-                "(an int of at least 0), or None when nothing is stored yet"
+            raise StreamStartError(
+                f"{self._name}.{HOOK}({queue!r}) returned {stored!r}: return the last offset "
+                "stored (an int of at least 0), or None when nothing is stored yet"
             )
         return stored + 1
+
+    async def _stored_offset(self, queue: str) -> Any:
+        if self._stored is None:
+            return None
+        try:
+            return await self._stored(queue)
+        except Exception as error:
+            raise StreamStartError(
+                f"{self._name}.{HOOK}({queue!r}) raised {type(error).__name__}: {error}; "
+                "the stream is not read rather than read from a guess"
+            ) from error
