@@ -11,8 +11,10 @@ from framework import Actions, BulkConsumer, ConsumerDefinitionError, Message, S
 from framework.core.engine import BulkEngine
 from framework.core.message import Delivery
 from framework.core.stream import StreamPosition, stored_offset_hook
+from framework.runtime.assembly import plan
 from framework.runtime.injection import injecting_handler
 from framework.testing import ConsumerHarness, FakeChannel
+from tests.conftest import make_container
 from tests.test_breaker import FakeIntake, advance
 from tests.test_engine import Recorder, let_run, settings, started, stopped
 
@@ -296,3 +298,13 @@ async def test_the_harness_numbers_a_streams_messages_after_the_stored_offset() 
         await harness.publish("a")
         await harness.publish("b")
     assert [(42, "a"), (43, "b")] == stored
+
+
+def test_a_stream_consumer_with_several_workers_is_refused_at_start() -> None:
+    """--workers 2 would read the stream twice: the plan refuses it, naming the consumer."""
+    reader = declare(**READER)
+    container = make_container()
+    container.config.workers.from_value(2)
+    with pytest.raises(ConsumerDefinitionError, match=r"^Reader reads a stream, .* 2 workers"):
+        plan([reader], container)
+    assert ("Reader",) == tuple(s.name for s in plan([reader], make_container()).settings)
