@@ -263,6 +263,10 @@ async def test_a_cut_connection_resumes_after_the_last_settled_offset(
         await wait_until(lambda: len(set(seen.numbers)) >= 1000, timeout=60)
         await asyncio.sleep(0.5)
     assert any("channel reopened" in message for message in log.messages("warning"))
+    starts = [entry for entry in log.records if entry[1] == "reading a stream"]
+    assert "first" == starts[0][2]["offset"]
+    assert 1 == len(starts[1:])
+    assert 300 <= int(starts[1][2]["offset"])  # on from where it was
     assert Counter() == +(Counter(seen.numbers) - Counter(range(1000)))
     assert list(range(1000)) == sorted(seen.numbers)
 

@@ -19,6 +19,7 @@ from framework.amqp.declarations import declare
 from framework.amqp.feed import QueueFeed
 from framework.core.abc import EventLog
 from framework.core.engine import BulkEngine
+from framework.core.headers import STREAM_OFFSET_HEADER
 from framework.errors import QueueError
 
 
@@ -80,6 +81,15 @@ class Subscription:
         )
         assert consume_ok.consumer_tag is not None
         self._consumers[consume_ok.consumer_tag] = queue
+        if arguments is not None:
+            await self._log.info(
+                "reading a stream",
+                extra={
+                    "consumer": self._settings.name,
+                    "queue": queue,
+                    "offset": str(arguments[STREAM_OFFSET_HEADER]),
+                },
+            )
 
     async def _on_reopen(self, *_: Any) -> None:
         dropped = self._engine.drop_closed()
