@@ -22,7 +22,9 @@ from framework import Actions, BulkConsumer, Message, Orchestrator, StreamStartE
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.conftest import make_container, recorded
 from tests.private_broker import PrivateBroker
+from tests.test_metrics import scrape, value
 from tests.test_outage_broker import read_lines, short_timeout_node  # noqa: F401
+from tests.test_probes import port_of
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -91,9 +93,14 @@ async def test_a_stream_is_read_from_first_in_offset_order(broker: Broker) -> No
     """stream_offset="first": all 1000 messages, once each, offsets rising, nothing removed."""
     queue = await stream_of(broker, "stream-first", 1000)
     seen = Seen()
-    async with Orchestrator([reader(queue, seen, stream_offset="first")], make_container()):
+    container, _ = recorded(http_port=0)
+    orchestrator = Orchestrator([reader(queue, seen, stream_offset="first")], container)
+    async with orchestrator:
         await wait_until(lambda: len(seen.numbers) >= 1000, timeout=30)
         await asyncio.sleep(0.3)
+        samples = await scrape(f"http://127.0.0.1:{port_of(orchestrator)}/metrics")
+    labels = {"consumer": "StreamReader", "queue": queue}
+    assert max(seen.offsets) + 1 == value(samples, "bulkworker_stream_offset", **labels)
     assert list(range(1000)) == seen.numbers
     offsets = [offset for offset in seen.offsets if offset is not None]
     assert 1000 == len(offsets)
