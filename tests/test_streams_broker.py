@@ -402,3 +402,24 @@ async def test_a_stored_offset_that_raises_stops_the_start_and_reads_nothing(
     await asyncio.sleep(0.3)
     assert [] == seen.numbers
     assert 0 == await broker.consumer_count(queue)
+
+
+async def test_a_stream_deleted_and_declared_again_is_read_from_its_start(
+    broker: Broker,
+) -> None:
+    """Offsets of a new stream start at 0 again: nothing published to it is skipped."""
+    queue = await stream_of(broker, "stream-deleted", 50)
+    seen = Seen()
+    container, log = recorded(log_stats_interval=0)
+    async with Orchestrator([reader(queue, seen, stream_offset="first")], container):
+        await wait_until(lambda: len(seen.numbers) >= 50, timeout=20)
+        await broker.channel.queue_delete(queue)
+        await wait_until(lambda: again_consuming(log), timeout=20)  # declared again
+        await publish_numbers(broker, queue, range(100, 110))
+        await wait_until(lambda: len(seen.numbers) >= 60, timeout=20)
+        await asyncio.sleep(0.3)
+    assert [*range(50), *range(100, 110)] == seen.numbers
+
+
+def again_consuming(log: Any) -> bool:
+    return any("consuming the queue again" in m for m in log.messages("warning"))

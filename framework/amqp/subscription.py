@@ -164,6 +164,8 @@ class Subscription:
         queue = self._consumers.pop(frame.consumer_tag, None)
         if queue is None or self._cancelled or self._paused:
             return
+        if self._engine.stream is not None:
+            self._engine.stream.restart(queue)
         await self._wait_for(queue, "the broker cancelled the consumer (was the queue deleted?)")
 
     async def _wait_for(self, queue: str, why: str) -> None:

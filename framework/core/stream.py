@@ -200,6 +200,15 @@ class StreamPosition:
         settled_before = self._next.setdefault(message.queue, offset)
         return offset >= settled_before
 
+    def restart(self, queue: str) -> None:
+        """``queue`` was deleted (and may come back empty): read the new one from its start.
+
+        Offsets of a stream declared again begin at 0: the old position would
+        skip every new message as one read before.
+        """
+        self._next.pop(queue, None)
+        self._first_start[queue] = "first"
+
     def split(
         self, messages: Iterable[Message[Any]]
     ) -> tuple[list[Message[Any]], list[Message[Any]]]:
