@@ -11,9 +11,9 @@ from framework import Actions, BulkConsumer, ConsumerDefinitionError, Message, S
 from framework.core.engine import BulkEngine
 from framework.core.message import Delivery
 from framework.core.stream import StreamPosition, stored_offset_hook
-from framework.runtime.assembly import plan
-from framework.runtime.injection import injecting_handler
 from framework.testing import ConsumerHarness, FakeChannel
+from framework.wiring.assembly import plan
+from framework.wiring.injection import injecting_handler
 from tests.conftest import make_container
 from tests.test_breaker import FakeIntake, advance
 from tests.test_engine import Recorder, let_run, settings, started, stopped
