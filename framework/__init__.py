@@ -47,6 +47,7 @@ from framework.errors import (
     QueueError,
     SerializationError,
     SinkUnavailable,
+    StreamStartError,
     UnroutableError,
     WorkerCrashedError,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "QueueError",
     "SerializationError",
     "SinkUnavailable",
+    "StreamStartError",
     "UnroutableError",
     "Watcher",
     "WorkerCrashedError",

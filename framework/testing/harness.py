@@ -4,7 +4,7 @@ import asyncio
 import difflib
 import itertools
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import aio_pika
@@ -15,6 +15,7 @@ from framework.amqp.connection import connect
 from framework.amqp.publisher import Publisher
 from framework.core.consumer import BulkConsumer
 from framework.core.engine import BulkEngine
+from framework.core.headers import STREAM_OFFSET_HEADER
 from framework.core.layout import retry_queue
 from framework.core.message import Delivery, Message
 from framework.core.outcome import Move
@@ -278,6 +279,7 @@ class _FakeBroker:
         self.worker: asyncio.Task[None] | None = None
         self.queues: list[str] = []
         self.pending: set[asyncio.Task[None]] = set()
+        self.offsets: dict[str, Iterator[int]] = {}  # a stream queue's next offsets
 
     async def start(self) -> None:
         harness = self.harness
@@ -292,7 +294,16 @@ class _FakeBroker:
             settings, handler, clock=harness.clock, log=harness.log, publisher=self
         )
         harness.watch(self.engine)
+        await self._start_streams()
         self.worker = asyncio.create_task(self.engine.run())
+
+    async def _start_streams(self) -> None:
+        """Number a stream's messages as the broker would, from where the consumer starts."""
+        if self.engine.stream is None:
+            return
+        for queue in self.queues:
+            start = await self.engine.stream.start_of(queue)  # calls stored_offset, as at start
+            self.offsets[queue] = itertools.count(start if isinstance(start, int) else 0)
 
     async def publish(
         self,
@@ -313,6 +324,10 @@ class _FakeBroker:
         content_type: str | None,
         message_id: str | None,
     ) -> None:
+        offsets = self.offsets.get(queue)
+        offset = None if offsets is None else next(offsets)
+        if offset is not None:
+            headers = {**headers, STREAM_OFFSET_HEADER: offset}
         message = Message(
             body=raw,
             raw=raw,
@@ -322,6 +337,7 @@ class _FakeBroker:
             headers=headers,
             content_type=content_type,
             message_id=message_id,
+            stream_offset=offset,
         )
         refusal = self.engine.receive(message)
         if refusal is not None:

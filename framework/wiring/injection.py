@@ -10,6 +10,7 @@ them work too. A marker the container cannot resolve fails the start.
 
 import inspect
 import sys
+import types
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, TypeVar, cast, get_args, get_origin
 
@@ -111,12 +112,14 @@ def injecting_handler(consumer: BulkConsumer, injections: list[Injection]) -> Ha
     if not injections:
         return consumer.handle
 
-    async def handle(messages: list[Message[Any]]) -> None:
+    async def handle(self: BulkConsumer, messages: list[Message[Any]]) -> None:
         # Resolved per bulk, so a Factory gives each bulk its own object.
         services = {injection.name: await injection.value() for injection in injections}
-        await consumer.handle(messages, **services)
+        await self.handle(messages, **services)
 
-    return handle
+    # Bound, so that the engine finds the consumer's other hooks (stored_offset) as for
+    # a plain ``consumer.handle``.
+    return types.MethodType(handle, consumer)
 
 
 class Resolver:
