@@ -12,6 +12,8 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from framework.runtime.shutdown import ShutdownBudget
+from framework.runtime.supervisor import EXIT_GRACE
 from tests.broker import Broker, wait_until
 from tests.test_cli import BULKWORKER, ROOT, environment, kill_if_running
 
@@ -189,3 +191,42 @@ async def test_sigterm_with_full_buffers_hands_everything_over_in_time(
     assert took < 11
     assert list(range(500)) == sorted(line["n"] for line in lines(output))
     assert 0 == await broker.ready_count(queue)
+
+
+async def test_a_worker_that_never_stops_is_killed_once_its_budget_is_spent(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A worker whose loop is blocked ignores SIGTERM: the supervisor kills it after the
+    shutdown budget and exits 0 in time, saying which worker it killed."""
+    queue = broker.queue_name("workers-blocked")
+    await broker.declare(queue)
+    started = tmp_path / "started"
+    supervisor = subprocess.Popen(
+        [*BULKWORKER, "run", "tests.apps.stops", "--workers", "2"],
+        cwd=ROOT,
+        env=environment(
+            TEST_QUEUE=queue,
+            TEST_MODE="block",
+            TEST_STARTED=str(started),
+            BULKWORKER_SHUTDOWN_TIMEOUT="1",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await wait_until(lambda: len(worker_pids(supervisor)) == 2, timeout=30)
+        workers = worker_pids(supervisor)
+        await broker.publish_ids(queue, range(20))
+        await wait_until(started.exists, timeout=30)
+        stopping = time.monotonic()
+        supervisor.send_signal(signal.SIGTERM)
+        _, errors = supervisor.communicate(timeout=60)
+        took = time.monotonic() - stopping
+    finally:
+        kill_if_running(supervisor)
+    bound = ShutdownBudget(1.0).total + EXIT_GRACE
+    assert 0 == supervisor.returncode, errors
+    assert bound <= took < bound + 10
+    assert b"did not stop within" in errors
+    assert [] == [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    await wait_until(lambda: _equals(broker.ready_count(queue), 20), timeout=30)
