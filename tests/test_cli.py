@@ -251,6 +251,7 @@ async def test_second_signal_exits_at_once_and_the_broker_requeues(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.xdist_group("shared-queues")  # the shipped consumer's queue is "items"
 async def test_run_processes_the_shipped_applications_items(broker: Broker, tmp_path: Path) -> None:
     """`bulkworker run consumers --container ...` stores published items in SQLite."""
     await broker.declare("items")
