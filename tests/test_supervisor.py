@@ -135,7 +135,8 @@ def test_a_bad_setting_fails_at_once_without_workers() -> None:
     )
     assert 1 == result.returncode
     assert "BULKWORKER_FLUSH_INTERVAL must be a number of seconds" in result.stderr
-    assert time.monotonic() - started < 10
+    assert "worker 0" not in result.stderr  # none was started
+    assert time.monotonic() - started < 20  # one process start, on a busy machine
 
 
 def test_workers_that_cannot_start_are_not_restarted_in_a_loop() -> None:
@@ -150,11 +151,13 @@ def test_workers_that_cannot_start_are_not_restarted_in_a_loop() -> None:
         ),
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
     )
     assert 1 == result.returncode
     assert "before it was ever ready: not restarting" in result.stderr
-    assert time.monotonic() - started < 10
+    assert "restarting it in" not in result.stderr
+    # Three process starts on a busy machine; a restart loop would pause 15 s more.
+    assert time.monotonic() - started < 30
 
 
 async def test_sigterm_with_full_buffers_hands_everything_over_in_time(
