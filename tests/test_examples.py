@@ -6,10 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.broker import AMQP_URL, Broker
 from tests.postgres import postgres_dsn
 
 __all__ = ["postgres_dsn"]
+
+# The examples use their own fixed queue names ("items", "examples.decisions"...), as a
+# reader runs them: with pytest-xdist they run one at a time, on one worker, with every
+# other test that touches those names.
+pytestmark = pytest.mark.xdist_group("shared-queues")
 
 ROOT = Path(__file__).resolve().parent.parent
 
