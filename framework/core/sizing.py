@@ -7,11 +7,11 @@ whole bulk:
 
 - it raised (not an outage) or timed out: the target halves;
 - it took longer than ``bulk_latency_target``: the target halves;
-- it succeeded on a bulk the target filled (flushed for ``size``) and its time
-  per message did not rise against the previous such bulk: the target grows by
-  one step, a sixteenth of the range (at least 1);
-- the time per message rose: the target steps back one step, so it settles
-  around the size with the lowest time per message.
+- it succeeded on a bulk the target filled (flushed for ``size``): the target
+  moves one step (a sixteenth of the range, at least 1) on in the direction it
+  last moved if the time per message did not rise against the previous such
+  bulk, and turns round if it rose. It starts by growing, so it climbs while
+  bigger bulks pay and settles around the size with the lowest time per message.
 
 An outage (one of ``outage_errors``, ``SinkUnavailable``) says nothing about
 the sink's latency: the breaker pauses the consumer, the target stays where it
@@ -62,6 +62,7 @@ class AdaptiveSize(Watcher):
         self._on_change = on_change
         self.target = minimum
         self._last_per_message: float | None = None
+        self._direction = 1  # +1 growing, -1 shrinking, by the time per message
         self.grown = 0
         self.shrunk = 0
 
@@ -105,12 +106,13 @@ class AdaptiveSize(Watcher):
     def _follow_time_per_message(self, per_message: float) -> None:
         last, self._last_per_message = self._last_per_message, per_message
         if last is not None and per_message > last:
-            self._move_to(self.target - self.step)
-        else:
-            self._move_to(self.target + self.step)
+            self._direction = -self._direction  # the last step made it worse: undo it
+        self._move_to(self.target + self._direction * self.step)
 
     def _halve(self) -> None:
-        self._last_per_message = None  # the next size is far from the last: compare afresh
+        # The next size is far from the last: compare afresh, growing again.
+        self._last_per_message = None
+        self._direction = 1
         self._move_to(self.target // 2)
 
     def _move_to(self, target: int) -> None:
