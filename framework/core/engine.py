@@ -158,9 +158,7 @@ class BulkEngine:
         )
         self._on_exit_request = on_exit_request
         self._cancel_grace = cancel_grace
-        self.watchers = Watchers()
-        if watcher is not None:
-            self.watchers.add(watcher)
+        self.watchers = Watchers([] if watcher is None else [watcher])
         self._consumer_timeout = consumer_timeout
         self.adaptive_size = self._adaptive_size()
         self._start_empty()
