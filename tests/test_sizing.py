@@ -206,6 +206,41 @@ async def test_byte_bulks_run_side_by_side_with_max_concurrent_bulks(
     assert dict.fromkeys(range(1, 7), "ack") == channel.settled_tags(6)
 
 
+async def test_empty_bodies_never_fill_a_byte_limit_but_bulk_size_still_cuts(
+    clock, channel, log, publisher
+) -> None:
+    """Zero-byte bodies under a 10-byte limit: bulks of bulk_size=3, flushed for `size`."""
+    sink = Sink(clock)
+    engine, watcher = engine_with(clock, log, publisher, sink, bulk_size=3, max_bulk_bytes=10)
+    task = await started(engine)
+    feed_sizes(engine, channel, [0] * 6)
+    await let_run()
+    assert [[0, 0, 0], [0, 0, 0]] == sink.calls
+    assert [FlushReason.SIZE, FlushReason.SIZE] == watcher.reasons
+    await stopped(engine, task)
+
+
+async def test_a_handler_that_empties_its_list_changes_nothing_that_is_settled(
+    clock, channel, log, publisher
+) -> None:
+    """handle clears the list it got: the bulk still counts its bytes, every message is acked."""
+    seen: list[int] = []
+
+    async def clearing(messages: list[Message[Any]]) -> None:
+        seen.append(sum(len(m.raw) for m in messages))
+        messages.clear()
+
+    engine, watcher = engine_with(clock, log, publisher, Sink(clock), max_bulk_bytes=100)
+    engine._handler = clearing
+    task = await started(engine)
+    feed_sizes(engine, channel, [60, 30, 20])
+    await let_run()
+    await stopped(engine, task)
+    assert [90, 20] == seen
+    assert [90, 20] == [bulk.bytes for bulk in watcher.taken]
+    assert dict.fromkeys(range(1, 4), "ack") == channel.settled_tags(3)
+
+
 @pytest.mark.parametrize("value", [0, -1, 1.5, "5MB", True])
 def test_max_bulk_bytes_is_checked_at_class_definition(value: Any) -> None:
     """Only a whole number of at least 1, or None: named with class and attribute."""
