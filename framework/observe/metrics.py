@@ -16,9 +16,9 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from framework.core.routing import OutcomeKind
+from framework.core.outcome import OutcomeKind
+from framework.core.tasks import cancelled
 from framework.core.watch import Bulk, HandleEnd, Outcome, Pause, TaskRun, Watcher
-from framework.runtime.process import cancelled
 
 SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 # 1 KiB to 64 MiB by fours: Elasticsearch advises bulk requests of 5-15 MB.
