@@ -44,7 +44,7 @@ def consumer_for(queue: str) -> type[BulkConsumer]:
         queues = [queue]
         bulk_size = 300
         prefetch = 600
-        flush_interval = 0.5
+        flush_interval = 3.0  # 300 deliveries arrive well within it, even on a loaded machine
         on_exception = Actions.REJECT
 
         async def handle(self, messages: list[Message[Any]]) -> None:
