@@ -171,7 +171,7 @@ class BulkEngine:
             self._clock,
             self._wake.set,
             key_function(self.settings.group_by),
-            target=lambda: self.bulk_size_target,
+            target=None if self.adaptive_size is None else self._adaptive_target,
         )
         self._refusals: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -200,6 +200,10 @@ class BulkEngine:
         )
         self.watchers.add(sizer)
         return sizer
+
+    def _adaptive_target(self) -> int:
+        assert self.adaptive_size is not None
+        return self.adaptive_size.target
 
     @property
     def bulk_size_target(self) -> int:
