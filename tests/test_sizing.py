@@ -346,6 +346,46 @@ async def test_a_bulk_slower_than_the_latency_target_halves_the_size(
     assert [2, 4, 6, 8, 4, 6, 8, 4] == watcher.sizes[:8]
 
 
+async def test_a_handle_that_never_returns_times_out_and_halves_the_size(
+    clock, channel, log, publisher
+) -> None:
+    """handler_timeout cancels a stuck handle: its bulk is settled and the size halves, 16 to 8."""
+
+    async def stuck(messages: list[Message[Any]]) -> None:
+        await asyncio.Event().wait()
+
+    engine = BulkEngine(
+        settings(
+            bulk_size=16,
+            prefetch=100,
+            flush_interval=1000.0,
+            adaptive_bulk_size=True,
+            handler_timeout=0.01,
+            on_exception=Actions.REJECT,
+        ),
+        stuck,
+        clock=clock,
+        log=log,
+        publisher=publisher,
+    )
+    assert engine.adaptive_size is not None
+    engine.adaptive_size.target = 16
+    task = await started(engine)
+    feed_sizes(engine, channel, [10] * 16)
+    await wait_for_target(engine, 8)
+    engine.close()
+    await asyncio.wait_for(task, 5)
+    assert 16 == len(publisher.published)  # every message dead-lettered, none lost
+
+
+async def wait_for_target(engine: BulkEngine, target: int) -> None:
+    for _ in range(200):
+        if target == engine.bulk_size_target:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the target stayed {engine.bulk_size_target}, not {target}")
+
+
 async def test_an_outage_leaves_the_size_where_it_was(clock, channel, log, publisher) -> None:
     """handle raising ConnectionError pauses the consumer; the target is not halved."""
     sink = Sink(clock, lambda size: 1.0)
