@@ -160,6 +160,24 @@ SETTINGS = (
         positive_seconds,
         "seconds a graceful shutdown may take before unsettled messages are left to the broker",
     ),
+    Setting(
+        "elasticsearch_url",
+        "BULKWORKER_ELASTICSEARCH_URL",
+        None,
+        text,
+        "Elasticsearch URL for the container's `elasticsearch` client "
+        "(`http://user:pass@host:9200`; several nodes comma-separated), opened when a consumer "
+        "first asks for it; needs `bulkworker[elasticsearch]`",
+    ),
+    Setting(
+        "mongodb_url",
+        "BULKWORKER_MONGODB_URL",
+        None,
+        text,
+        "MongoDB connection string for the container's `mongodb` client "
+        "(`mongodb://user:pass@host:27017/?replicaSet=rs0`), opened when a consumer first asks "
+        "for it; needs `bulkworker[mongodb]`",
+    ),
 )
 
 
@@ -202,6 +220,8 @@ class Deployment:
     reconnect_max_delay: float
     consumer_timeout: float
     shutdown_timeout: float
+    elasticsearch_url: str | None = None
+    mongodb_url: str | None = None
     # Named connections: BULKWORKER_AMQP_URL_<NAME>, or config.amqp_urls.<name>.
     amqp_urls: Mapping[str, str] = attrs.field(factory=dict)
 

@@ -13,6 +13,7 @@ from framework.wiring.resources import (
     open_publisher,
     open_publishers,
 )
+from framework.wiring.sink_clients import client_of, open_sink_clients
 
 
 class Container(containers.DeclarativeContainer):
@@ -27,6 +28,10 @@ class Container(containers.DeclarativeContainer):
     ``connections`` and ``publishers`` give those of a named connection
     (``await publishers.of("analytics")``; its URL from
     ``BULKWORKER_AMQP_URL_ANALYTICS``), each opened when first asked for.
+    ``elasticsearch`` and ``mongodb`` give an ``AsyncElasticsearch`` and a
+    pymongo ``AsyncMongoClient`` on ``BULKWORKER_ELASTICSEARCH_URL`` and
+    ``BULKWORKER_MONGODB_URL``, opened the first time a consumer asks for one
+    (``es: AsyncElasticsearch = Provide["elasticsearch"]``) and closed on shutdown.
     """
 
     config = providers.Configuration()
@@ -40,6 +45,9 @@ class Container(containers.DeclarativeContainer):
     publishers = providers.Resource(
         open_publishers, settings=settings, logger=logger, default=publisher
     )
+    sink_clients = providers.Resource(open_sink_clients, settings=settings)
+    elasticsearch = providers.Coroutine(client_of, sink_clients, "elasticsearch")
+    mongodb = providers.Coroutine(client_of, sink_clients, "mongodb")
     state = providers.Singleton[dict[str, Any]](dict)
 
 
