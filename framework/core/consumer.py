@@ -379,6 +379,34 @@ class ConsumerSettings:
         "reconnect resumes after the last settled message",
         '`None` (`"next"`)',
     )
+    max_bulk_bytes: int | None = setting(
+        None,
+        check_optional_positive_int,
+        "most bytes per bulk, counting each message's body as received (`len(message.raw)`, "
+        "before decoding; headers not counted): a bulk goes before the next message would pass "
+        "it, a larger message goes alone; per key with `group_by`; `None`: no limit",
+        unit="B",
+    )
+    adaptive_bulk_size: bool = setting(
+        False,
+        check_flag,
+        "adapt the bulk size to the sink: start at `bulk_size_min`, grow by steps while the time "
+        "per message does not rise, halve when `handle` fails, times out or passes "
+        "`bulk_latency_target`; never above `bulk_size`",
+    )
+    bulk_size_min: int | None = setting(
+        None,
+        check_optional_positive_int,
+        "the smallest bulk size `adaptive_bulk_size` goes down to, and where it starts",
+        "`1`",
+    )
+    bulk_latency_target: float | None = setting(
+        None,
+        check_optional_seconds,
+        "seconds a `handle` call may take with `adaptive_bulk_size`: a slower bulk halves the "
+        "size; `None`: only failures and a rising time per message shrink it",
+        unit="s",
+    )
 
     def model_converter(self) -> cattrs.BaseConverter:
         """The converter that reads bodies into ``model``."""
@@ -445,6 +473,7 @@ class ConsumerSettings:
         check_model_fits(consumer)
         check_backoffs(consumer)
         check_stream_rules(consumer)
+        check_adaptive(consumer)
         return cls(
             **{
                 **declared,
@@ -460,6 +489,9 @@ class ConsumerSettings:
                 "handler_timeout": None
                 if consumer.handler_timeout is None
                 else float(consumer.handler_timeout),
+                "bulk_latency_target": None
+                if consumer.bulk_latency_target is None
+                else float(consumer.bulk_latency_target),
             }
         )
 
@@ -481,6 +513,23 @@ def check_backoffs(consumer: type["BulkConsumer"]) -> None:
             consumer,
             "retry_backoff_max",
             f"is {consumer.retry_backoff_max!r}, below retry_delay={consumer.retry_delay!r}",
+        )
+
+
+def check_adaptive(consumer: type["BulkConsumer"]) -> None:
+    """The adaptive settings mean nothing alone, and the range must not be empty."""
+    if not consumer.adaptive_bulk_size:
+        for name in ("bulk_size_min", "bulk_latency_target"):
+            if getattr(consumer, name) is not None:
+                raise fail(consumer, name, "has no effect unless adaptive_bulk_size = True")
+        return
+    minimum = consumer.bulk_size_min
+    if minimum is not None and minimum > consumer.bulk_size:
+        raise fail(
+            consumer,
+            "bulk_size_min",
+            f"is {minimum}, above bulk_size={consumer.bulk_size}: the adaptive size moves "
+            "between the two",
         )
 
 
@@ -581,6 +630,10 @@ class BulkConsumer(abc.ABC):
     connection: ClassVar[str]
     group_by: ClassVar[Any]
     stream_offset: ClassVar[Any]
+    max_bulk_bytes: ClassVar[int | None]
+    adaptive_bulk_size: ClassVar[bool]
+    bulk_size_min: ClassVar[int | None]
+    bulk_latency_target: ClassVar[float | None]
     __bulkworker_abstract__: ClassVar[bool] = True
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:

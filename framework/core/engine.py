@@ -28,6 +28,7 @@ from framework.core.moves import Mover
 from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT, OutageGuard
 from framework.core.outcome import Move, OutcomeKind, Router, Verdict, describe_error
 from framework.core.settlement import SettlementReport, Settler
+from framework.core.sizing import AdaptiveSize
 from framework.core.stream import StreamPosition
 from framework.core.watch import (
     Bulk,
@@ -158,17 +159,20 @@ class BulkEngine:
         )
         self._on_exit_request = on_exit_request
         self._cancel_grace = cancel_grace
-        self.watchers = Watchers()
-        if watcher is not None:
-            self.watchers.add(watcher)
+        self.watchers = Watchers([] if watcher is None else [watcher])
         self._consumer_timeout = consumer_timeout
+        self.adaptive_size = self._adaptive_size()
         self._start_empty()
 
     def _start_empty(self) -> None:
         # The worker: woken when a bulk may be due; closing once asked to stop.
         self._wake = asyncio.Event()
         self._buffers = Buffers(
-            self.settings, self._clock, self._wake.set, key_function(self.settings.group_by)
+            self.settings,
+            self._clock,
+            self._wake.set,
+            key_function(self.settings.group_by),
+            target=None if self.adaptive_size is None else self._adaptive_target,
         )
         self._refusals: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -187,6 +191,28 @@ class BulkEngine:
         self.bulks_handled = 0
         self.handle_calls = 0
         self.dropped_closed = 0
+
+    def _adaptive_size(self) -> AdaptiveSize | None:
+        if not self.settings.adaptive_bulk_size:
+            return None
+        # The outage guard is made later; it is looked up when a call ends.
+        sizer = AdaptiveSize.of(
+            self.settings,
+            is_outage=lambda error: self.outage.is_outage(error),
+            on_change=lambda: self._buffers.recut(),
+        )
+        self.watchers.add(sizer)
+        return sizer
+
+    def _adaptive_target(self) -> int:
+        assert self.adaptive_size is not None
+        return self.adaptive_size.target
+
+    @property
+    def bulk_size_target(self) -> int:
+        """The size bulks are cut at now: ``bulk_size``, or the adaptive target."""
+        sizer = self.adaptive_size
+        return self.settings.bulk_size if sizer is None else sizer.target
 
     def __repr__(self) -> str:
         return (

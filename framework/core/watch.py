@@ -20,7 +20,8 @@ from framework.core.outcome import OutcomeKind
 class FlushReason(enum.StrEnum):
     """Why a bulk left the buffer."""
 
-    SIZE = "size"  # bulk_size messages arrived
+    SIZE = "size"  # bulk_size messages arrived (the adaptive target, with adaptive_bulk_size)
+    BYTES = "bytes"  # max_bulk_bytes reached, or the next message would pass it
     INTERVAL = "interval"  # the flush interval passed since its first message
     SHUTDOWN = "shutdown"  # the consumer is stopping: what is buffered is handed over
     FORCED = "forced"  # flush_now() asked for it
@@ -67,6 +68,11 @@ class Bulk:
     @property
     def size(self) -> int:
         return len(self.messages)
+
+    @property
+    def bytes(self) -> int:
+        """The bodies' length as received, as ``max_bulk_bytes`` counts them."""
+        return sum(len(message.raw) for message in self.messages)
 
 
 @attrs.frozen
