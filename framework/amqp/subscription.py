@@ -17,6 +17,7 @@ from framework.amqp.closing import CHANNEL_GONE_ERRORS
 from framework.amqp.connection import close_within
 from framework.amqp.declarations import declare
 from framework.amqp.feed import QueueFeed
+from framework.amqp.partitions import bind_partitions, prepare_partitions
 from framework.core.abc import EventLog
 from framework.core.engine import BulkEngine
 from framework.errors import QueueError
@@ -59,8 +60,10 @@ class Subscription:
         self._channel = channel
         await channel.set_qos(prefetch_count=self._settings.prefetch)
         underlay = await channel.get_underlay_channel()
+        await prepare_partitions(underlay, self._settings)
         for queue, arguments, role in self._settings.declarations():
             await declare(underlay, queue, arguments, role, self._settings)
+        await bind_partitions(underlay, self._settings)
         await self._consume_all(underlay)
         channel.reopen_callbacks.add(self._on_reopen)
 

@@ -11,6 +11,7 @@ event (see :mod:`framework.core.watch`).
 
 import asyncio
 import datetime
+import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -19,7 +20,7 @@ import attrs
 
 from framework.core.abc import Clock, EventLog, Handler, MovePublisher, QueueDeclarer
 from framework.core.actions import Actions
-from framework.core.buffer import Buffers, key_function
+from framework.core.buffer import NO_KEY, Buffers, key_function
 from framework.core.consumer import ConsumerSettings
 from framework.core.decoding import body_decoder, undecodable
 from framework.core.handler_call import is_exit_request, start_call, stop_call
@@ -28,6 +29,7 @@ from framework.core.moves import Mover
 from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT, OutageGuard
 from framework.core.routing import Move, OutcomeKind, Router, Verdict, describe_error
 from framework.core.settlement import SettlementReport, Settler
+from framework.core.turns import KeyTurns
 from framework.core.watch import (
     Bulk,
     BulkDone,
@@ -170,6 +172,7 @@ class BulkEngine:
             self.settings, self._clock, self._wake.set, key_function(self.settings.group_by)
         )
         self._refusals: set[asyncio.Task[None]] = set()
+        self._turns = KeyTurns(self.settings)
         self._closing = False
         self._busy = False
         # With max_concurrent_bulks > 1: the bulks being handled, each in a task of its own.
@@ -368,8 +371,10 @@ class BulkEngine:
                 finally:
                     self._busy = False
             else:
+                self._turns.start(bulk)
                 task = asyncio.create_task(self.process(bulk), name=worker_name())
                 self._running.add(task)
+                task.add_done_callback(functools.partial(self._turns.finish, bulk))
                 task.add_done_callback(self._bulk_finished)
 
     def _bulk_finished(self, task: "asyncio.Task[SettlementReport]") -> None:
@@ -387,10 +392,11 @@ class BulkEngine:
             await asyncio.wait(running, timeout=self._cancel_grace + 1.0)
 
     def _take_due_bulk(self) -> Bulk | None:
-        buffer = self._buffers.due(self._closing)
+        waiting = self._turns.busy
+        buffer = self._buffers.due(self._closing, waiting)
         if buffer is None:
-            self._buffers.relieve(self._buffers.total + self.moves_pending)
-            buffer = self._buffers.due(self._closing)
+            self._buffers.relieve(self._buffers.total + self.moves_pending, waiting)
+            buffer = self._buffers.due(self._closing, waiting)
             if buffer is None:
                 return None
         if buffer.holds_closed():
@@ -398,7 +404,8 @@ class BulkEngine:
             self._drops_to_report += self.drop_closed()
             return self._take_due_bulk()
         messages, reason, waited = self._buffers.take(buffer)
-        bulk = Bulk(self.settings.name, messages, reason, waited)
+        key = None if buffer.key is NO_KEY else buffer.key
+        bulk = Bulk(self.settings.name, messages, reason, waited, key)
         self.watchers.bulk_taken(bulk)
         return bulk
 
