@@ -11,8 +11,17 @@ from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
 from framework.amqp.declarations import broker_reason, declare_on_probe
 from framework.amqp.hazards import PROBE_TIMEOUT, drop_head_hazard, moved_to
+from framework.amqp.partitions import (
+    count_mismatch,
+    count_partitions,
+    exchange_exists,
+    plugin_enabled,
+)
 from framework.amqp.publisher import publish_refusal
 from framework.core.consumer import ConsumerSettings
+from framework.core.partitions import ENABLE_PLUGIN, PLUGIN
+
+HASH_EXCHANGE_ROLE = "consistent-hash exchange"
 
 
 class QueueStatus(StrEnum):
@@ -24,9 +33,15 @@ class QueueStatus(StrEnum):
     MISSING = "missing"
     DIFFERS = "differs"
     CANNOT_PUBLISH = "cannot publish"
+    PLUGIN_MISSING = "plugin missing"
 
 
-PROBLEMS = (QueueStatus.MISSING, QueueStatus.DIFFERS, QueueStatus.CANNOT_PUBLISH)
+PROBLEMS = (
+    QueueStatus.MISSING,
+    QueueStatus.DIFFERS,
+    QueueStatus.CANNOT_PUBLISH,
+    QueueStatus.PLUGIN_MISSING,
+)
 
 
 @attrs.frozen
@@ -54,6 +69,10 @@ async def check_queues(
     underlay = await channel.get_underlay_channel()
     try:
         checks = [
+            await check_exchange(underlay.connection, settings, exchange)
+            for exchange in settings.exchanges
+        ]
+        checks += [
             await check_queue(underlay.connection, settings, queue, arguments, role)
             for queue, arguments, role in settings.declarations()
         ]
@@ -80,6 +99,24 @@ def with_move_hazards(
     if hazard is not None and check.role == "queue":
         return attrs.evolve(check, status=QueueStatus.WARNING, detail=hazard)
     return check
+
+
+async def check_exchange(amqp: Any, settings: ConsumerSettings, exchange: str) -> QueueCheck:
+    """The consistent-hash exchange of a partitioned queue: its plugin, its partition count."""
+    role = HASH_EXCHANGE_ROLE
+    found = await count_partitions(amqp, exchange, settings)
+    if found not in (0, settings.partitions):
+        detail = count_mismatch(settings, exchange, found)
+        return QueueCheck(settings.name, exchange, role, QueueStatus.DIFFERS, detail)
+    if await exchange_exists(amqp, exchange):
+        detail = f"{settings.partitions} partitions"
+        return QueueCheck(settings.name, exchange, role, QueueStatus.OK, detail)
+    if not await plugin_enabled(amqp.url):
+        detail = f"the {PLUGIN} plugin is not enabled: {ENABLE_PLUGIN}"
+        return QueueCheck(settings.name, exchange, role, QueueStatus.PLUGIN_MISSING, detail)
+    if settings.declare:
+        return QueueCheck(settings.name, exchange, role, QueueStatus.WILL_BE_DECLARED)
+    return QueueCheck(settings.name, exchange, role, QueueStatus.MISSING, "declare is False")
 
 
 async def check_queue(

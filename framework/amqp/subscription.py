@@ -8,19 +8,26 @@ broker redelivers it) and consumes again on the new one.
 """
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any
 
 import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aiormq.exceptions import AMQPError
 
 from framework.amqp.closing import CHANNEL_GONE_ERRORS
 from framework.amqp.connection import close_within
-from framework.amqp.declarations import declare
+from framework.amqp.declarations import declare, declare_on_probe
 from framework.amqp.feed import QueueFeed
 from framework.amqp.partitions import bind_partitions, prepare_partitions
 from framework.core.abc import EventLog
 from framework.core.engine import BulkEngine
+from framework.core.partitions import PartitionShare
 from framework.errors import QueueError
+
+# A worker waits this long for the worker a partition belongs to before taking it itself.
+STANDBY_WAIT = 10.0
+STANDBY_POLL = 0.25
 
 
 class Subscription:
@@ -33,8 +40,10 @@ class Subscription:
         log: EventLog,
         *,
         reconnect_max_delay: float = 30.0,
+        share: PartitionShare | None = None,
     ) -> None:
         self._connection = connection
+        self._share = share or PartitionShare()
         self._engine = engine
         self._log = log
         self._settings = engine.settings
@@ -71,8 +80,11 @@ class Subscription:
         self._underlay = underlay
         underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
         self._consumers = {}
-        for queue in self._settings.queues:
+        own, others = self._share.split(self._settings.queues, self._settings.partitions)
+        for queue in own:
             await self._consume(underlay, queue)
+        for queue in others:
+            self._start_waiting(queue, self._stand_by(queue))
 
     async def _consume(self, underlay: aiormq.abc.AbstractChannel, queue: str) -> None:
         consume_ok = await underlay.basic_consume(queue, QueueFeed(queue, self._engine).deliver)
@@ -159,19 +171,47 @@ class Subscription:
             "not consuming a queue: will consume it again when it is back",
             extra={"consumer": self._settings.name, "queue": queue, "reason": why},
         )
-        if queue not in self._waiting:
-            task = asyncio.create_task(self._resubscribe(queue))
-            self._waiting[queue] = task
-            task.add_done_callback(lambda _: self._waiting.pop(queue, None))
+        self._start_waiting(queue, self._resubscribe(queue))
 
-    async def _resubscribe(self, queue: str) -> None:
+    def _start_waiting(self, queue: str, consuming: Coroutine[Any, Any, None]) -> None:
+        if queue in self._waiting:
+            consuming.close()
+            return
+        task = asyncio.create_task(consuming)
+        self._waiting[queue] = task
+        task.add_done_callback(lambda _: self._waiting.pop(queue, None))
+
+    async def _stand_by(self, queue: str) -> None:
+        """Consume another worker's partition once that worker is registered on it.
+
+        Registered second, this consumer stands by and takes over when the
+        active one goes; if nobody comes within the wait, it takes the queue.
+        """
+        waited = 0.0
+        while waited < STANDBY_WAIT and not await self._has_consumer(queue):
+            await asyncio.sleep(STANDBY_POLL)
+            waited += STANDBY_POLL
+        await self._resubscribe(queue, announce=False)
+
+    async def _has_consumer(self, queue: str) -> bool:
+        underlay = self._underlay
+        if underlay is None or underlay.is_closed:
+            return False
+        try:
+            found = await declare_on_probe(underlay.connection, queue, passive=True)
+        except (AMQPError, *CHANNEL_GONE_ERRORS):
+            return False
+        return bool(found.consumer_count)
+
+    async def _resubscribe(self, queue: str, *, announce: bool = True) -> None:
         delay = 0.5
         while not self._cancelled and not self._paused:
             if await self._try_consume(queue):
-                await self._log.warning(
-                    "consuming the queue again",
-                    extra={"consumer": self._settings.name, "queue": queue},
-                )
+                if announce:
+                    await self._log.warning(
+                        "consuming the queue again",
+                        extra={"consumer": self._settings.name, "queue": queue},
+                    )
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._reconnect_max_delay)

@@ -14,8 +14,10 @@ instance works too), or a function ``(message) -> str`` — the same function
 may serve as ``group_by``.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import attrs
 
 from framework.core.message import Delivery, Message
 from framework.errors import PartitionKeyError
@@ -168,3 +170,24 @@ def exchange_for(name: str, queues: tuple[str, ...], queue: str | None) -> str:
     if queue in queues:
         return queue
     raise PartitionKeyError(f"{name} consumes {', '.join(queues)}: pass queue= one of them")
+
+
+@attrs.frozen
+class PartitionShare:
+    """The partitions this worker of ``workers`` registers on first, to be their active consumer.
+
+    With ``bulkworker run --workers M``, worker ``i`` consumes partitions
+    ``p`` with ``p % M == i`` at once, and the others only once another
+    worker is registered on them (or after a wait): each single-active queue
+    then goes to its own worker, and the rest stand by to take over.
+    """
+
+    worker_id: int = 0
+    workers: int = 1
+
+    def split(self, queues: Sequence[str], partitions: int | None) -> tuple[list[str], list[str]]:
+        """``queues`` in two: this worker's own, and those it stands by for."""
+        if partitions is None or self.workers <= 1:
+            return list(queues), []
+        own = [q for i, q in enumerate(queues) if (i % partitions) % self.workers == self.worker_id]
+        return own, [queue for queue in queues if queue not in own]
