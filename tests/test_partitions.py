@@ -196,7 +196,9 @@ class Gate:
 
 
 def customer_message(tag: int, customer: str, channel: Any) -> Message[Any]:
-    return make_message(f"{customer}{tag}", channel=channel, tag=tag, headers={"customer": customer})
+    return make_message(
+        f"{customer}{tag}", channel=channel, tag=tag, headers={"customer": customer}
+    )
 
 
 async def test_a_key_with_a_bulk_in_flight_waits_while_other_keys_run(

@@ -127,8 +127,7 @@ async def test_another_number_of_partitions_than_declared_is_a_start_error(
             async with Orchestrator([consumer], container):
                 pass
         assert (
-            f"Orders.partitions is {partitions}, but the broker has 4 partition queues of "
-            f"'{queue}'"
+            f"Orders.partitions is {partitions}, but the broker has 4 partition queues of '{queue}'"
         ) in str(raised.value)
         assert "fixed once declared" in str(raised.value)
     assert 0 == await partitioned.ready_count(f"{queue}.p4")  # nothing was added

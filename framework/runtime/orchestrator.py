@@ -283,7 +283,7 @@ class Orchestrator:
             consumer_timeout=self.settings.consumer_timeout,
             on_exit_request=functools.partial(self._on_exit_request, settings.name),
             watcher=self._observed().consumer_watcher(self.watchers, settings),
-            share=PartitionShare(self.settings.worker_id, self.settings.workers),
+            share=PartitionShare(self.settings.worker_id, self.settings.worker_count),
         )
         self.runners.append(runner)
         await runner.start()
