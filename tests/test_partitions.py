@@ -1,4 +1,4 @@
-"""Partitioned consumers without a broker: settings, keys, routes, and one bulk per key at a time."""
+"""Partitioned consumers without a broker: settings, keys, routes, one bulk per key at a time."""
 
 import asyncio
 from typing import Any
@@ -169,11 +169,11 @@ def test_routes_that_cannot_be_found_say_why() -> None:
 
     with pytest.raises(PartitionKeyError, match="Plain is not partitioned"):
         partition_route(Plain, {}, {}, "k", None)
-    with pytest.raises(PartitionKeyError, match="Keyless.partition_key is None: pass key="):
+    with pytest.raises(PartitionKeyError, match=r"Keyless\.partition_key is None: pass key="):
         partition_route(Keyless, {}, {}, None, "a")
     with pytest.raises(PartitionKeyError, match="Keyless consumes a, b: pass queue="):
         partition_route(Keyless, {}, {}, "k", None)
-    with pytest.raises(PartitionKeyError, match="Orders.partition_key: the message body has no"):
+    with pytest.raises(PartitionKeyError, match=r"Orders\.partition_key: the message body has no"):
         partition_route(Orders, {"id": 1}, {}, None, None)
 
 

@@ -1,4 +1,4 @@
-"""Partitioned consumers on RabbitMQ: the exchange and its queues, routing, retries, start errors."""
+"""Partitioned consumers on RabbitMQ: exchange and queues, routing, retries, start errors."""
 
 import asyncio
 import contextlib
@@ -69,7 +69,7 @@ def partitioned_consumer(queue: str, seen: list[Message[Any]], **attributes: Any
 async def test_keys_are_spread_over_partitions_each_in_order(
     partitioned: Broker, publisher: Publisher
 ) -> None:
-    """12 keys × 30: each key stays in one partition queue, in order; every queue single-active."""
+    """12 keys x 30: each key stays in one partition queue, in order; every queue single-active."""
     queue = exchange_of(partitioned, "partitions", 4)
     seen: list[Message[Any]] = []
     consumer = partitioned_consumer(queue, seen)
@@ -114,7 +114,7 @@ async def test_a_delayed_retry_comes_back_to_its_own_partition_queue(
 async def test_another_number_of_partitions_than_declared_is_a_start_error(
     partitioned: Broker,
 ) -> None:
-    """Declared with 4, started with 3 (or 6): the start fails, saying N is fixed and how to change it."""
+    """Declared with 4, started with 3 or 6: the start fails, saying N is fixed and how to change."""
     queue = exchange_of(partitioned, "partition-count", 6)
     seen: list[Message[Any]] = []
     container, _ = recorded()
@@ -143,7 +143,9 @@ async def test_publishing_without_a_key_sends_nothing(
     consumer = partitioned_consumer(queue, [])
     container, _ = recorded()
     async with Orchestrator([consumer], container):
-        with pytest.raises(PartitionKeyError, match="Orders.partition_key: .* no field 'customer'"):
+        with pytest.raises(
+            PartitionKeyError, match=r"Orders\.partition_key: .* no field 'customer'"
+        ):
             await publisher.publish_partitioned(consumer, {"client": "c1"})
     assert [0, 0, 0, 0] == [await partitioned.ready_count(f"{queue}.p{p}") for p in range(4)]
 

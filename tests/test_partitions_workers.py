@@ -49,12 +49,12 @@ def start_workers(queue: str, output: Path) -> subprocess.Popen[bytes]:
     )
 
 
-async def publish_in_order(publisher: Publisher, queue: str) -> None:
+async def publish_in_order(sender: Publisher, queue: str) -> None:
     """Each key's 500 messages in sequence, to the exchange with the key as routing key."""
     for number in range(KEYS):
         key = f"k{number}"
         bodies = [{"key": key, "seq": seq} for seq in range(PER_KEY)]
-        await publisher.publish_many(bodies, routing_key=key, exchange=queue)
+        await sender.publish_many(bodies, routing_key=key, exchange=queue)
 
 
 def handled_count(path: Path) -> int:
@@ -83,7 +83,7 @@ def runs_of(sequence: list[int]) -> list[list[int]]:
 async def test_three_workers_keep_every_keys_order_through_a_sigkill(
     broker: Broker, publisher: Publisher, tmp_path: Path
 ) -> None:
-    """20 keys × 500 in order over 3 workers; one SIGKILLed: all arrive, in order, few repeats."""
+    """20 keys x 500 in order over 3 workers; one SIGKILLed: all arrive, in order, few repeats."""
     await enable_hash_exchange_plugin()
     queue = partitioned_name(broker, "partition-workers", PARTITIONS)
     output = tmp_path / "handled.jsonl"
