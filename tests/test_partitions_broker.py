@@ -114,7 +114,7 @@ async def test_a_delayed_retry_comes_back_to_its_own_partition_queue(
 async def test_another_number_of_partitions_than_declared_is_a_start_error(
     partitioned: Broker,
 ) -> None:
-    """Declared with 4, started with 3 or 6: the start fails, saying N is fixed and how to change."""
+    """Declared with 4, started with 3 or 6: the start fails, saying N is fixed, and how to."""
     queue = exchange_of(partitioned, "partition-count", 6)
     seen: list[Message[Any]] = []
     container, _ = recorded()

@@ -137,7 +137,8 @@ async def test_three_workers_keep_every_keys_order_through_a_sigkill(
     assert 0 == sum([await broker.ready_count(q) for q in partition_queues])
     print(
         f"\n{len(handled)} handled, {duplicates} duplicates (bound {prefetch} x "
-        f"{len(victims_queues)} partitions), {len(busy)} workers busy, {seconds:.1f}s (registered {registered:.1f}s, "
+        f"{len(victims_queues)} partitions), {len(busy)} workers busy, "
+        f"{seconds:.1f}s (registered {registered:.1f}s, "
         f"published {published:.1f}s, all handled {done:.1f}s)"
     )
     assert seconds < 60
