@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
+from framework.amqp.connection import connect
 from framework.amqp.publisher import Publisher
+from framework.testing import RecordingLog
 from framework.core.consumer import ConsumerSettings
 from tests.apps.partitioned import PartitionedConsumer
-from tests.broker import Broker, wait_until
+from tests.broker import AMQP_URL, Broker, wait_until
 from tests.partitioned import delete_exchange, enable_hash_exchange_plugin, partitioned_name
 from tests.test_cli import BULKWORKER, ROOT, environment, kill_if_running
-from tests.test_partitions_broker import publisher  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.broker
 
@@ -49,12 +50,19 @@ def start_workers(queue: str, output: Path) -> subprocess.Popen[bytes]:
     )
 
 
-async def publish_in_order(sender: Publisher, queue: str) -> None:
+async def publish_in_order(broker: Broker, queue: str) -> None:
     """Each key's 500 messages in sequence, to the exchange with the key as routing key."""
-    for number in range(KEYS):
-        key = f"k{number}"
-        bodies = [{"key": key, "seq": seq} for seq in range(PER_KEY)]
-        await sender.publish_many(bodies, routing_key=key, exchange=queue)
+    connection = await connect(AMQP_URL, RecordingLog(), purpose="test")
+    publisher = Publisher(connection)
+    await publisher.open()
+    try:
+        for number in range(KEYS):
+            key = f"k{number}"
+            bodies = [{"key": key, "seq": seq} for seq in range(PER_KEY)]
+            await publisher.publish_many(bodies, routing_key=key, exchange=queue)
+    finally:
+        await publisher.close()
+        await connection.close()
 
 
 def handled_count(path: Path) -> int:
@@ -81,7 +89,7 @@ def runs_of(sequence: list[int]) -> list[list[int]]:
 
 
 async def test_three_workers_keep_every_keys_order_through_a_sigkill(
-    broker: Broker, publisher: Publisher, tmp_path: Path
+    broker: Broker, tmp_path: Path
 ) -> None:
     """20 keys x 500 in order over 3 workers; one SIGKILLed: all arrive, in order, few repeats."""
     await enable_hash_exchange_plugin()
@@ -93,7 +101,7 @@ async def test_three_workers_keep_every_keys_order_through_a_sigkill(
         partition_queues = [f"{queue}.p{p}" for p in range(PARTITIONS)]
         await wait_until(lambda: all_registered(broker, partition_queues, WORKERS), timeout=40)
         registered = time.monotonic() - started
-        publishing = asyncio.create_task(publish_in_order(publisher, queue))
+        publishing = asyncio.create_task(publish_in_order(broker, queue))
         await wait_for_lines(output, KEYS * PER_KEY // 3, timeout=40)
         before_kill = records(output)
         busy = Counter(record["pid"] for record in before_kill)
