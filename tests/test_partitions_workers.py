@@ -13,8 +13,8 @@ import pytest
 
 from framework.amqp.connection import connect
 from framework.amqp.publisher import Publisher
-from framework.testing import RecordingLog
 from framework.core.consumer import ConsumerSettings
+from framework.testing import RecordingLog
 from tests.apps.partitioned import PartitionedConsumer
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.partitioned import delete_exchange, enable_hash_exchange_plugin, partitioned_name
