@@ -282,3 +282,15 @@ async def test_every_key_keeps_its_order_under_random_durations(channel, log, pu
     await asyncio.wait_for(task, 10)
     assert all(numbers == sorted(numbers) for numbers in seen.values())
     assert 500 == sum(map(len, seen.values()))
+
+
+def test_a_partition_key_function_that_raises_is_named_in_the_error() -> None:
+    """A user's function raising KeyError: PartitionKeyError naming the class and the error."""
+
+    class Raising(Orders):
+        @staticmethod
+        def partition_key(message: Message[Any]) -> str:
+            return str(message.body["customer"])
+
+    with pytest.raises(PartitionKeyError, match=r"Raising\.partition_key raised KeyError"):
+        partition_route(Raising, {"client": 1}, {}, None, None)

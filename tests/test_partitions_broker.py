@@ -200,3 +200,41 @@ async def test_without_the_plugin_check_says_how_to_enable_it(bare_node: str) ->
     assert ["plugin", "missing", "-", "-", "the"] == row.split()[4:9]
     assert row.endswith("rabbitmq-plugins enable rabbitmq_consistent_hash_exchange")
     assert "bulkworker: error: 1 of 9 queues is not in order" == result.stderr.strip()
+
+
+async def test_an_exchange_of_another_type_is_a_start_error_and_a_check_problem(
+    partitioned: Broker,
+) -> None:
+    """A direct exchange under the queue's name: the start fails saying so; check: differs."""
+    queue = exchange_of(partitioned, "partition-direct", 2)
+    await partitioned.channel.declare_exchange(queue, "direct", durable=True)
+    container, _ = recorded()
+    with pytest.raises(QueueError) as raised:
+        async with Orchestrator([partitioned_consumer(queue, [], partitions=2)], container):
+            pass
+    assert f"exchange '{queue}' exists with another type than x-consistent-hash" in str(
+        raised.value
+    )
+    result = await asyncio.to_thread(
+        run_cli, "check", "tests.apps.partitioned", TEST_QUEUE=queue, TEST_PARTITIONS="2"
+    )
+    assert 1 == result.returncode
+    row = next(line for line in result.stdout.splitlines() if "consistent-hash exchange" in line)
+    assert "differs" == row.split()[4]
+
+
+async def test_check_warns_of_a_queue_named_like_the_exchange(partitioned: Broker) -> None:
+    """A plain queue left from before partitioning: check warns its messages are never consumed."""
+    queue = exchange_of(partitioned, "partition-leftover", 2)
+    partitioned.names.append(queue)
+    await partitioned.declare(queue)
+    container, _ = recorded()
+    async with Orchestrator([partitioned_consumer(queue, [], partitions=2)], container):
+        pass
+    result = await asyncio.to_thread(
+        run_cli, "check", "tests.apps.partitioned", TEST_QUEUE=queue, TEST_PARTITIONS="2"
+    )
+    assert 0 == result.returncode, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "consistent-hash exchange" in line)
+    assert "warning" == row.split()[4]
+    assert f"a queue named '{queue}' exists too" in row

@@ -2,9 +2,10 @@
 
 Declaring an exchange of a type the broker does not know is a *connection*
 error (``COMMAND_INVALID - unknown exchange type``): it would close the
-consuming connection. So the exchange is looked up passively first (a
-``NOT_FOUND`` only closes a throwaway channel) and, when missing, declared on
-a throwaway connection of its own.
+consuming connection. So the exchange is declared on a throwaway connection
+of its own. Declaring it again is also how an exchange of that name with
+another type (a ``direct`` one left from before) is found: the broker refuses
+with ``PRECONDITION_FAILED``.
 
 The number of partitions is fixed once declared: adding a queue to the hash
 ring moves keys from one queue to another while messages of those keys still
@@ -16,7 +17,12 @@ import uuid
 from typing import Any
 
 import aiormq
-from aiormq.exceptions import AMQPError, ChannelNotFoundEntity, ConnectionCommandInvalid
+from aiormq.exceptions import (
+    AMQPError,
+    ChannelNotFoundEntity,
+    ChannelPreconditionFailed,
+    ConnectionCommandInvalid,
+)
 
 from framework.amqp.declarations import broker_reason, declare_on_probe
 from framework.core.consumer import ConsumerSettings
@@ -46,13 +52,13 @@ async def prepare_partitions(
         found = await count_partitions(amqp, exchange, settings)
         if found not in (0, settings.partitions):
             raise QueueError(count_mismatch(settings, exchange, found))
-        if not await exchange_exists(amqp, exchange):
-            if not settings.declare:
-                raise QueueError(
-                    f"consistent-hash exchange {exchange!r} does not exist and "
-                    f"{settings.name}.declare is False: declare it, or set declare = True"
-                )
+        if settings.declare:
             await declare_hash_exchange(amqp.url, exchange, settings)
+        elif not await exchange_exists(amqp, exchange):
+            raise QueueError(
+                f"consistent-hash exchange {exchange!r} does not exist and "
+                f"{settings.name}.declare is False: declare it, or set declare = True"
+            )
 
 
 async def bind_partitions(underlay: aiormq.abc.AbstractChannel, settings: ConsumerSettings) -> None:
@@ -119,6 +125,12 @@ async def declare_hash_exchange(url: Any, exchange: str, settings: ConsumerSetti
         await channel.exchange_declare(exchange, exchange_type=HASH_EXCHANGE_TYPE, durable=True)
     except ConnectionCommandInvalid as error:
         raise BrokerPluginError(plugin_missing(settings, exchange, broker_reason(error))) from None
+    except ChannelPreconditionFailed as error:
+        raise QueueError(
+            f"exchange {exchange!r} exists with another type than {HASH_EXCHANGE_TYPE} that "
+            f"{settings.name} (partitions = {settings.partitions}) needs; the broker says: "
+            f"{broker_reason(error)}. Delete the exchange, or rename the queue"
+        ) from None
     finally:
         if not amqp.is_closed:
             await amqp.close()

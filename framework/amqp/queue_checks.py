@@ -14,12 +14,15 @@ from framework.amqp.hazards import PROBE_TIMEOUT, drop_head_hazard, moved_to
 from framework.amqp.partitions import (
     count_mismatch,
     count_partitions,
+    declare_hash_exchange,
     exchange_exists,
     plugin_enabled,
+    queue_exists,
 )
 from framework.amqp.publisher import publish_refusal
 from framework.core.consumer import ConsumerSettings
 from framework.core.partitions import ENABLE_PLUGIN, PLUGIN
+from framework.errors import BrokerPluginError, QueueError
 
 HASH_EXCHANGE_ROLE = "consistent-hash exchange"
 
@@ -109,14 +112,33 @@ async def check_exchange(amqp: Any, settings: ConsumerSettings, exchange: str) -
         detail = count_mismatch(settings, exchange, found)
         return QueueCheck(settings.name, exchange, role, QueueStatus.DIFFERS, detail)
     if await exchange_exists(amqp, exchange):
-        detail = f"{settings.partitions} partitions"
-        return QueueCheck(settings.name, exchange, role, QueueStatus.OK, detail)
+        return await existing_exchange(amqp, settings, exchange)
     if not await plugin_enabled(amqp.url):
         detail = f"the {PLUGIN} plugin is not enabled: {ENABLE_PLUGIN}"
         return QueueCheck(settings.name, exchange, role, QueueStatus.PLUGIN_MISSING, detail)
     if settings.declare:
         return QueueCheck(settings.name, exchange, role, QueueStatus.WILL_BE_DECLARED)
     return QueueCheck(settings.name, exchange, role, QueueStatus.MISSING, "declare is False")
+
+
+async def existing_exchange(amqp: Any, settings: ConsumerSettings, exchange: str) -> QueueCheck:
+    """Declared again (nothing changes when it is right): another type, a plugin gone."""
+    role = HASH_EXCHANGE_ROLE
+    try:
+        await declare_hash_exchange(amqp.url, exchange, settings)
+    except BrokerPluginError:
+        detail = f"the {PLUGIN} plugin is not enabled: {ENABLE_PLUGIN}"
+        return QueueCheck(settings.name, exchange, role, QueueStatus.PLUGIN_MISSING, detail)
+    except QueueError as error:
+        return QueueCheck(settings.name, exchange, role, QueueStatus.DIFFERS, str(error))
+    if await queue_exists(amqp, exchange):
+        detail = (
+            f"a queue named {exchange!r} exists too: what is published to it through the default "
+            "exchange never reaches the partitions; move its messages and delete it"
+        )
+        return QueueCheck(settings.name, exchange, role, QueueStatus.WARNING, detail)
+    detail = f"{settings.partitions} partitions"
+    return QueueCheck(settings.name, exchange, role, QueueStatus.OK, detail)
 
 
 async def check_queue(

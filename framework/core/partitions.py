@@ -162,6 +162,10 @@ def partition_route(
         return exchange, key_reader(consumer.partition_key)(message)
     except PartitionKeyError as error:
         raise PartitionKeyError(f"{name}.partition_key: {error}") from None
+    except Exception as error:  # the user's function
+        raise PartitionKeyError(
+            f"{name}.partition_key raised {type(error).__name__}: {error}"
+        ) from error
 
 
 def exchange_for(name: str, queues: tuple[str, ...], queue: str | None) -> str:
