@@ -238,3 +238,20 @@ async def test_check_warns_of_a_queue_named_like_the_exchange(partitioned: Broke
     row = next(line for line in result.stdout.splitlines() if "consistent-hash exchange" in line)
     assert "warning" == row.split()[4]
     assert f"a queue named '{queue}' exists too" in row
+
+
+@pytest.mark.parametrize("on_broker", [False, True])
+async def test_the_harness_runs_a_partitioned_consumer_in_memory_and_on_the_broker(
+    partitioned: Broker, on_broker: bool
+) -> None:
+    """ConsumerHarness: published by key (to the exchange on RabbitMQ), each handled, all acked."""
+    from framework.testing import ConsumerHarness
+
+    seen: list[Message[Any]] = []
+    consumer = partitioned_consumer("harness-orders", seen, partitions=2)
+    async with ConsumerHarness(consumer, broker=on_broker) as harness:
+        for number in range(6):
+            await harness.publish({"customer": f"c{number % 3}", "n": number})
+        await harness.drain()
+    assert list(range(6)) == sorted(message.body["n"] for message in seen)
+    assert 6 == len(harness.acked)

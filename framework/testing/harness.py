@@ -16,6 +16,7 @@ from framework.core.consumer import BulkConsumer
 from framework.core.engine import BulkEngine
 from framework.core.layout import retry_queue
 from framework.core.message import Delivery, Message
+from framework.core.partitions import partition_route
 from framework.core.routing import Move
 from framework.core.serialization import encode_body as encode
 from framework.runtime.assembly import build_handlers, plan
@@ -187,6 +188,7 @@ class ConsumerHarness:
             dict(headers or {}),
             content_type or detected,
             message_id,
+            body=body,
         )
 
     async def publish_many(self, bodies: Iterable[Any], **options: Any) -> None:
@@ -282,6 +284,8 @@ class _FakeBroker:
         headers: dict[str, Any],
         content_type: str | None,
         message_id: str | None,
+        *,
+        body: Any = None,
     ) -> None:
         await self.deliver(raw, queue, headers, content_type, message_id)
         await self.settle()
@@ -387,6 +391,7 @@ class _RealBroker:
         self.orchestrator: Any = None
         self.connection: Any = None
         self.published = 0
+        self.partitioned: type | None = None  # the consumer, when it has partitions
 
     async def start(self) -> None:
         harness = self.harness
@@ -401,6 +406,8 @@ class _RealBroker:
             (original,),
             {"queues": self.queues, "__module__": original.__module__},
         )
+        if original.partitions is not None:
+            self.partitioned = isolated
         self.orchestrator = Orchestrator([isolated], harness.container)
         await harness.run_startup_hooks()
         await self.orchestrator.start()
@@ -420,10 +427,16 @@ class _RealBroker:
         headers: dict[str, Any],
         content_type: str | None,
         message_id: str | None,
+        *,
+        body: Any = None,
     ) -> None:
+        exchange, routing_key = "", queue
+        if self.partitioned is not None:  # to its exchange, by the key, as a publisher would
+            exchange, routing_key = partition_route(self.partitioned, body, headers, None, queue)
         await self.publisher.publish(
             raw,
-            routing_key=queue,
+            routing_key=routing_key,
+            exchange=exchange,
             headers=headers or None,
             content_type=content_type,
             message_id=message_id,
@@ -462,7 +475,9 @@ class _RealBroker:
         connection = await aio_pika.connect(url)
         async with connection:
             channel = await connection.channel()
-            for queue in self.queues:
+            for exchange in settings.exchanges if settings else ():
+                await channel.exchange_delete(exchange)
+            for queue in settings.queues if settings else self.queues:
                 for name in (
                     queue,
                     settings and settings.dead_letter_queue_for(queue),
