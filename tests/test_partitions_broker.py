@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -255,3 +256,34 @@ async def test_the_harness_runs_a_partitioned_consumer_in_memory_and_on_the_brok
         await harness.drain()
     assert list(range(6)) == sorted(message.body["n"] for message in seen)
     assert 6 == len(harness.acked)
+
+
+async def test_partition_queues_may_be_quorum_queues(
+    partitioned: Broker, publisher: Publisher
+) -> None:
+    """Quorum partition queues work single-active; a reject goes to <queue>.pN.dlq."""
+    queue = exchange_of(partitioned, "partition-quorum", 2)
+    seen: list[Message[Any]] = []
+
+    class Quorum(BulkConsumer):
+        queues = [queue]
+        partitions = 2
+        partition_key = "headers.customer"
+        queue_arguments = {"x-queue-type": "quorum"}
+        flush_interval = 0.2
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            for message in messages:
+                if message.body.get("bad"):
+                    message.reject(reason="bad")
+            seen.extend(messages)
+
+    container, _ = recorded()
+    async with Orchestrator([Quorum], container):
+        for number in range(10):
+            body = {"n": number, "bad": number == 3}
+            await publisher.publish_partitioned(Quorum, body, headers={"customer": f"c{number}"})
+        await wait_until(lambda: 10 == len(seen), timeout=20)
+    rejected = next(message for message in seen if message.body["bad"])
+    dead = await partitioned.drain(f"{rejected.queue}.dlq")
+    assert [3] == [json.loads(message.body)["n"] for message in dead]
