@@ -287,3 +287,43 @@ async def test_partition_queues_may_be_quorum_queues(
     rejected = next(message for message in seen if message.body["bad"])
     dead = await partitioned.drain(f"{rejected.queue}.dlq")
     assert [3] == [json.loads(message.body)["n"] for message in dead]
+
+
+async def test_a_stopping_worker_hands_its_partition_over_without_breaking_the_order(
+    partitioned: Broker, publisher: Publisher
+) -> None:
+    """A stops mid-stream, B standing by: A finishes its bulks, B goes on after them, in order."""
+    queue = exchange_of(partitioned, "partition-handover", 1)
+    handled: list[tuple[str, int]] = []
+
+    def worker(name: str, seconds: float) -> type:
+        async def handle(self: Any, messages: list[Message[Any]]) -> None:
+            await asyncio.sleep(seconds)
+            handled.extend((name, message.body["n"]) for message in messages)
+
+        return type(
+            name,
+            (BulkConsumer,),
+            {
+                "queues": [queue],
+                "partitions": 1,
+                "partition_key": "body.key",
+                "bulk_size": 10,
+                "flush_interval": 0.1,
+                "handle": handle,
+            },
+        )
+
+    first = Orchestrator([worker("A", 0.1)], recorded()[0])  # slower: B would overtake it
+    await first.start()
+    async with Orchestrator([worker("B", 0.005)], recorded()[0]):
+        await wait_until(lambda: partitioned.consumer_count(f"{queue}.p0"), timeout=10)
+        bodies = [{"key": "k", "n": n} for n in range(300)]
+        await publisher.publish_many(bodies, routing_key="k", exchange=queue)
+        await wait_until(lambda: len(handled) >= 30, timeout=20)
+        await first.stop()
+        await wait_until(lambda: len(handled) >= 300, timeout=30)
+    assert list(range(300)) == [n for _, n in handled]
+    names = [name for name, _ in handled]
+    assert "B" == names[-1]
+    assert sorted(names) == names  # all of A's, then all of B's

@@ -8,6 +8,7 @@ broker redelivers it) and consumes again on the new one.
 """
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -54,6 +55,8 @@ class Subscription:
         self._waiting: dict[str, asyncio.Task[None]] = {}  # queue -> resubscribing task
         self._cancelled = False
         self._paused = False  # the engine's breaker is open: no consumers until it resumes
+        # A partitioned consumer stops taking deliveries but stays registered: see cancel().
+        self._holding_back = False
 
     def __repr__(self) -> str:
         return f"<Subscription {self._settings.name} consumers={len(self._consumers)}>"
@@ -87,7 +90,9 @@ class Subscription:
             self._start_waiting(queue, self._stand_by(queue))
 
     async def _consume(self, underlay: aiormq.abc.AbstractChannel, queue: str) -> None:
-        consume_ok = await underlay.basic_consume(queue, QueueFeed(queue, self._engine).deliver)
+        accepting = self._accepting if self._settings.exchanges else None
+        feed = QueueFeed(queue, self._engine, accepting)
+        consume_ok = await underlay.basic_consume(queue, feed.deliver)
         assert consume_ok.consumer_tag is not None
         self._consumers[consume_ok.consumer_tag] = queue
 
@@ -130,7 +135,27 @@ class Subscription:
             return
         self._paused = True
         await self._stop_resubscribing()
-        await self._cancel_consumers()
+        if self._settings.exchanges:
+            await self._hand_over()
+        else:
+            await self._cancel_consumers()
+
+    def _accepting(self) -> bool:
+        return not self._holding_back
+
+    async def _hand_over(self) -> None:
+        """Close the channel: the broker requeues what it holds and activates the next consumer.
+
+        For a single-active partition queue, ``basic.cancel`` would activate
+        the next consumer at once while this one still holds earlier messages
+        of the same keys; a channel close requeues them first, in one step.
+        The robust channel reopens, with no consumer until :meth:`resume`.
+        """
+        underlay = self._underlay
+        self._consumers = {}
+        if underlay is not None and not underlay.is_closed:
+            with contextlib.suppress(*CHANNEL_GONE_ERRORS):
+                await underlay.close()
 
     async def resume(self) -> None:
         """Consume every queue again (a queue that is gone is waited for, as after a cut)."""
@@ -229,10 +254,19 @@ class Subscription:
         return True
 
     async def cancel(self) -> None:
-        """Stop deliveries and wait for the broker to confirm: then nothing more arrives."""
+        """Stop deliveries and wait for the broker to confirm: then nothing more arrives.
+
+        A partitioned consumer stays registered and leaves what still arrives
+        unacked: were it cancelled, the next consumer of each partition would
+        start while this one still handles earlier messages of the same keys.
+        Its :meth:`close` then requeues the rest and hands the partitions over.
+        """
         self._cancelled = True
         await self._stop_resubscribing()
-        await self._cancel_consumers()
+        if self._settings.exchanges:
+            self._holding_back = True
+        else:
+            await self._cancel_consumers()
         self._underlay = None
         if self._channel is not None:
             self._channel.reopen_callbacks.discard(self._on_reopen)
