@@ -327,3 +327,38 @@ async def test_a_stopping_worker_hands_its_partition_over_without_breaking_the_o
     names = [name for name, _ in handled]
     assert "B" == names[-1]
     assert sorted(names) == names  # all of A's, then all of B's
+
+
+async def test_a_worker_whose_sink_is_down_hands_its_partition_to_one_standing_by(
+    partitioned: Broker, publisher: Publisher
+) -> None:
+    """A's sink is down: A closes its channel, B standing by handles everything, in order."""
+    queue = exchange_of(partitioned, "partition-outage", 1)
+    handled: list[int] = []
+
+    class Down(BulkConsumer):
+        queues = [queue]
+        partitions = 1
+        partition_key = "body.key"
+        bulk_size = 10
+        flush_interval = 0.1
+        outage_backoff = 30.0  # no probe during the test
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            raise ConnectionError("sink down")
+
+    class Up(Down):
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            handled.extend(message.body["n"] for message in messages)
+
+    async with Orchestrator([Down], recorded()[0]) as first, Orchestrator([Up], recorded()[0]):
+        await wait_until(lambda: _equals(partitioned.consumer_count(f"{queue}.p0"), 2))
+        bodies = [{"key": "k", "n": n} for n in range(100)]
+        await publisher.publish_many(bodies, routing_key="k", exchange=queue)
+        await wait_until(lambda: len(handled) >= 100, timeout=20)
+        assert first.runners[0].engine.paused
+    assert list(range(100)) == handled
+
+
+async def _equals(value: Any, expected: int) -> bool:
+    return expected == await value
