@@ -8,7 +8,9 @@ folders below it, and ``framework.errors`` (tests/test_architecture.py checks it
   Its interfaces to the outside are in ``framework.core.abc``.
 - ``framework.amqp``: everything that talks to RabbitMQ (aio-pika, aiormq):
   connections, the subscription that feeds an engine, queue declarations, the
-  publisher, dead-letter queues. ``framework.sinks``: writing bulks to stores.
+  publisher, dead-letter queues. ``framework.sinks``: writing bulks to stores:
+  per-item outcomes, the PostgreSQL writer and the bulk inbox (asyncpg,
+  imported on first use).
 - ``framework.config``: the deployment settings and their parsing.
 - ``framework.observe``: the log, metrics, tracing, loop lag, health, HTTP probes.
 - ``framework.wiring``: the container, its resources, injection, hooks, checks,
@@ -48,10 +50,13 @@ from framework.errors import (
     UnroutableError,
     WorkerCrashedError,
 )
+from framework.sinks.items import ItemOutcome, ItemResult, settle_items
 
 if TYPE_CHECKING:
     from framework.amqp.publisher import Publisher
     from framework.runtime.orchestrator import Orchestrator
+    from framework.sinks.inbox import BulkInbox, InboxPruning
+    from framework.sinks.postgres import PostgresSink
     from framework.wiring.container import Container
 
 # Public names of the upper layers, and the module each comes from.
@@ -59,6 +64,10 @@ LAZY = {
     "Publisher": "framework.amqp.publisher",
     "Container": "framework.wiring.container",
     "Orchestrator": "framework.runtime.orchestrator",
+    # The PostgreSQL adapter needs asyncpg: framework.sinks says which extra to install.
+    "PostgresSink": "framework.sinks",
+    "BulkInbox": "framework.sinks",
+    "InboxPruning": "framework.sinks",
 }
 
 
@@ -74,6 +83,7 @@ __all__ = [
     "Actions",
     "BrokerUnreachableError",
     "BulkConsumer",
+    "BulkInbox",
     "BulkworkerError",
     "ConfigurationError",
     "ConsumerDefinitionError",
@@ -84,9 +94,13 @@ __all__ = [
     "ExitRequestedError",
     "HandlerTimeoutError",
     "HookDefinitionError",
+    "InboxPruning",
+    "ItemOutcome",
+    "ItemResult",
     "Message",
     "Orchestrator",
     "PeriodicTask",
+    "PostgresSink",
     "PublishError",
     "Publisher",
     "QueueError",
@@ -96,4 +110,5 @@ __all__ = [
     "Watcher",
     "WorkerCrashedError",
     "json_converter",
+    "settle_items",
 ]

@@ -345,3 +345,12 @@ async def test_sigkill_mid_bulk_acks_nothing_unprocessed(broker: Broker, tmp_pat
 
 async def ready_is(broker: Broker, queue: str, expected: int) -> bool:
     return expected == await broker.ready_count(queue)
+
+
+def test_dlq_show_help_says_json_means_json_lines() -> None:
+    """`dlq show --help` says --json prints one object per line, not an array."""
+    result = run_cli("dlq", "show", "--help")
+    assert 0 == result.returncode, result.stderr
+    text = " ".join(result.stdout.split())
+    expected = "JSON lines: one JSON object per line, a line per dead letter (not one JSON array)"
+    assert expected in text

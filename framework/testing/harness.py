@@ -1,6 +1,7 @@
 """The consumer test harness: one consumer class through the real engine, no broker needed."""
 
 import asyncio
+import difflib
 import itertools
 import uuid
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,7 @@ from framework.testing.publisher import (
 )
 from framework.wiring.assembly import build_handlers, plan
 from framework.wiring.container import Container
+from framework.wiring.injection import container_name
 
 
 @attrs.frozen
@@ -75,6 +77,7 @@ class ConsumerHarness:
     ) -> None:
         self.consumer_class = consumer
         self.orchestrator = orchestrator
+        self._default_container = container is None and orchestrator is None
         if container is None:
             container = orchestrator.container if orchestrator is not None else Container()
         self.container = container
@@ -100,7 +103,7 @@ class ConsumerHarness:
     async def __aenter__(self) -> "ConsumerHarness":
         for name, value in self.overrides.items():
             if getattr(self.container, name, None) is None:
-                raise KeyError(f"the container has no provider {name!r} to override")
+                raise KeyError(self._no_provider(name))
             self._override(name, value)
         if not self.real:
             self._go_offline()
@@ -111,6 +114,22 @@ class ConsumerHarness:
             self._restore()
             raise
         return self
+
+    def _no_provider(self, name: str) -> str:
+        """Why ``name`` cannot be overridden, and what to pass instead."""
+        known = sorted(getattr(self.container, "providers", {}))
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        if self._default_container:
+            return (
+                f"the container has no provider {name!r} to override{hint}: with no container= "
+                f"argument the harness uses the default container, {Container.__module__}."
+                f"{Container.__name__}, which knows only the framework's own providers; pass "
+                f"your container: ConsumerHarness(..., container=YourContainer(), "
+                f"overrides={{{name!r}: ...}})"
+            )
+        owner = container_name(self.container)
+        return f"the container ({owner}) has no provider {name!r} to override{hint}"
 
     def _override(self, name: str, value: Any) -> None:
         getattr(self.container, name).override(providers.Object(value))
