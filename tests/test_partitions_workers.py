@@ -106,7 +106,7 @@ async def test_three_workers_keep_every_keys_order_through_a_sigkill(
     workers = start_workers(queue, output)
     try:
         partition_queues = [f"{queue}.p{p}" for p in range(PARTITIONS)]
-        await wait_until(lambda: all_registered(broker, partition_queues, WORKERS), timeout=40)
+        await wait_until(lambda: all_registered(broker, partition_queues, WORKERS), timeout=90)
         registered = time.monotonic() - started
         publishing = asyncio.create_task(publish_in_order(broker, queue))
         await wait_for_lines(output, KEYS * PER_KEY // 3, timeout=40)
