@@ -17,7 +17,7 @@ received, ``len(message.raw)``.
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Set
 from typing import Any
 
 from framework.core.abc import Clock, Timer
@@ -207,9 +207,16 @@ class Buffers:
         buffer.add(message)
         self.total += 1
 
-    def due(self, closing: bool) -> Buffer | None:
-        """The due buffer whose first message is the oldest, if any is due."""
-        due = [buffer for buffer in self._by_key.values() if buffer.is_due(closing)]
+    def due(self, closing: bool, waiting: Set[Hashable] = frozenset()) -> Buffer | None:
+        """The due buffer whose first message is the oldest, if any is due.
+
+        Keys in ``waiting`` are passed over: a bulk of theirs is being handled.
+        """
+        due = [
+            buffer
+            for key, buffer in self._by_key.items()
+            if buffer.is_due(closing) and key not in waiting
+        ]
         return min(due, key=oldest_first) if due else None
 
     def take(self, buffer: Buffer) -> tuple[list[Message[Any]], FlushReason, float]:
@@ -225,11 +232,14 @@ class Buffers:
         if any(full):
             self._wake()
 
-    def relieve(self, occupied: int) -> None:
-        """All prefetch slots taken and nothing due: flush the key holding the oldest message."""
-        if self.total and occupied >= self._settings.prefetch:
-            oldest = min(self._by_key.values(), key=oldest_first)
-            oldest.force(FlushReason.PRESSURE)
+    def relieve(self, occupied: int, waiting: Set[Hashable] = frozenset()) -> None:
+        """All prefetch slots taken and nothing due: flush the key holding the oldest message.
+
+        A key in ``waiting`` cannot go now: the oldest of the others goes instead.
+        """
+        free = [buffer for key, buffer in self._by_key.items() if key not in waiting]
+        if free and occupied >= self._settings.prefetch:
+            min(free, key=oldest_first).force(FlushReason.PRESSURE)
 
     def force_all(self, reason: FlushReason) -> None:
         for buffer in self._by_key.values():

@@ -22,6 +22,11 @@ from framework.core import layout
 from framework.core.actions import Actions
 from framework.core.layout import DEFAULT_DEAD_LETTER_QUEUE, QueueDeclaration
 from framework.core.message import Message
+from framework.core.partitions import (
+    SINGLE_ACTIVE_CONSUMER,
+    partition_key_problem,
+    partition_queues,
+)
 from framework.core.serialization import DEFAULT_CONVERTER, json_converter, model_problem
 from framework.core.stream import check_stream_offset, check_stream_rules, reads_stream
 from framework.errors import ConsumerDefinitionError
@@ -184,6 +189,12 @@ def check_group_by(cls: type, name: str, value: object) -> None:
     raise fail(
         cls, name, f"must be a function (message) -> key, a header name, or None, got {value!r}"
     )
+
+
+def check_partition_key(cls: type, name: str, value: object) -> None:
+    problem = partition_key_problem(value)
+    if problem is not None:
+        raise fail(cls, name, problem)
 
 
 def check_decoder(cls: type, name: str, value: object) -> None:
@@ -368,7 +379,8 @@ class ConsumerSettings:
         None,
         check_group_by,
         "bulks of one key each: a function `(message) -> key`, or a header name; each key "
-        "fills its own bulk, with its own flush interval; `None`: one bulk for all",
+        "fills its own bulk, with its own flush interval; `None`: one bulk for all. With "
+        "`max_concurrent_bulks > 1`, bulks of one key run one at a time, in order",
     )
     stream_offset: Any = setting(
         None,
@@ -407,6 +419,24 @@ class ConsumerSettings:
         "size; `None`: only failures and a rising time per message shrink it",
         unit="s",
     )
+    partitions: int | None = setting(
+        None,
+        check_optional_positive_int,
+        "split each queue into this many queues `<queue>.p0` … behind a consistent-hash "
+        "exchange named `<queue>`, each with a single active consumer: one key is handled by "
+        "one worker at a time, in order. Fixed once declared; needs the "
+        "`rabbitmq_consistent_hash_exchange` plugin",
+        listed=True,
+    )
+    partition_key: Any = setting(
+        None,
+        check_partition_key,
+        "where the publisher helper finds a message's key: `'headers.<name>'`, "
+        "`'body.<field>'` (dotted for nested fields) or a function `(message) -> str`",
+    )
+    # The declared queue names that are consistent-hash exchanges (``partitions`` set):
+    # ``queues`` then holds their partition queues, which is what is consumed.
+    exchanges: tuple[str, ...] = ()
 
     def model_converter(self) -> cattrs.BaseConverter:
         """The converter that reads bodies into ``model``."""
@@ -474,14 +504,15 @@ class ConsumerSettings:
         check_backoffs(consumer)
         check_stream_rules(consumer)
         check_adaptive(consumer)
+        check_partitioning(consumer)
         return cls(
             **{
                 **declared,
                 "name": consumer.__name__,
-                "queues": tuple(consumer.queues),
+                **consumed_queues(consumer),
                 "flush_interval": float(consumer.flush_interval or default_flush_interval),
                 "prefetch": effective_prefetch(consumer),
-                "queue_arguments": dict(consumer.queue_arguments),
+                "queue_arguments": effective_queue_arguments(consumer),
                 "retry_delay": float(consumer.retry_delay),
                 "retry_backoff_max": float(consumer.retry_backoff_max),
                 "outage_backoff": float(consumer.outage_backoff),
@@ -497,6 +528,52 @@ class ConsumerSettings:
 
 
 STRICT_KEYS_CONVERTER = json_converter(forbid_extra_keys=True)
+
+
+def consumed_queues(consumer: type["BulkConsumer"]) -> dict[str, tuple[str, ...]]:
+    """``queues``, or each one's partition queues, and the exchanges in front of them."""
+    declared = tuple(consumer.queues)
+    if consumer.partitions is None:
+        return {"queues": declared, "exchanges": ()}
+    expanded = tuple(q for queue in declared for q in partition_queues(queue, consumer.partitions))
+    return {"queues": expanded, "exchanges": declared}
+
+
+def effective_queue_arguments(consumer: type["BulkConsumer"]) -> dict[str, Any]:
+    """``queue_arguments``; a partition queue has a single active consumer on top."""
+    arguments = dict(consumer.queue_arguments)
+    if consumer.partitions is not None:
+        arguments[SINGLE_ACTIVE_CONSUMER] = True
+    return arguments
+
+
+def check_partitioning(consumer: type["BulkConsumer"]) -> None:
+    """Partition settings that would lose the order they are there to keep fail now."""
+    if consumer.partitions is None:
+        if consumer.partition_key is not None:
+            raise fail(
+                consumer,
+                "partition_key",
+                "is set but partitions is None: set partitions = N to partition the queues",
+            )
+        return
+    if consumer.queue_arguments.get(SINGLE_ACTIVE_CONSUMER, True) is not True:
+        raise fail(
+            consumer,
+            "queue_arguments",
+            f"sets {SINGLE_ACTIVE_CONSUMER} to "
+            f"{consumer.queue_arguments[SINGLE_ACTIVE_CONSUMER]!r}, but partitions need it: "
+            "each partition queue has one active consumer, or keys lose their order",
+        )
+    if consumer.max_concurrent_bulks > 1 and consumer.group_by is None:
+        raise fail(
+            consumer,
+            "max_concurrent_bulks",
+            f"is {consumer.max_concurrent_bulks} with partitions = {consumer.partitions} and no "
+            "group_by: bulks handled at once would interleave one key's messages. Set group_by "
+            "to the partition key (a header name or a function (message) -> key; bulks of one "
+            "key then run one at a time), or max_concurrent_bulks = 1",
+        )
 
 
 def check_backoffs(consumer: type["BulkConsumer"]) -> None:
@@ -634,6 +711,8 @@ class BulkConsumer(abc.ABC):
     adaptive_bulk_size: ClassVar[bool]
     bulk_size_min: ClassVar[int | None]
     bulk_latency_target: ClassVar[float | None]
+    partitions: ClassVar[int | None]
+    partition_key: ClassVar[Any]
     __bulkworker_abstract__: ClassVar[bool] = True
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:

@@ -11,6 +11,7 @@ event (see :mod:`framework.core.watch`).
 
 import asyncio
 import datetime
+import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -19,7 +20,7 @@ import attrs
 
 from framework.core.abc import Clock, EventLog, Handler, MovePublisher, QueueDeclarer
 from framework.core.actions import Actions
-from framework.core.buffer import Buffers, key_function
+from framework.core.buffer import NO_KEY, Buffers, key_function
 from framework.core.consumer import ConsumerSettings
 from framework.core.decoding import body_decoder, undecodable
 from framework.core.handler_call import is_exit_request, start_call, stop_call
@@ -30,6 +31,7 @@ from framework.core.outcome import Move, OutcomeKind, Router, Verdict, describe_
 from framework.core.settlement import SettlementReport, Settler
 from framework.core.sizing import AdaptiveSize
 from framework.core.stream import StreamPosition
+from framework.core.turns import KeyTurns
 from framework.core.watch import (
     Bulk,
     BulkDone,
@@ -175,6 +177,7 @@ class BulkEngine:
             target=None if self.adaptive_size is None else self._adaptive_target,
         )
         self._refusals: set[asyncio.Task[None]] = set()
+        self._turns = KeyTurns(self.settings)
         self._closing = False
         self._busy = False
         # With max_concurrent_bulks > 1: the bulks being handled, each in a task of its own.
@@ -399,8 +402,10 @@ class BulkEngine:
                 finally:
                     self._busy = False
             else:
+                self._turns.start(bulk)
                 task = asyncio.create_task(self.process(bulk), name=worker_name())
                 self._running.add(task)
+                task.add_done_callback(functools.partial(self._turns.finish, bulk))
                 task.add_done_callback(self._bulk_finished)
 
     def _bulk_finished(self, task: "asyncio.Task[SettlementReport]") -> None:
@@ -418,10 +423,11 @@ class BulkEngine:
             await asyncio.wait(running, timeout=self._cancel_grace + 1.0)
 
     def _take_due_bulk(self) -> Bulk | None:
-        buffer = self._buffers.due(self._closing)
+        waiting = self._turns.busy
+        buffer = self._buffers.due(self._closing, waiting)
         if buffer is None:
-            self._buffers.relieve(self._buffers.total + self.moves_pending)
-            buffer = self._buffers.due(self._closing)
+            self._buffers.relieve(self._buffers.total + self.moves_pending, waiting)
+            buffer = self._buffers.due(self._closing, waiting)
             if buffer is None:
                 return None
         if buffer.holds_closed():
@@ -433,7 +439,8 @@ class BulkEngine:
             messages = self._skip_settled(messages)
             if not messages:
                 return self._take_due_bulk()
-        bulk = Bulk(self.settings.name, messages, reason, waited)
+        key = None if buffer.key is NO_KEY else buffer.key
+        bulk = Bulk(self.settings.name, messages, reason, waited, key)
         self.watchers.bulk_taken(bulk)
         return bulk
 

@@ -8,7 +8,7 @@ anything slow belongs in a task of the watcher's own.
 """
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -57,13 +57,15 @@ class CallOutcome(enum.StrEnum):
 class Bulk:
     """A bulk taken from the buffer, before its first ``handle`` call.
 
-    ``waited`` is how long its first message waited in the buffer, in seconds.
+    ``waited`` is how long its first message waited in the buffer, in seconds;
+    ``key`` is its messages' ``group_by`` key (None without ``group_by``).
     """
 
     consumer: str
     messages: Sequence[Message[Any]]
     reason: FlushReason
     waited: float
+    key: Hashable = None
 
     @property
     def size(self) -> int:
