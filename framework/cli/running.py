@@ -17,8 +17,9 @@ from framework.cli.targets import (
     warn_about_unused,
 )
 from framework.cli.text import format_table
-from framework.core.consumer import ConsumerSettings, listed_cells
+from framework.core.consumer import ConsumerSettings
 from framework.core.periodic import TaskSettings
+from framework.core.settings_table import listed_cells
 from framework.errors import BulkworkerError, DiscoveryError
 from framework.observe.health_file import health_path
 from framework.runtime.orchestrator import Orchestrator
