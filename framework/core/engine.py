@@ -240,7 +240,9 @@ class BulkEngine:
     def receive(self, message: Message[Any]) -> Awaitable[None] | None:
         """Record a delivery, decode it and take it in, or return the refusal to await.
 
-        ``message.body`` arrives as the raw bytes. The delivery enters the
+        ``message.body`` arrives as the raw bytes; the bulk gets a new
+        message with the decoded body (a message is never changed in place, so
+        what a watcher was told stays as it was). The delivery enters the
         ledger before anything else runs, so no multiple-ack can cover it
         before it is decided; whatever decoding raises dead-letters this
         message alone. The accepting path never awaits, so the transport
@@ -251,12 +253,12 @@ class BulkEngine:
         if not self.outage.taking_deliveries:
             return self._give_back([message])  # sent before the pause took effect
         try:
-            message.body = self.decode(message.raw, message.content_type)
+            body = self.decode(message.raw, message.content_type)
         except BaseException as error:  # any type: RecursionError, even a decoder's SystemExit
             if is_exit_request(error):
                 self._exit_requests.append(error)
             return self.refuse(message, undecodable(error))
-        return self._take_in(message)
+        return self._take_in(message.with_body(body))
 
     def accept(self, message: Message[Any]) -> None:
         """Record a decoded message and take it into the next bulk."""
