@@ -16,6 +16,7 @@ from dependency_injector import providers
 
 from framework.config.parsing import (
     amqp_urls,
+    class_path,
     parse_format,
     port,
     positive_seconds,
@@ -160,6 +161,14 @@ SETTINGS = (
         positive_seconds,
         "seconds a graceful shutdown may take before unsettled messages are left to the broker",
     ),
+    Setting(
+        "container",
+        "BULKWORKER_CONTAINER",
+        None,
+        class_path,
+        "the container class for `bulkworker run` and `list` of a package, as `MODULE:CLASS` "
+        "(`--container` wins); unset: `framework.Container`",
+    ),
 )
 
 
@@ -202,6 +211,7 @@ class Deployment:
     reconnect_max_delay: float
     consumer_timeout: float
     shutdown_timeout: float
+    container: str | None
     # Named connections: BULKWORKER_AMQP_URL_<NAME>, or config.amqp_urls.<name>.
     amqp_urls: Mapping[str, str] = attrs.field(factory=dict)
 

@@ -4,7 +4,6 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -12,6 +11,7 @@ import attrs
 from dependency_injector import containers, providers
 
 from framework.amqp.publisher import Publisher
+from framework.config.contract import WorkerContract
 from framework.config.deployment import Deployment, deployment_of
 from framework.core.abc import Clock, EventLog, Handler
 from framework.core.clock import LoopClock
@@ -107,7 +107,8 @@ class Orchestrator:
         # Made on start, from the settings as they are then.
         self.observation: Observation | None = None
         # Under a supervisor (`--workers N`): where this worker reports its health.
-        self.health_file: Path | None = None
+        # Set in a worker process of `--workers N`: what its supervisor told it.
+        self.worker: WorkerContract | None = None
 
     def __repr__(self) -> str:
         running = sum(runner.running for runner in self.runners)
@@ -161,8 +162,12 @@ class Orchestrator:
 
     @property
     def settings(self) -> Deployment:
-        """The deployment settings, resolved once from ``config`` and the environment."""
-        return deployment_of(self.container)
+        """The deployment settings, resolved once from ``config`` and the environment.
+
+        In a worker of ``--workers N``, as its :class:`WorkerContract` makes them.
+        """
+        deployment = deployment_of(self.container)
+        return deployment if self.worker is None else self.worker.applied_to(deployment)
 
     def on_startup(self, hook: HookT) -> HookT:
         """Register a startup hook; all run, in order, before any message is handled.
@@ -218,7 +223,7 @@ class Orchestrator:
         self.observation = Observation(
             self.settings, lambda: self.runners, self.connections, self.draining
         )
-        self.observation.health_file = self.health_file
+        self.observation.health_file = None if self.worker is None else self.worker.health_file
         try:
             await self.observation.start(self.watchers)
             await resolve(self.container.init_resources())
