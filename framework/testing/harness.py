@@ -18,7 +18,7 @@ from framework.core.layout import retry_queue
 from framework.core.message import Delivery, Message
 from framework.core.outcome import Move
 from framework.core.serialization import encode_body as encode
-from framework.runtime.orchestrator import Orchestrator, resolve
+from framework.runtime.orchestrator import Orchestrator
 from framework.testing.fakes import FakeChannel, FakeClock, RecordingLog
 from framework.testing.publisher import (
     OfflineConnection,
@@ -27,7 +27,7 @@ from framework.testing.publisher import (
     RecordingPublisher,
 )
 from framework.wiring.assembly import build_handlers, plan
-from framework.wiring.container import Container
+from framework.wiring.container import Container, resolve
 
 
 @attrs.frozen

@@ -1,6 +1,8 @@
 """The dependency-injector container every application starts from."""
 
-from typing import Any
+import inspect
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from dependency_injector import containers, providers
 
@@ -13,6 +15,8 @@ from framework.wiring.resources import (
     open_publisher,
     open_publishers,
 )
+
+T = TypeVar("T")
 
 
 class Container(containers.DeclarativeContainer):
@@ -43,4 +47,11 @@ class Container(containers.DeclarativeContainer):
     state = providers.Singleton[dict[str, Any]](dict)
 
 
-__all__ = ["Container", "open_connection", "redact"]
+async def resolve(value: "T | Awaitable[T]") -> T:
+    """Await ``value`` if a provider handed back an awaitable (async resources do)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+__all__ = ["Container", "open_connection", "redact", "resolve"]
