@@ -29,13 +29,13 @@ from framework.runtime.fleet import Fleet
 from framework.runtime.halts import Halt, Halts
 from framework.runtime.process import (
     SignalCounter,
-    retrieve,
     run_in_new_loop,
+    start_unless_halted,
     stop_signals,
     wait_first,
 )
 from framework.runtime.runner import ConsumerRunner
-from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
+from framework.runtime.shutdown import ShutdownBudget
 from framework.wiring.assembly import Plan, build_handlers
 from framework.wiring.assembly import plan as assemble
 from framework.wiring.container import Container, resolve
@@ -274,7 +274,7 @@ class Orchestrator:
         library_logs = route_library_logs(self.settings.log_level, 1, self.settings.log_format)
         try:
             with stop_signals(SignalCounter(self.halts.halted)):
-                await self._start_unless_halted()
+                await start_unless_halted(self.start(), self.halts.halted, self.draining)
                 # stop() called from elsewhere ends serve() too.
                 await wait_first(self.halts.halted.wait(), self._stop_called.wait())
                 await self.stop()
@@ -282,24 +282,6 @@ class Orchestrator:
             unroute_library_logs(library_logs)
         if self.halts:
             raise self.halts.failure()
-
-    async def _start_unless_halted(self) -> None:
-        starting = asyncio.create_task(self.start(), name="bulkworker:start")
-        await wait_first(asyncio.shield(starting), self.halts.halted.wait())
-        if self._stopping is not None and not starting.done():
-            # start() failed and is stopping what it began: let it finish (the
-            # stop is bounded) and report why it failed.
-            await asyncio.wait({starting})
-        if starting.done():
-            starting.result()
-            return
-        # start() stops what it had begun when cancelled; user code stuck in a
-        # startup hook that ignores cancellation is left behind.
-        starting.cancel()
-        await asyncio.wait({starting}, timeout=ABANDON_GRACE)
-        if not starting.done():
-            starting._log_destroy_pending = False  # type: ignore[attr-defined]
-        starting.add_done_callback(retrieve)
 
     def run(self) -> None:
         """Block until SIGINT or SIGTERM, then shut down gracefully (uvloop if installed).
