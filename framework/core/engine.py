@@ -15,14 +15,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import attrs
-
 from framework.core.abc import Clock, EventLog, Handler, MovePublisher, QueueDeclarer
 from framework.core.actions import Actions
 from framework.core.buffer import Buffers, key_function
 from framework.core.consumer import ConsumerSettings
 from framework.core.decoding import body_decoder, undecodable
-from framework.core.handler_call import is_exit_request, start_call, stop_call
+from framework.core.handler_call import is_exit_request
+from framework.core.handling import CANCEL_GRACE, Handling
 from framework.core.message import Message
 from framework.core.moves import Mover
 from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT, OutageGuard
@@ -31,21 +30,17 @@ from framework.core.settlement import SettlementReport, Settler
 from framework.core.watch import (
     Bulk,
     BulkDone,
-    CallOutcome,
     FlushReason,
     HandleCall,
-    HandleEnd,
     Outcome,
     Pause,
     Resume,
     Watcher,
     Watchers,
 )
-from framework.errors import DecodeError, HandlerTimeoutError
+from framework.errors import DecodeError
 
 ExitRequestCallback = Callable[[BaseException], None]
-# How long a cancelled handle call may take to end before it is abandoned.
-CANCEL_GRACE = 1.0
 
 
 Observer = Callable[[Outcome], None]
@@ -76,29 +71,6 @@ BROKER_KINDS = {
     Actions.REQUEUE: OutcomeKind.REQUEUE,
     Actions.REJECT: OutcomeKind.REJECT,
 }
-
-
-@attrs.define
-class BulkResult:
-    """What a bulk's ``handle`` calls came to: the failed messages, and those the outage holds."""
-
-    failures: dict[int, BaseException] = attrs.Factory(dict)
-    held: dict[int, Message[Any]] = attrs.Factory(dict)
-    outage: str = ""
-
-    def hold(self, messages: Sequence[Message[Any]], why: str, *, undecided: bool) -> None:
-        """Hold ``messages`` (only those without a decision of their own when ``undecided``)."""
-        for message in messages:
-            if not undecided or message.decision is None:
-                self.held[id(message)] = message
-        self.outage = self.outage or why
-
-    def note_unavailable(self, messages: Sequence[Message[Any]]) -> None:
-        """Hold the messages ``handle`` marked with ``unavailable()``."""
-        for message in messages:
-            if message.sink_unavailable:
-                self.held[id(message)] = message
-                self.outage = self.outage or (message.decision_reason or "marked unavailable")
 
 
 class BulkEngine:
@@ -175,14 +147,20 @@ class BulkEngine:
         # With max_concurrent_bulks > 1: the bulks being handled, each in a task of its own.
         self._running: set[asyncio.Task[SettlementReport]] = set()
         self._bulk_failure: BaseException | None = None
-        self._exit_requests: list[BaseException] = []
-        self._abandoned: set[asyncio.Task[BaseException | None]] = set()
         self._drops_to_report = 0
         self.outage = OutageGuard(
             self.settings, self._clock, self._wake.set, consumer_timeout=self._consumer_timeout
         )
+        self.handling = Handling(
+            self.settings,
+            self._handler,
+            clock=self._clock,
+            log=self._log,
+            watchers=self.watchers,
+            outage=self.outage,
+            cancel_grace=self._cancel_grace,
+        )
         self.bulks_handled = 0
-        self.handle_calls = 0
         self.dropped_closed = 0
 
     def __repr__(self) -> str:
@@ -203,7 +181,12 @@ class BulkEngine:
     @property
     def abandoned_handlers(self) -> int:
         """``handle`` calls that ignored cancellation and are still running, abandoned."""
-        return len(self._abandoned)
+        return len(self.handling.abandoned)
+
+    @property
+    def handle_calls(self) -> int:
+        """``handle`` calls made, every half of a bisected bulk counting as one."""
+        return self.handling.handle_calls
 
     @property
     def idle(self) -> bool:
@@ -256,7 +239,7 @@ class BulkEngine:
             body = self.decode(message.raw, message.content_type)
         except BaseException as error:  # any type: RecursionError, even a decoder's SystemExit
             if is_exit_request(error):
-                self._exit_requests.append(error)
+                self.handling.exit_requests.append(error)
             return self.refuse(message, undecodable(error))
         return self._take_in(message.with_body(body))
 
@@ -311,7 +294,7 @@ class BulkEngine:
                 },
             )
         await self._settle([Verdict(message, Actions.REJECT, error.reason, str(error))])
-        if self._exit_requests:
+        if self.handling.exit_requests:
             self._pass_exit_requests()
 
     def drop_closed(self) -> int:
@@ -420,7 +403,7 @@ class BulkEngine:
         the outage again, the consumer resumes.
         """
         started = self._clock.now()
-        result = await self._run(bulk)
+        result = await self.handling.run(bulk)
         self.bulks_handled += 1
         failures, held = result.failures, result.held
         verdicts = [
@@ -434,7 +417,7 @@ class BulkEngine:
             await self._on_outage(kept, result.outage, started - bulk.waited, probe=probe)
         elif probe:
             await self._recovered()
-        if self._exit_requests:
+        if self.handling.exit_requests:
             self._pass_exit_requests()
         return report
 
@@ -533,7 +516,8 @@ class BulkEngine:
         await self._warn_stale(report)
 
     def _pass_exit_requests(self) -> None:
-        requests, self._exit_requests = self._exit_requests, []
+        requests = list(self.handling.exit_requests)
+        self.handling.exit_requests.clear()
         if self._on_exit_request is not None:
             for request in requests:
                 self._on_exit_request(request)
@@ -546,136 +530,6 @@ class BulkEngine:
             reason = "requeued" if action is Actions.REQUEUE else "rejected"
             return Verdict(message, action, reason, given)
         return Verdict(message, action, "exception", given or describe_error(error))
-
-    async def _run(self, bulk: Bulk) -> BulkResult:
-        """Handle ``bulk``: the messages that failed, with their errors, and those held."""
-        result = BulkResult()
-        error = await self._attempt(bulk, bulk.messages)
-        result.note_unavailable(bulk.messages)
-        if error is None:
-            return result
-        if self.outage.is_outage(error):
-            # The sink, not the messages: those without a decision wait for it.
-            result.hold(bulk.messages, describe_error(error), undecided=True)
-            return result
-        await self._log_failure(bulk, error)
-        if not self.settings.isolate_failures or bulk.size == 1:
-            result.failures = {id(m): error for m in bulk.messages if id(m) not in result.held}
-            return result
-        result = BulkResult()  # every message is handed over again, its decision forgotten
-        await self._bisect(bulk, bulk.messages, result)
-        failures = result.failures
-        await self._log.warning(
-            "failures isolated",
-            extra={
-                "consumer": self.settings.name,
-                "bulk_size": bulk.size,
-                "failed": len(failures),
-                "failed_message_ids": [m.message_id for m in bulk.messages if id(m) in failures][
-                    :50
-                ],
-            },
-        )
-        return result
-
-    async def _log_failure(self, bulk: Bulk, error: BaseException) -> None:
-        await self._log.error(
-            "handle raised",
-            extra={
-                "consumer": self.settings.name,
-                "bulk_size": bulk.size,
-                "exception": type(error).__name__,
-                "exit_requested": is_exit_request(error),
-                "on_exception": self.settings.on_exception.name,
-                "isolating": self.settings.isolate_failures and bulk.size > 1,
-            },
-            exc_info=error,
-        )
-
-    async def _bisect(self, bulk: Bulk, part: Sequence[Message[Any]], result: BulkResult) -> bool:
-        """Run each half again alone; only what still fails alone is a failure.
-
-        False when the sink became unavailable on the way: the half that met
-        it and every half not tried yet are held.
-        """
-        middle = len(part) // 2
-        halves = (part[:middle], part[middle:])
-        for index, half in enumerate(halves):
-            for message in half:
-                message.forget_decision()
-            error = await self._attempt(bulk, half)
-            result.note_unavailable(half)
-            if self.outage.is_outage(error):
-                assert error is not None
-                result.hold(half, describe_error(error), undecided=True)
-            elif error is None:
-                continue
-            elif len(half) == 1:
-                if id(half[0]) not in result.held:
-                    result.failures[id(half[0])] = error
-                continue
-            elif await self._bisect(bulk, half, result):
-                continue
-            for untried in halves[index + 1 :]:
-                result.hold(untried, result.outage, undecided=False)
-            return False
-        return True
-
-    async def _attempt(self, bulk: Bulk, part: Sequence[Message[Any]]) -> BaseException | None:
-        """One ``handle`` call on a list of its own; what it raised, or None."""
-        self.handle_calls += 1
-        call = HandleCall(bulk, part)
-        self.watchers.call_started(call)
-        started = self._clock.now()
-        try:
-            error = await self._call(part)
-        except asyncio.CancelledError as cancelled:
-            # The worker itself is cancelled: the call ends here too, for every watcher.
-            seconds = self._clock.now() - started
-            self.watchers.call_ended(HandleEnd(call, CallOutcome.ERROR, seconds, cancelled))
-            raise
-        outcome = CallOutcome.SUCCESS if error is None else CallOutcome.ERROR
-        if isinstance(error, HandlerTimeoutError):
-            outcome = CallOutcome.TIMEOUT
-        self.watchers.call_ended(HandleEnd(call, outcome, self._clock.now() - started, error))
-        return error
-
-    async def _call(self, part: Sequence[Message[Any]]) -> BaseException | None:
-        timeout = self.settings.handler_timeout
-        call = start_call(self._handler, list(part))
-        try:
-            await asyncio.wait((call,), timeout=timeout)
-        except asyncio.CancelledError:
-            # The worker itself is cancelled (abort): never wait unboundedly for handle.
-            await self._stop_call(call, self._cancel_grace, len(part))
-            raise
-        if call.done():
-            error = call.result()
-            if is_exit_request(error):
-                assert error is not None
-                self._exit_requests.append(error)
-            return error
-        assert timeout is not None
-        await self._stop_call(call, min(self._cancel_grace, timeout), len(part))
-        return HandlerTimeoutError(f"handle took longer than handler_timeout={timeout:g}s")
-
-    async def _stop_call(
-        self, call: "asyncio.Task[BaseException | None]", grace: float, bulk_size: int
-    ) -> None:
-        if await stop_call(call, grace):
-            return
-        # It swallowed the cancellation: keep a reference, stop waiting for it.
-        self._abandoned.add(call)
-        call.add_done_callback(self._abandoned.discard)
-        await self._log.error(
-            "handle ignored cancellation: its call is abandoned and still running",
-            extra={
-                "consumer": self.settings.name,
-                "bulk_size": bulk_size,
-                "seconds": grace,
-                "abandoned_handlers": len(self._abandoned),
-            },
-        )
 
     async def _settle(
         self, verdicts: list[Verdict]
