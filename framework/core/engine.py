@@ -11,8 +11,7 @@ event (see :mod:`framework.core.watch`).
 
 import asyncio
 import datetime
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from framework.core.abc import Clock, EventLog, Handler, MovePublisher, QueueDeclarer
@@ -25,8 +24,9 @@ from framework.core.handling import CANCEL_GRACE, Handling
 from framework.core.message import Message
 from framework.core.moves import Mover
 from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT, OutageGuard
-from framework.core.outcome import Move, OutcomeKind, Router, Verdict, describe_error
+from framework.core.outcome import OutcomeKind, Verdict
 from framework.core.settlement import SettlementReport, Settler
+from framework.core.verdicts import Judge
 from framework.core.watch import (
     Bulk,
     BulkDone,
@@ -64,13 +64,6 @@ class BulkObserver(Watcher):
 
     def call_started(self, call: HandleCall) -> None:
         self._observer(list(call.messages))
-
-
-BROKER_KINDS = {
-    Actions.ACK: OutcomeKind.ACK,
-    Actions.REQUEUE: OutcomeKind.REQUEUE,
-    Actions.REJECT: OutcomeKind.REJECT,
-}
 
 
 class BulkEngine:
@@ -114,24 +107,24 @@ class BulkEngine:
         self._handler = handler
         self._clock = clock
         self._log = log
-        self._router = Router(settings)
         self.decode = body_decoder(settings.decoder, settings.model, settings.model_converter())
         self.settler = settler or Settler()
+        self.watchers = Watchers()
+        if watcher is not None:
+            self.watchers.add(watcher)
+        self.judge = Judge(settings, settler=self.settler, watchers=self.watchers, log=log)
         self._mover = Mover(
             settings,
             publisher=publisher,
             settler=self.settler,
             clock=clock,
             log=log,
-            observe=self._moved,
+            observe=self.judge.moved,
             reconnect_max_delay=reconnect_max_delay,
             declarer=declarer,
         )
         self._on_exit_request = on_exit_request
         self._cancel_grace = cancel_grace
-        self.watchers = Watchers()
-        if watcher is not None:
-            self.watchers.add(watcher)
         self._consumer_timeout = consumer_timeout
         self._start_empty()
 
@@ -234,7 +227,7 @@ class BulkEngine:
         self.settler.ledger.track(message.delivery)
         self.watchers.received(message)
         if not self.outage.taking_deliveries:
-            return self._give_back([message])  # sent before the pause took effect
+            return self.judge.give_back([message])  # sent before the pause took effect
         try:
             body = self.decode(message.raw, message.content_type)
         except BaseException as error:  # any type: RecursionError, even a decoder's SystemExit
@@ -250,7 +243,7 @@ class BulkEngine:
         if self.outage.taking_deliveries:
             refusal = self._take_in(message)
         else:
-            refusal = self._give_back([message])
+            refusal = self.judge.give_back([message])
         if refusal is not None:
             task = asyncio.ensure_future(refusal)
             self._refusals.add(task)
@@ -407,7 +400,7 @@ class BulkEngine:
         self.bulks_handled += 1
         failures, held = result.failures, result.held
         verdicts = [
-            self._verdict(m, failures.get(id(m))) for m in bulk.messages if id(m) not in held
+            self.judge.verdict(m, failures.get(id(m))) for m in bulk.messages if id(m) not in held
         ]
         report, kinds = await self._settle(verdicts)
         seconds = self._clock.now() - started
@@ -425,14 +418,14 @@ class BulkEngine:
         """The breaker is open: give back in time, probe when due, stop when asked."""
         outage = self.outage
         if self._closing:
-            await self._give_back(outage.stop() + self._buffers.take_everything())
+            await self.judge.give_back(outage.stop() + self._buffers.take_everything())
             return
         if outage.hold_expired():
             await self._log.info(
                 "held messages given back before the broker's consumer timeout",
                 extra={"consumer": self.settings.name, "messages": len(outage.held)},
             )
-            await self._give_back(outage.release())
+            await self.judge.give_back(outage.release())
         if self._running or not outage.breaker.probe_due():
             return
         if outage.seeking_probe:
@@ -466,18 +459,18 @@ class BulkEngine:
         """The sink is unavailable: pause, hold ``held`` for the probe, give back the rest."""
         outage = self.outage
         if outage.breaker.is_open and not probe:
-            await self._give_back(held)  # a bulk that ran beside the one that tripped it
+            await self.judge.give_back(held)  # a bulk that ran beside the one that tripped it
             return
         first = not outage.breaker.is_open
         consuming = first or outage.seeking_probe
         wait = outage.trip(error)
         if self._closing:
-            await self._give_back(held)
+            await self.judge.give_back(held)
         else:
             outage.hold(held, delivered_at)
         if consuming:
             await outage.intake.pause()
-        await self._give_back(self._buffers.take_everything())
+        await self.judge.give_back(self._buffers.take_everything())
         extra = {
             "consumer": self.settings.name,
             "error": error,
@@ -502,18 +495,14 @@ class BulkEngine:
         self.watchers.resumed(Resume(self.settings.name, lasted, probes))
         self._wake.set()
 
-    async def _give_back(self, messages: Sequence[Message[Any]]) -> None:
-        """Requeue ``messages`` to the broker: not handled, not counted as an attempt."""
-        if not messages:
-            return
-        report = await self.settler.settle([(m.delivery, Actions.REQUEUE) for m in messages])
-        if self.watchers.members:
-            name = self.settings.name
-            for message in messages:
-                self._tell(
-                    Outcome(message, OutcomeKind.REQUEUE, "sink-unavailable", None, None, name)
-                )
-        await self._warn_stale(report)
+    async def _settle(
+        self, verdicts: list[Verdict]
+    ) -> tuple[SettlementReport, dict[OutcomeKind, int]]:
+        """Settle what can be settled now, start the moves; what each verdict became."""
+        report, kinds, moves = await self.judge.settle(verdicts)
+        if moves:
+            self._mover.start(moves)
+        return report, kinds
 
     def _pass_exit_requests(self) -> None:
         requests = list(self.handling.exit_requests)
@@ -521,52 +510,6 @@ class BulkEngine:
         if self._on_exit_request is not None:
             for request in requests:
                 self._on_exit_request(request)
-
-    def _verdict(self, message: Message[Any], error: BaseException | None) -> Verdict:
-        default = self.settings.on_exception if error is not None else self.settings.on_success
-        action = message.decision or default
-        given = message.decision_reason
-        if error is None:
-            reason = "requeued" if action is Actions.REQUEUE else "rejected"
-            return Verdict(message, action, reason, given)
-        return Verdict(message, action, "exception", given or describe_error(error))
-
-    async def _settle(
-        self, verdicts: list[Verdict]
-    ) -> tuple[SettlementReport, dict[OutcomeKind, int]]:
-        """Settle what can be settled now, start the moves; what each verdict became."""
-        now, moves = self._router.route(verdicts)
-        report = await self.settler.settle(now)
-        if self.watchers.members:
-            by_delivery = {verdict.message.delivery: verdict for verdict in verdicts}
-            name = self.settings.name
-            for delivery, action in now:
-                verdict = by_delivery[delivery]
-                kind = BROKER_KINDS[action]
-                self._tell(
-                    Outcome(verdict.message, kind, verdict.reason, verdict.error, None, name)
-                )
-        await self._warn_stale(report)
-        if moves:
-            self._mover.start(moves)
-        kinds = Counter(BROKER_KINDS[action] for _, action in now)
-        kinds.update(move.kind for move in moves)
-        return report, dict(kinds)
-
-    def _tell(self, outcome: Outcome) -> None:
-        self.watchers.settled(outcome)
-
-    def _moved(self, move: Move, kind: OutcomeKind) -> None:
-        destination = move.routing_key if kind == move.kind else None
-        name = self.settings.name
-        self._tell(Outcome(move.message, kind, move.reason, move.error, destination, name))
-
-    async def _warn_stale(self, report: SettlementReport) -> None:
-        if report.stale:
-            await self._log.warning(
-                "channel closed before settlement: messages will be redelivered",
-                extra={"consumer": self.settings.name, "messages": report.stale},
-            )
 
     async def finish_moves(self) -> None:
         """Wait for retries and dead letters: confirms, and held moves until they succeed."""
