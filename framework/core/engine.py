@@ -10,7 +10,6 @@ event (see :mod:`framework.core.watch`).
 """
 
 import asyncio
-import datetime
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,45 +24,22 @@ from framework.core.message import Message
 from framework.core.moves import Mover
 from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT, OutageGuard
 from framework.core.outcome import OutcomeKind, Verdict
+from framework.core.pausing import Pausing
 from framework.core.settlement import SettlementReport, Settler
 from framework.core.verdicts import Judge
 from framework.core.watch import (
     Bulk,
     BulkDone,
+    BulkObserver,
     FlushReason,
-    HandleCall,
-    Outcome,
-    Pause,
-    Resume,
+    Observer,
+    OutcomeObserver,
     Watcher,
     Watchers,
 )
 from framework.errors import DecodeError
 
 ExitRequestCallback = Callable[[BaseException], None]
-
-
-Observer = Callable[[Outcome], None]
-
-
-class OutcomeObserver(Watcher):
-    """A watcher that only cares for settlements."""
-
-    def __init__(self, observer: Observer) -> None:
-        self._observer = observer
-
-    def settled(self, outcome: Outcome) -> None:
-        self._observer(outcome)
-
-
-class BulkObserver(Watcher):
-    """A watcher that only cares for the lists handed to ``handle``."""
-
-    def __init__(self, observer: Callable[[list[Message[Any]]], None]) -> None:
-        self._observer = observer
-
-    def call_started(self, call: HandleCall) -> None:
-        self._observer(list(call.messages))
 
 
 class BulkEngine:
@@ -152,6 +128,15 @@ class BulkEngine:
             watchers=self.watchers,
             outage=self.outage,
             cancel_grace=self._cancel_grace,
+        )
+        self.pausing = Pausing(
+            self.settings,
+            outage=self.outage,
+            judge=self.judge,
+            buffers=self._buffers,
+            log=self._log,
+            watchers=self.watchers,
+            wake=self._wake.set,
         )
         self.bulks_handled = 0
         self.dropped_closed = 0
@@ -407,9 +392,11 @@ class BulkEngine:
         self.watchers.bulk_done(BulkDone(bulk, seconds, kinds, bool(failures or held)))
         if held:
             kept = [m for m in bulk.messages if id(m) in held]
-            await self._on_outage(kept, result.outage, started - bulk.waited, probe=probe)
+            await self.pausing.tripped(
+                kept, result.outage, started - bulk.waited, probe=probe, closing=self._closing
+            )
         elif probe:
-            await self._recovered()
+            await self.pausing.recovered()
         if self.handling.exit_requests:
             self._pass_exit_requests()
         return report
@@ -453,48 +440,6 @@ class BulkEngine:
         finally:
             self._busy = False
 
-    async def _on_outage(
-        self, held: list[Message[Any]], error: str, delivered_at: float, *, probe: bool
-    ) -> None:
-        """The sink is unavailable: pause, hold ``held`` for the probe, give back the rest."""
-        outage = self.outage
-        if outage.breaker.is_open and not probe:
-            await self.judge.give_back(held)  # a bulk that ran beside the one that tripped it
-            return
-        first = not outage.breaker.is_open
-        consuming = first or outage.seeking_probe
-        wait = outage.trip(error)
-        if self._closing:
-            await self.judge.give_back(held)
-        else:
-            outage.hold(held, delivered_at)
-        if consuming:
-            await outage.intake.pause()
-        await self.judge.give_back(self._buffers.take_everything())
-        extra = {
-            "consumer": self.settings.name,
-            "error": error,
-            "held": len(outage.held),
-            "next_probe_in": round(wait, 3),
-            "next_probe_at": wall_time_in(wait),
-        }
-        if first:
-            await self._log.warning("sink unavailable: consumer paused", extra=extra)
-            self.watchers.paused(Pause(self.settings.name, error, wait, len(outage.held)))
-        else:
-            await self._log.info("probe failed: sink still unavailable", extra=extra)
-
-    async def _recovered(self) -> None:
-        probes = self.outage.breaker.probes
-        lasted = self.outage.close()
-        await self.outage.intake.resume()
-        await self._log.warning(
-            "sink available again: consumer resumed",
-            extra={"consumer": self.settings.name, "paused_seconds": round(lasted, 3)},
-        )
-        self.watchers.resumed(Resume(self.settings.name, lasted, probes))
-        self._wake.set()
-
     async def _settle(
         self, verdicts: list[Verdict]
     ) -> tuple[SettlementReport, dict[OutcomeKind, int]]:
@@ -523,12 +468,6 @@ class BulkEngine:
     def moves_pending(self) -> int:
         """Retry and dead-letter copies not yet carried out (unconfirmed or held)."""
         return self._mover.pending
-
-
-def wall_time_in(seconds: float) -> str:
-    """The wall-clock time ``seconds`` from now, for log lines people read."""
-    moment = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
-    return moment.isoformat(timespec="seconds")
 
 
 def worker_name() -> str | None:
