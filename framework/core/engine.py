@@ -88,7 +88,7 @@ class BulkEngine:
         self.watchers = Watchers()
         if watcher is not None:
             self.watchers.add(watcher)
-        self.judge = Judge(settings, settler=self.settler, watchers=self.watchers, log=log)
+        self.judge = Judge(settings=settings, settler=self.settler, watchers=self.watchers, log=log)
         self._mover = Mover(
             settings,
             publisher=publisher,
@@ -121,8 +121,8 @@ class BulkEngine:
             self.settings, self._clock, self._wake.set, consumer_timeout=self._consumer_timeout
         )
         self.handling = Handling(
-            self.settings,
-            self._handler,
+            settings=self.settings,
+            handler=self._handler,
             clock=self._clock,
             log=self._log,
             watchers=self.watchers,
@@ -130,13 +130,11 @@ class BulkEngine:
             cancel_grace=self._cancel_grace,
         )
         self.pausing = Pausing(
-            self.settings,
+            settings=self.settings,
+            wake=self._wake.set,
             outage=self.outage,
             judge=self.judge,
             buffers=self._buffers,
-            log=self._log,
-            watchers=self.watchers,
-            wake=self._wake.set,
         )
         self.bulks_handled = 0
         self.dropped_closed = 0

@@ -50,6 +50,7 @@ class BulkResult:
                 self.outage = self.outage or (message.decision_reason or "marked unavailable")
 
 
+@attrs.define(kw_only=True, eq=False, repr=False)
 class Handling:
     """Calls one consumer's ``handle``, and keeps what its calls leave behind.
 
@@ -58,27 +59,16 @@ class Handling:
     ``abandoned`` holds the calls that ignored their cancellation.
     """
 
-    def __init__(
-        self,
-        settings: ConsumerSettings,
-        handler: Handler,
-        *,
-        clock: Clock,
-        log: EventLog,
-        watchers: Watchers,
-        outage: OutageGuard,
-        cancel_grace: float = CANCEL_GRACE,
-    ) -> None:
-        self._settings = settings
-        self._handler = handler
-        self._clock = clock
-        self._log = log
-        self.watchers = watchers
-        self._outage = outage
-        self.cancel_grace = cancel_grace
-        self.handle_calls = 0
-        self.exit_requests: list[BaseException] = []
-        self.abandoned: set[asyncio.Task[BaseException | None]] = set()
+    _settings: ConsumerSettings
+    _handler: Handler
+    _clock: Clock
+    _log: EventLog
+    watchers: Watchers
+    _outage: OutageGuard
+    cancel_grace: float = CANCEL_GRACE
+    handle_calls: int = attrs.field(default=0, init=False)
+    exit_requests: list[BaseException] = attrs.field(factory=list, init=False)
+    abandoned: set["asyncio.Task[BaseException | None]"] = attrs.field(factory=set, init=False)
 
     def __repr__(self) -> str:
         return f"<Handling calls={self.handle_calls} abandoned={len(self.abandoned)}>"

@@ -9,36 +9,25 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
-from framework.core.abc import EventLog
+import attrs
+
 from framework.core.buffer import Buffers
 from framework.core.consumer import ConsumerSettings
 from framework.core.message import Message
 from framework.core.outage import OutageGuard
 from framework.core.verdicts import Judge
-from framework.core.watch import Pause, Resume, Watchers
+from framework.core.watch import Pause, Resume
 
 
+@attrs.define(kw_only=True, eq=False, repr=False)
 class Pausing:
     """Opens and closes one consumer's breaker, and says so in the log and to watchers."""
 
-    def __init__(
-        self,
-        settings: ConsumerSettings,
-        *,
-        outage: OutageGuard,
-        judge: Judge,
-        buffers: Buffers,
-        log: EventLog,
-        watchers: Watchers,
-        wake: Callable[[], None],
-    ) -> None:
-        self._settings = settings
-        self._outage = outage
-        self._judge = judge
-        self._buffers = buffers
-        self._log = log
-        self.watchers = watchers
-        self._wake = wake
+    _settings: ConsumerSettings
+    _outage: OutageGuard
+    _judge: Judge
+    _buffers: Buffers
+    _wake: Callable[[], None]
 
     def __repr__(self) -> str:
         return f"<Pausing {self._settings.name} open={self._outage.breaker.is_open}>"
@@ -75,21 +64,21 @@ class Pausing:
             "next_probe_at": wall_time_in(wait),
         }
         if first:
-            await self._log.warning("sink unavailable: consumer paused", extra=extra)
-            self.watchers.paused(Pause(self._settings.name, error, wait, len(outage.held)))
+            await self._judge.log.warning("sink unavailable: consumer paused", extra=extra)
+            self._judge.watchers.paused(Pause(self._settings.name, error, wait, len(outage.held)))
         else:
-            await self._log.info("probe failed: sink still unavailable", extra=extra)
+            await self._judge.log.info("probe failed: sink still unavailable", extra=extra)
 
     async def recovered(self) -> None:
         """A probe got through: close the breaker and consume again."""
         probes = self._outage.breaker.probes
         lasted = self._outage.close()
         await self._outage.intake.resume()
-        await self._log.warning(
+        await self._judge.log.warning(
             "sink available again: consumer resumed",
             extra={"consumer": self._settings.name, "paused_seconds": round(lasted, 3)},
         )
-        self.watchers.resumed(Resume(self._settings.name, lasted, probes))
+        self._judge.watchers.resumed(Resume(self._settings.name, lasted, probes))
         self._wake()
 
 

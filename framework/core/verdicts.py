@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from framework.core.abc import EventLog
 from framework.core.actions import Actions
 from framework.core.consumer import ConsumerSettings
@@ -25,22 +27,18 @@ BROKER_KINDS = {
 }
 
 
+@attrs.define(kw_only=True, eq=False, repr=False)
 class Judge:
     """Gives each message of a bulk its verdict, and carries the verdicts out."""
 
-    def __init__(
-        self,
-        settings: ConsumerSettings,
-        *,
-        settler: Settler,
-        watchers: Watchers,
-        log: EventLog,
-    ) -> None:
-        self._settings = settings
-        self._router = Router(settings)
-        self._settler = settler
-        self.watchers = watchers
-        self._log = log
+    _settings: ConsumerSettings
+    _settler: Settler
+    watchers: Watchers
+    log: EventLog
+    _router: Router = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._router = Router(self._settings)
 
     def __repr__(self) -> str:
         return f"<Judge {self._settings.name}>"
@@ -96,7 +94,7 @@ class Judge:
 
     async def warn_stale(self, report: SettlementReport) -> None:
         if report.stale:
-            await self._log.warning(
+            await self.log.warning(
                 "channel closed before settlement: messages will be redelivered",
                 extra={"consumer": self._settings.name, "messages": report.stale},
             )

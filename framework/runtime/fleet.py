@@ -8,6 +8,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 
+import attrs
 from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers
 
@@ -27,25 +28,17 @@ from framework.wiring.injection import build_task
 ACK_TIMEOUT_WARNING = 0.8
 
 
+@attrs.define(kw_only=True, eq=False, repr=False)
 class Fleet:
     """The runners and schedules of one orchestrator, and the log they report to."""
 
-    def __init__(
-        self,
-        *,
-        deployment: Deployment,
-        clock: Clock,
-        log: EventLog,
-        watchers: Watchers,
-        draining: Callable[[], bool],
-    ) -> None:
-        self._deployment = deployment
-        self._draining = draining
-        self._clock = clock
-        self._log = log
-        self._watchers = watchers
-        self.runners: list[ConsumerRunner] = []
-        self.schedules: list[Schedule] = []
+    _deployment: Deployment
+    _clock: Clock
+    _log: EventLog
+    _watchers: Watchers
+    _draining: Callable[[], bool]
+    runners: list[ConsumerRunner] = attrs.field(factory=list, init=False)
+    schedules: list[Schedule] = attrs.field(factory=list, init=False)
 
     def __repr__(self) -> str:
         return f"<Fleet runners={len(self.runners)} schedules={len(self.schedules)}>"
