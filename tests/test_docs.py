@@ -21,7 +21,8 @@ from dependency_injector import containers
 
 from framework import BulkConsumer, Container
 from framework.config.deployment import SETTINGS, deployment_table
-from framework.core.consumer import SETTING_NAMES, is_runnable, settings_table
+from framework.core.consumer import SETTING_NAMES, is_runnable
+from framework.core.settings_table import settings_table
 from framework.testing import ConsumerHarness
 from framework.wiring.injection import build_consumer
 from tests.broker import Broker
@@ -201,7 +202,7 @@ def test_deployment_settings_table_derives_from_the_definition() -> None:
 def test_consumer_settings_tables_derive_from_the_definition() -> None:
     """README and the reference show the consumer settings table exactly as the code defines it.
 
-    Regenerate it with `python -c "from framework.core.consumer import settings_table as t;
+    Regenerate it with `python -c "from framework.core.settings_table import settings_table as t;
     print(t())"`.
     """
     table = settings_table()

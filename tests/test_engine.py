@@ -858,7 +858,7 @@ class Swallower:
 
 async def release(engine: BulkEngine, swallower: Swallower) -> None:
     swallower.stop = True
-    for task in list(engine._abandoned):
+    for task in list(engine.handling.abandoned):
         task.cancel()
     await asyncio.wait_for(wait_for(lambda: engine.abandoned_handlers == 0), 5)
 

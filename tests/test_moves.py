@@ -4,8 +4,9 @@ import asyncio
 
 import pytest
 
-from framework.core.engine import BulkEngine, Outcome
+from framework.core.engine import BulkEngine
 from framework.core.moves import PauseSchedule
+from framework.core.watch import Outcome
 from framework.errors import PublishError, UnroutableError
 from framework.testing import FakeChannel, FakeClock, RecordingLog, make_message
 from tests.test_engine import Recorder, let_run, settings, started, stopped

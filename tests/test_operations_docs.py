@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from framework.config.deployment import resolve_deployment
 from framework.observe import metrics  # noqa: F401  (registers the workers' metrics)
-from framework.runtime.supervisor import Supervisor
+from framework.runtime.supervisor import Supervisor, WorkerOrders
 
 ROOT = Path(__file__).resolve().parent.parent
 METRIC = re.compile(r"\bbulkworker_[a-z_]+")
@@ -16,7 +16,7 @@ METRIC = re.compile(r"\bbulkworker_[a-z_]+")
 
 def documented_names() -> set[str]:
     """Each metric as a query names it: counters with `_total`, the supervisor's too."""
-    supervisor = Supervisor(resolve_deployment({}, {}), print)
+    supervisor = Supervisor(resolve_deployment({}, {}), print, WorkerOrders(target="consumers"))
     registries: list[CollectorRegistry] = [REGISTRY, supervisor.registry]
     names = set()
     for registry in registries:

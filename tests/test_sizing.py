@@ -51,11 +51,19 @@ class Sink:
             raise self.fail_with
 
 
-def engine_with(clock: Any, log: Any, publisher: Any, sink: Sink, **overrides: Any):
+def engine_with(
+    clock: Any, log: Any, publisher: Any, sink: Sink, handler: Any = None, **overrides: Any
+):
+    """An engine on ``sink`` (or on ``handler``, a wrapper around it), with its bulk watcher."""
     watcher = Bulks()
     values = {"flush_interval": 1000.0, "prefetch": 1000, **overrides}
     engine = BulkEngine(
-        settings(**values), sink, clock=clock, log=log, publisher=publisher, watcher=watcher
+        settings(**values),
+        handler or sink,
+        clock=clock,
+        log=log,
+        publisher=publisher,
+        watcher=watcher,
     )
     return engine, watcher
 
@@ -192,9 +200,15 @@ async def test_byte_bulks_run_side_by_side_with_max_concurrent_bulks(
         await sink(messages)
 
     engine, _ = engine_with(
-        clock, log, publisher, sink, bulk_size=10, max_bulk_bytes=100, max_concurrent_bulks=2
+        clock,
+        log,
+        publisher,
+        sink,
+        handler=watched,  # notes each start, then writes to the sink
+        bulk_size=10,
+        max_bulk_bytes=100,
+        max_concurrent_bulks=2,
     )
-    engine._handler = watched  # the same engine, a handler that notes each start
     task = await started(engine)
     feed_sizes(engine, channel, [50] * 6)
     await let_run()
@@ -230,8 +244,9 @@ async def test_a_handler_that_empties_its_list_changes_nothing_that_is_settled(
         seen.append(sum(len(m.raw) for m in messages))
         messages.clear()
 
-    engine, watcher = engine_with(clock, log, publisher, Sink(clock), max_bulk_bytes=100)
-    engine._handler = clearing
+    engine, watcher = engine_with(
+        clock, log, publisher, Sink(clock), handler=clearing, max_bulk_bytes=100
+    )
     task = await started(engine)
     feed_sizes(engine, channel, [60, 30, 20])
     await let_run()
@@ -446,6 +461,7 @@ async def test_a_shrinking_target_recuts_the_backlog(clock, channel, log, publis
         log,
         publisher,
         sink,
+        handler=fail_once,
         bulk_size=16,
         adaptive_bulk_size=True,
         bulk_size_min=1,
@@ -453,7 +469,6 @@ async def test_a_shrinking_target_recuts_the_backlog(clock, channel, log, publis
     )
     assert engine.adaptive_size is not None
     engine.adaptive_size.target = 16
-    engine._handler = fail_once
     task = await started(engine)
     feed_sizes(engine, channel, [10] * 32)
     await let_run()

@@ -5,6 +5,7 @@ publisher therefore never shares the consumers' connection: while an alarm
 lasts, publishing waits, and acks keep flowing.
 """
 
+import abc
 import asyncio
 import uuid
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
@@ -30,48 +31,17 @@ TRANSIENT = 1
 CONFIRM_WINDOW = 1000
 
 
-class Publisher:
-    """Publishes messages and waits for the broker to confirm each one.
+Prepared = tuple[bytes, spec.Basic.Properties]
 
-    Bodies that are neither bytes nor text are written as JSON through
-    ``converter`` (attrs instances, datetimes, UUIDs, Decimals, enums...).
+
+class PublishingApi(abc.ABC):
+    """``publish``, ``publish_many`` and ``publish_raw`` over one step that sends a window.
+
+    The real :class:`Publisher` and the test harness's recording publisher
+    share this: bodies are encoded, and properties built, by the same code.
     """
 
-    def __init__(
-        self,
-        connection: AbstractRobustConnection,
-        converter: cattrs.BaseConverter = DEFAULT_CONVERTER,
-    ) -> None:
-        self._connection = connection
-        self.converter = converter
-        self._channel: AbstractRobustChannel | None = None
-        self.published = 0
-
-    def __repr__(self) -> str:
-        return f"<Publisher published={self.published}>"
-
-    @property
-    def connection(self) -> AbstractRobustConnection:
-        """The connection this publisher publishes on (its own)."""
-        return self._connection
-
-    async def open(self) -> None:
-        self._channel = await self._connection.channel(publisher_confirms=True)
-
-    async def close(self, within: float = 5.0) -> None:
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            await close_within(channel, within)
-
-    async def refusal(self) -> str | None:
-        """Why the broker refuses this user's publishes to the default exchange, or None.
-
-        Raises :class:`PublishError` while the publisher's connection is down.
-        """
-        transport = self._connection.transport
-        if transport is None:
-            raise PublishError("the publisher's connection is down")
-        return await publish_refusal(transport.connection)
+    converter: cattrs.BaseConverter
 
     async def publish(
         self,
@@ -172,14 +142,6 @@ class Publisher:
         """The bytes and AMQP properties ``publish`` would send for ``body``."""
         return prepare(body, headers, message_id, content_type, persistent, self.converter)
 
-    async def publish_move(self, move: Move) -> None:
-        """Publish the copy ``move`` describes (a retry or a dead letter), mandatory, confirmed."""
-        if self._channel is None:
-            raise PublishError("the publisher is not open")
-        underlay = await self._channel.get_underlay_channel()
-        properties = properties_of(move, frame_max_of(underlay))
-        await self._send([(move.message.raw, properties)], move.routing_key, "", True)
-
     async def publish_raw(
         self,
         body: bytes,
@@ -192,12 +154,66 @@ class Publisher:
         """Publish bytes with exact AMQP properties; used to move messages between queues."""
         await self._send([(body, properties)], routing_key, exchange, mandatory)
 
+    @abc.abstractmethod
     async def _send(
+        self, window: list[Prepared], routing_key: str, exchange: str, mandatory: bool
+    ) -> int:
+        """Send ``window`` and wait for the broker's verdict on each; the count taken."""
+
+
+class Publisher(PublishingApi):
+    """Publishes messages and waits for the broker to confirm each one.
+
+    Bodies that are neither bytes nor text are written as JSON through
+    ``converter`` (attrs instances, datetimes, UUIDs, Decimals, enums...).
+    """
+
+    def __init__(
         self,
-        window: list[tuple[bytes, spec.Basic.Properties]],
-        routing_key: str,
-        exchange: str,
-        mandatory: bool,
+        connection: AbstractRobustConnection,
+        converter: cattrs.BaseConverter = DEFAULT_CONVERTER,
+    ) -> None:
+        self._connection = connection
+        self.converter = converter
+        self._channel: AbstractRobustChannel | None = None
+        self.published = 0
+
+    def __repr__(self) -> str:
+        return f"<Publisher published={self.published}>"
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        """The connection this publisher publishes on (its own)."""
+        return self._connection
+
+    async def open(self) -> None:
+        self._channel = await self._connection.channel(publisher_confirms=True)
+
+    async def close(self, within: float = 5.0) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await close_within(channel, within)
+
+    async def refusal(self) -> str | None:
+        """Why the broker refuses this user's publishes to the default exchange, or None.
+
+        Raises :class:`PublishError` while the publisher's connection is down.
+        """
+        transport = self._connection.transport
+        if transport is None:
+            raise PublishError("the publisher's connection is down")
+        return await publish_refusal(transport.connection)
+
+    async def publish_move(self, move: Move) -> None:
+        """Publish the copy ``move`` describes (a retry or a dead letter), mandatory, confirmed."""
+        if self._channel is None:
+            raise PublishError("the publisher is not open")
+        underlay = await self._channel.get_underlay_channel()
+        properties = properties_of(move, frame_max_of(underlay))
+        await self._send([(move.message.raw, properties)], move.routing_key, "", True)
+
+    async def _send(
+        self, window: list[Prepared], routing_key: str, exchange: str, mandatory: bool
     ) -> int:
         if self._channel is None:
             raise PublishError("the publisher is not open")
@@ -223,10 +239,13 @@ class Publisher:
         self.published += len(window) - len(refused)
         if refused:
             error = UnroutableError if is_returned(refused[0]) else PublishError
-            raise error(
-                f"the broker did not take {len(refused)} of {len(window)} messages for "
-                f"{exchange or 'the default exchange'} with routing key {routing_key!r}: "
-                f"{describe_refusal(refused[0])}"
+            raise refusal_error(
+                error,
+                len(refused),
+                len(window),
+                exchange,
+                routing_key,
+                describe_refusal(refused[0]),
             )
         return len(window)
 
@@ -237,6 +256,16 @@ async def confirmations(sends: Sequence[Awaitable[Any]]) -> list[Any]:
     # "exception was never retrieved" is left behind; confirms failing late
     # are kept in the results.
     return await asyncio.gather(*sends, return_exceptions=True)
+
+
+def refusal_error(
+    kind: type[PublishError], refused: int, sent: int, exchange: str, routing_key: str, why: str
+) -> PublishError:
+    """The error for ``refused`` of ``sent`` messages the broker did not take, and ``why``."""
+    return kind(
+        f"the broker did not take {refused} of {sent} messages for "
+        f"{exchange or 'the default exchange'} with routing key {routing_key!r}: {why}"
+    )
 
 
 def raise_first_failure(results: list[Any]) -> None:

@@ -1,11 +1,9 @@
 """``bulkworker run`` and ``list``: the orchestrator a target names, alone or in workers."""
 
 import argparse
-import functools
 import importlib
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from dependency_injector import containers
@@ -18,12 +16,14 @@ from framework.cli.targets import (
     warn_about_unused,
 )
 from framework.cli.text import format_table
-from framework.core.consumer import ConsumerSettings, listed_cells
+from framework.config.contract import WorkerContract
+from framework.config.deployment import resolve_deployment
+from framework.core.consumer import ConsumerSettings
 from framework.core.periodic import TaskSettings
+from framework.core.settings_table import listed_cells
 from framework.errors import BulkworkerError, DiscoveryError
-from framework.observe.health_file import health_path
 from framework.runtime.orchestrator import Orchestrator
-from framework.runtime.supervisor import Supervisor
+from framework.runtime.supervisor import Supervisor, WorkerOrders
 from framework.wiring.assembly import plan
 from framework.wiring.container import Container
 
@@ -61,6 +61,11 @@ def add_container_option(command: argparse.ArgumentParser) -> None:
     )
 
 
+def container_spec(given: str | None) -> str | None:
+    """``--container``, else the deployment's ``BULKWORKER_CONTAINER``; None: the default."""
+    return given or resolve_deployment().container
+
+
 def load_container(given: str | None) -> containers.Container:
     """The container ``--container`` (or ``$BULKWORKER_CONTAINER``) names, made now.
 
@@ -68,7 +73,7 @@ def load_container(given: str | None) -> containers.Container:
     arguments and must return a container (the ``create_container()`` of
     docs/how-to/app-settings.md, with the options it fills).
     """
-    spec = given or os.environ.get("BULKWORKER_CONTAINER")
+    spec = container_spec(given)
     if not spec:
         return Container()
     module_name, _, name = spec.partition(":")
@@ -130,27 +135,26 @@ def run_command(arguments: argparse.Namespace) -> int:
     orchestrator = orchestrator_for(arguments)
     settings = orchestrator.settings
     if settings.workers > 1:
-        worker = functools.partial(
-            run_worker, arguments.target, arguments.container, settings.workers
+        orders = WorkerOrders(
+            target=arguments.target, container=container_spec(arguments.container)
         )
-        return Supervisor(settings, worker).run()
+        return Supervisor(settings, run_worker, orders).run()
     return run_orchestrator(orchestrator)
 
 
-def run_worker(target: str, container: str | None, count: int, index: int) -> None:
+def run_worker(contract_json: str) -> None:
     """One worker process of a supervised run: the same target, its own connections."""
     os.setpgrp()  # a terminal's Ctrl-C reaches the supervisor alone; it tells the workers
-    os.environ["BULKWORKER_WORKER_ID"] = str(index)
-    os.environ["BULKWORKER_WORKER_COUNT"] = str(count)
-    os.environ["BULKWORKER_WORKERS"] = "1"
-    os.environ.pop("BULKWORKER_HTTP_PORT", None)  # the supervisor serves HTTP for all
-    arguments = argparse.Namespace(target=target, container=container, command="run")
+    contract = WorkerContract.from_json(contract_json)
+    arguments = argparse.Namespace(
+        target=contract.target, container=contract.container, command="run"
+    )
     try:
         orchestrator = orchestrator_for(arguments)
-        orchestrator.health_file = health_path(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]), index)
+        orchestrator.worker = contract
         code = run_orchestrator(orchestrator)
     except BulkworkerError as error:
-        print(f"bulkworker: error: worker {index}: {error}", file=sys.stderr)
+        print(f"bulkworker: error: worker {contract.index}: {error}", file=sys.stderr)
         code = EXIT_ERROR
     sys.exit(code)
 

@@ -16,6 +16,7 @@ from dependency_injector import providers
 
 from framework.config.parsing import (
     amqp_urls,
+    class_path,
     parse_format,
     port,
     positive_seconds,
@@ -211,6 +212,14 @@ SETTINGS = (
         "(`mongodb://user:pass@host:27017/?replicaSet=rs0`), opened when a consumer first asks "
         "for it; needs `bulkworker[mongodb]`",
     ),
+    Setting(
+        "container",
+        "BULKWORKER_CONTAINER",
+        None,
+        class_path,
+        "the container class for `bulkworker run` and `list` of a package, as `MODULE:CLASS` "
+        "(`--container` wins); unset: `framework.Container`",
+    ),
 )
 
 
@@ -249,11 +258,11 @@ class Deployment:
     workers: int
     worker_id: int
     worker_count: int
-
     connect_timeout: float
     reconnect_max_delay: float
     consumer_timeout: float
     shutdown_timeout: float
+    container: str | None
     postgres_dsn: str | None = attrs.field(repr=False)
     postgres_pool_size: int
     inbox_retention: float

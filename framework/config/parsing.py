@@ -72,3 +72,11 @@ def parse_format(name: str, raw: str) -> str:
     if value not in (*FORMATS, "auto"):
         raise ConfigurationError(f"{name} must be console, json or auto, got {raw!r}")
     return value
+
+
+def class_path(name: str, raw: str) -> str:
+    """``raw`` checked to be ``MODULE:CLASS``; the class is imported where it is used."""
+    module, _, class_name = raw.strip().partition(":")
+    if not module or not class_name:
+        raise ConfigurationError(f"{name} must be MODULE:CLASS, got {raw!r}")
+    return raw.strip()

@@ -4,13 +4,13 @@ Each setting is defined once, as a field of :class:`ConsumerSettings` carrying
 its default, its check and its meaning. The class attributes of
 :class:`BulkConsumer`, the names accepted at class definition, the checks,
 ``bulkworker list`` and the settings tables in the docs all derive from it.
+How a setting is declared and checked is in :mod:`framework.core.setting`, the
+checks of a class as a whole in :mod:`framework.core.consumer_checks`, and the
+tables in :mod:`framework.core.settings_table`.
 """
 
 import abc
-import difflib
 import inspect
-import re
-import typing
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, cast
@@ -20,188 +20,48 @@ import cattrs
 
 from framework.core import layout
 from framework.core.actions import Actions
+from framework.core.consumer_checks import (
+    check_given_values,
+    check_unknown_attributes,
+    read_settings,
+)
 from framework.core.layout import DEFAULT_DEAD_LETTER_QUEUE, QueueDeclaration
 from framework.core.message import Message
-from framework.core.partitions import (
-    SINGLE_ACTIVE_CONSUMER,
-    partition_key_problem,
-    partition_queues,
+from framework.core.serialization import DEFAULT_CONVERTER, json_converter
+from framework.core.setting import (
+    SETTING,
+    SettingSpec,
+    check_action,
+    check_connection_name,
+    check_converter,
+    check_dead_letter_queue,
+    check_decoder,
+    check_flag,
+    check_flush_interval,
+    check_group_by,
+    check_max_retries,
+    check_model,
+    check_optional_positive_int,
+    check_optional_seconds,
+    check_outage_errors,
+    check_partition_key,
+    check_positive_int,
+    check_queue_arguments,
+    check_queue_names,
+    check_retry_delay,
+    check_seconds,
+    setting,
 )
-from framework.core.serialization import DEFAULT_CONVERTER, json_converter, model_problem
-from framework.core.stream import check_stream_offset, check_stream_rules, reads_stream
-from framework.errors import ConsumerDefinitionError
+from framework.core.stream import check_stream_offset, reads_stream
 
-# Quorum queues refuse a larger prefetch; see RabbitMQ's quorum queue docs.
-QUORUM_PREFETCH_LIMIT = 2000
 # The connection a consumer uses unless it names another.
 DEFAULT_CONNECTION = "default"
 # Seconds a partial bulk waits when neither the consumer nor the deployment says.
 DEFAULT_FLUSH_INTERVAL = 60.0
-SETTING = "bulkworker.setting"
 # Shared by every consumer that sets no queue arguments, so it must not change.
 EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
 # What a sink's client raises when it cannot be reached (asyncpg, aiohttp, motor... all do).
 DEFAULT_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
-
-Check = Callable[[type, str, Any], None]
-
-
-@attrs.frozen
-class SettingSpec:
-    """What the framework knows of one consumer setting besides its default."""
-
-    check: Check
-    meaning: str
-    shown_default: str
-    listed: bool = False  # a column of `bulkworker list`
-    unit: str = ""
-
-
-def fail(cls: type, attribute: str, problem: str) -> ConsumerDefinitionError:
-    return ConsumerDefinitionError(f"{cls.__name__}.{attribute} {problem}")
-
-
-def setting(
-    default: Any,
-    check: Check,
-    meaning: str,
-    shown_default: str | None = None,
-    *,
-    listed: bool = False,
-    unit: str = "",
-) -> Any:
-    """A consumer setting: a field of ConsumerSettings and a class attribute of BulkConsumer."""
-    shown = f"`{default!r}`" if shown_default is None else shown_default
-    spec = SettingSpec(check, meaning, shown, listed, unit)
-    return attrs.field(default=default, metadata={SETTING: spec})
-
-
-def check_queue_names(cls: type, name: str, value: object) -> None:
-    if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
-        raise fail(cls, name, f"must be a list of queue names, got {value!r}")
-    for queue in value:
-        if not isinstance(queue, str) or not queue:
-            raise fail(cls, name, f"must hold non-empty strings, got {queue!r}")
-    if len(set(value)) != len(value):
-        raise fail(cls, name, f"names a queue twice: {value!r}")
-
-
-def check_positive_int(cls: type, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise fail(cls, name, f"must be a whole number of at least 1, got {value!r}")
-
-
-def check_optional_positive_int(cls: type, name: str, value: object) -> None:
-    if value is not None:
-        check_positive_int(cls, name, value)
-
-
-def check_seconds(cls: type, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise fail(cls, name, f"must be a number of seconds above 0, got {value!r}")
-
-
-def check_optional_seconds(cls: type, name: str, value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise fail(cls, name, f"must be a number of seconds above 0, or None, got {value!r}")
-
-
-def check_flush_interval(cls: type, name: str, value: object) -> None:
-    if value is not None:
-        check_seconds(cls, name, value)
-
-
-def check_action(cls: type, name: str, value: object) -> None:
-    if not isinstance(value, Actions):
-        raise fail(cls, name, f"must be one of Actions.ACK/REQUEUE/REJECT, got {value!r}")
-
-
-def check_flag(cls: type, name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise fail(cls, name, f"must be True or False, got {value!r}")
-
-
-def check_queue_arguments(cls: type, name: str, value: object) -> None:
-    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
-        raise fail(cls, name, f"must be a dict with string keys, got {value!r}")
-
-
-def check_dead_letter_queue(cls: type, name: str, value: object) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str) or not value:
-        raise fail(cls, name, f"must be a queue name or None, got {value!r}")
-    try:
-        value.format(queue="q")
-    except (KeyError, IndexError, ValueError):
-        raise fail(cls, name, f"may only use {{queue}} as a placeholder, got {value!r}") from None
-
-
-def check_max_retries(cls: type, name: str, value: object) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise fail(cls, name, f"must be a whole number of at least 0, or None, got {value!r}")
-
-
-def check_retry_delay(cls: type, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise fail(cls, name, f"must be a number of seconds of at least 0, got {value!r}")
-
-
-def check_outage_errors(cls: type, name: str, value: object) -> None:
-    if not isinstance(value, tuple) or not all(
-        isinstance(kind, type) and issubclass(kind, BaseException) for kind in value
-    ):
-        raise fail(
-            cls,
-            name,
-            f"must be a tuple of exception classes, e.g. (ConnectionError,), got {value!r}",
-        )
-
-
-def check_model(cls: type, name: str, value: object) -> None:
-    if value is None or isinstance(value, type) or typing.get_origin(value) is not None:
-        return
-    raise fail(
-        cls, name, f"must be a class (e.g. an attrs class) or a type like list[int], got {value!r}"
-    )
-
-
-def check_converter(cls: type, name: str, value: object) -> None:
-    if value is not None and not isinstance(value, cattrs.BaseConverter):
-        raise fail(cls, name, f"must be a cattrs converter, or None, got {value!r}")
-
-
-def check_connection_name(cls: type, name: str, value: object) -> None:
-    if not isinstance(value, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", value):
-        raise fail(
-            cls,
-            name,
-            f"must name a connection in lower case letters, digits and _ (its URL comes from "
-            f"BULKWORKER_AMQP_URL_<NAME>), got {value!r}",
-        )
-
-
-def check_group_by(cls: type, name: str, value: object) -> None:
-    if value is None or callable(value) or (isinstance(value, str) and value):
-        return
-    raise fail(
-        cls, name, f"must be a function (message) -> key, a header name, or None, got {value!r}"
-    )
-
-
-def check_partition_key(cls: type, name: str, value: object) -> None:
-    problem = partition_key_problem(value)
-    if problem is not None:
-        raise fail(cls, name, problem)
-
-
-def check_decoder(cls: type, name: str, value: object) -> None:
-    if value is not None and not callable(value):
-        raise fail(
-            cls, name, f"must be a function (raw: bytes, content_type) -> body, got {value!r}"
-        )
 
 
 @attrs.frozen(kw_only=True)
@@ -494,137 +354,10 @@ class ConsumerSettings:
         cls, consumer: type["BulkConsumer"], default_flush_interval: float = DEFAULT_FLUSH_INTERVAL
     ) -> "ConsumerSettings":
         """Read and check every setting of ``consumer`` through its MRO."""
-        declared = {name: getattr(consumer, name) for name in SETTING_NAMES}
-        for name, value in declared.items():
-            SPECS[name].check(consumer, name, value)
-        if not consumer.queues:
-            raise fail(consumer, "queues", "is required: name at least one queue to consume")
-        check_handle(consumer)
-        check_model_fits(consumer)
-        check_backoffs(consumer)
-        check_stream_rules(consumer)
-        check_adaptive(consumer)
-        check_partitioning(consumer)
-        return cls(
-            **{
-                **declared,
-                "name": consumer.__name__,
-                **consumed_queues(consumer),
-                "flush_interval": float(consumer.flush_interval or default_flush_interval),
-                "prefetch": effective_prefetch(consumer),
-                "queue_arguments": effective_queue_arguments(consumer),
-                "retry_delay": float(consumer.retry_delay),
-                "retry_backoff_max": float(consumer.retry_backoff_max),
-                "outage_backoff": float(consumer.outage_backoff),
-                "outage_backoff_max": float(consumer.outage_backoff_max),
-                "handler_timeout": None
-                if consumer.handler_timeout is None
-                else float(consumer.handler_timeout),
-                "bulk_latency_target": None
-                if consumer.bulk_latency_target is None
-                else float(consumer.bulk_latency_target),
-            }
-        )
+        return cls(name=consumer.__name__, **read_settings(consumer, SPECS, default_flush_interval))
 
 
 STRICT_KEYS_CONVERTER = json_converter(forbid_extra_keys=True)
-
-
-def consumed_queues(consumer: type["BulkConsumer"]) -> dict[str, tuple[str, ...]]:
-    """``queues``, or each one's partition queues, and the exchanges in front of them."""
-    declared = tuple(consumer.queues)
-    if consumer.partitions is None:
-        return {"queues": declared, "exchanges": ()}
-    expanded = tuple(q for queue in declared for q in partition_queues(queue, consumer.partitions))
-    return {"queues": expanded, "exchanges": declared}
-
-
-def effective_queue_arguments(consumer: type["BulkConsumer"]) -> dict[str, Any]:
-    """``queue_arguments``; a partition queue has a single active consumer on top."""
-    arguments = dict(consumer.queue_arguments)
-    if consumer.partitions is not None:
-        arguments[SINGLE_ACTIVE_CONSUMER] = True
-    return arguments
-
-
-def check_partitioning(consumer: type["BulkConsumer"]) -> None:
-    """Partition settings that would lose the order they are there to keep fail now."""
-    if consumer.partitions is None:
-        if consumer.partition_key is not None:
-            raise fail(
-                consumer,
-                "partition_key",
-                "is set but partitions is None: set partitions = N to partition the queues",
-            )
-        return
-    if consumer.queue_arguments.get(SINGLE_ACTIVE_CONSUMER, True) is not True:
-        raise fail(
-            consumer,
-            "queue_arguments",
-            f"sets {SINGLE_ACTIVE_CONSUMER} to "
-            f"{consumer.queue_arguments[SINGLE_ACTIVE_CONSUMER]!r}, but partitions need it: "
-            "each partition queue has one active consumer, or keys lose their order",
-        )
-    if consumer.max_concurrent_bulks > 1 and consumer.group_by is None:
-        raise fail(
-            consumer,
-            "max_concurrent_bulks",
-            f"is {consumer.max_concurrent_bulks} with partitions = {consumer.partitions} and no "
-            "group_by: bulks handled at once would interleave one key's messages. Set group_by "
-            "to the partition key (a header name or a function (message) -> key; bulks of one "
-            "key then run one at a time), or max_concurrent_bulks = 1",
-        )
-
-
-def check_backoffs(consumer: type["BulkConsumer"]) -> None:
-    """A cap below its first step would make the backoff shrink."""
-    if consumer.outage_backoff_max < consumer.outage_backoff:
-        raise fail(
-            consumer,
-            "outage_backoff_max",
-            f"is {consumer.outage_backoff_max!r}, below outage_backoff="
-            f"{consumer.outage_backoff!r}: the waits would never grow",
-        )
-    if consumer.retry_delay > 0 and consumer.retry_backoff_max < consumer.retry_delay:
-        raise fail(
-            consumer,
-            "retry_backoff_max",
-            f"is {consumer.retry_backoff_max!r}, below retry_delay={consumer.retry_delay!r}",
-        )
-
-
-def check_adaptive(consumer: type["BulkConsumer"]) -> None:
-    """The adaptive settings mean nothing alone, and the range must not be empty."""
-    if not consumer.adaptive_bulk_size:
-        for name in ("bulk_size_min", "bulk_latency_target"):
-            if getattr(consumer, name) is not None:
-                raise fail(consumer, name, "has no effect unless adaptive_bulk_size = True")
-        return
-    minimum = consumer.bulk_size_min
-    if minimum is not None and minimum > consumer.bulk_size:
-        raise fail(
-            consumer,
-            "bulk_size_min",
-            f"is {minimum}, above bulk_size={consumer.bulk_size}: the adaptive size moves "
-            "between the two",
-        )
-
-
-def check_model_fits(consumer: type["BulkConsumer"]) -> None:
-    """A model the converter cannot read fails now, not on the first message."""
-    if consumer.refuse_unknown_keys and consumer.converter is not None:
-        raise fail(
-            consumer,
-            "refuse_unknown_keys",
-            "applies to bulkworker's converter only: configure your own converter "
-            "with forbid_extra_keys=True instead",
-        )
-    if consumer.model is None:
-        return
-    converter = consumer.converter or DEFAULT_CONVERTER
-    problem = model_problem(converter, consumer.model)
-    if problem is not None:
-        raise fail(consumer, "model", problem)
 
 
 SPECS: dict[str, SettingSpec] = {
@@ -638,34 +371,6 @@ SETTING_NAMES = tuple(SPECS)
 def declared_default(name: str) -> Any:
     """The class attribute a consumer gets when it does not set ``name``."""
     return attrs.fields_dict(ConsumerSettings)[name].default
-
-
-def listed_cells(settings: ConsumerSettings) -> dict[str, str]:
-    """The ``bulkworker list`` columns of one consumer, as text."""
-    return {
-        name: shown_value(getattr(settings, name), spec.unit)
-        for name, spec in SPECS.items()
-        if spec.listed
-    }
-
-
-def shown_value(value: Any, unit: str = "") -> str:
-    if isinstance(value, Actions):
-        return value.name
-    if isinstance(value, tuple):
-        return ",".join(map(str, value))
-    if isinstance(value, Mapping):
-        return str(dict(value)) if value else "-"
-    if isinstance(value, float):
-        return f"{value:g}{unit}"
-    return f"{value}{unit}"
-
-
-def settings_table() -> str:
-    """The Markdown table of consumer settings, as README and the reference show it."""
-    rows = ["| attribute | default | meaning |", "| --- | --- | --- |"]
-    rows += [f"| `{name}` | {s.shown_default} | {s.meaning} |" for name, s in SPECS.items()]
-    return "\n".join(rows)
 
 
 class BulkConsumer(abc.ABC):
@@ -718,8 +423,8 @@ class BulkConsumer(abc.ABC):
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.__bulkworker_abstract__ = abstract
-        check_unknown_attributes(cls)
-        check_given_values(cls)
+        check_unknown_attributes(cls, SETTING_NAMES)
+        check_given_values(cls, SPECS)
         if is_runnable(cls):
             ConsumerSettings.of(cls)
 
@@ -735,79 +440,3 @@ for _name in SETTING_NAMES:
 def is_runnable(cls: type[BulkConsumer]) -> bool:
     """A concrete consumer: not declared abstract and ``handle`` implemented."""
     return not cls.__dict__.get("__bulkworker_abstract__", False) and not inspect.isabstract(cls)
-
-
-def check_unknown_attributes(cls: type) -> None:
-    """Refuse public lower-case class attributes that are not settings (typos)."""
-    for name, value in vars(cls).items():
-        if name.startswith("_") or name.isupper() or name in SETTING_NAMES:
-            continue
-        if callable(value) or inspect.isdatadescriptor(value) or is_injection_marker(value):
-            continue
-        if isinstance(value, classmethod | staticmethod):
-            continue
-        close = difflib.get_close_matches(name, SETTING_NAMES, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise fail(
-            cls, name, f"is not a consumer setting ({hint}settings: {', '.join(SETTING_NAMES)})"
-        )
-
-
-def is_injection_marker(value: object) -> bool:
-    """``Provide[...]`` and friends may stand as class attributes; wiring fills them."""
-    return type(value).__module__ == "dependency_injector.wiring"
-
-
-def check_given_values(cls: type) -> None:
-    """Check each setting this class itself sets."""
-    for name, spec in SPECS.items():
-        if name in vars(cls):
-            spec.check(cls, name, vars(cls)[name])
-
-
-def check_handle(consumer: type[BulkConsumer]) -> None:
-    handle = inspect.unwrap(consumer.handle)
-    if not inspect.iscoroutinefunction(handle):
-        raise fail(consumer, "handle", "must be a coroutine: declare it 'async def handle(...)'")
-
-
-def effective_prefetch(consumer: type[BulkConsumer]) -> int:
-    """``prefetch``, or room for every concurrent bulk and the next one filling."""
-    quorum = consumer.queue_arguments.get("x-queue-type") == "quorum"
-    limit = QUORUM_PREFETCH_LIMIT if quorum else None
-    concurrent = consumer.max_concurrent_bulks
-    if consumer.prefetch is None:
-        prefetch = (concurrent + 1) * consumer.bulk_size
-        if limit is not None:
-            prefetch = min(prefetch, limit)
-    else:
-        prefetch = consumer.prefetch
-    if prefetch < consumer.bulk_size:
-        where = "prefetch" if consumer.prefetch is not None else "bulk_size"
-        raise fail(
-            consumer,
-            where,
-            f"allows a bulk of {consumer.bulk_size} but prefetch is {prefetch}: a bulk could "
-            "never fill; raise prefetch to at least bulk_size",
-        )
-    if prefetch < concurrent * consumer.bulk_size:
-        if consumer.prefetch is None:  # the quorum cap made the default too small
-            raise fail(
-                consumer,
-                "max_concurrent_bulks",
-                f"is {concurrent}: {concurrent} bulks of {consumer.bulk_size} need a prefetch "
-                f"of {concurrent * consumer.bulk_size}, above the {limit} quorum queues accept",
-            )
-        raise fail(
-            consumer,
-            "prefetch",
-            f"is {prefetch}, too few for {concurrent} bulks of {consumer.bulk_size} at once "
-            f"(max_concurrent_bulks): raise it to at least {concurrent * consumer.bulk_size}",
-        )
-    if limit is not None and prefetch > limit:
-        raise fail(
-            consumer,
-            "prefetch",
-            f"is {prefetch}, above the {limit} that quorum queues accept",
-        )
-    return prefetch

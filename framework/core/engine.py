@@ -10,99 +10,40 @@ event (see :mod:`framework.core.watch`).
 """
 
 import asyncio
-import datetime
 import functools
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-
-import attrs
 
 from framework.core.abc import Clock, EventLog, Handler, MovePublisher, QueueDeclarer
 from framework.core.actions import Actions
 from framework.core.buffer import NO_KEY, Buffers, key_function
 from framework.core.consumer import ConsumerSettings
 from framework.core.decoding import body_decoder, undecodable
-from framework.core.handler_call import is_exit_request, start_call, stop_call
+from framework.core.handler_call import is_exit_request
+from framework.core.handling import CANCEL_GRACE, Handling
 from framework.core.message import Message
 from framework.core.moves import Mover
 from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT, OutageGuard
-from framework.core.outcome import Move, OutcomeKind, Router, Verdict, describe_error
+from framework.core.outcome import OutcomeKind, Verdict
+from framework.core.pausing import Pausing
 from framework.core.settlement import SettlementReport, Settler
 from framework.core.sizing import AdaptiveSize
 from framework.core.stream import StreamPosition
 from framework.core.turns import KeyTurns
+from framework.core.verdicts import Judge
 from framework.core.watch import (
     Bulk,
     BulkDone,
-    CallOutcome,
+    BulkObserver,
     FlushReason,
-    HandleCall,
-    HandleEnd,
-    Outcome,
-    Pause,
-    Resume,
+    Observer,
+    OutcomeObserver,
     Watcher,
     Watchers,
 )
-from framework.errors import DecodeError, HandlerTimeoutError
+from framework.errors import DecodeError
 
 ExitRequestCallback = Callable[[BaseException], None]
-# How long a cancelled handle call may take to end before it is abandoned.
-CANCEL_GRACE = 1.0
-
-
-Observer = Callable[[Outcome], None]
-
-
-class OutcomeObserver(Watcher):
-    """A watcher that only cares for settlements."""
-
-    def __init__(self, observer: Observer) -> None:
-        self._observer = observer
-
-    def settled(self, outcome: Outcome) -> None:
-        self._observer(outcome)
-
-
-class BulkObserver(Watcher):
-    """A watcher that only cares for the lists handed to ``handle``."""
-
-    def __init__(self, observer: Callable[[list[Message[Any]]], None]) -> None:
-        self._observer = observer
-
-    def call_started(self, call: HandleCall) -> None:
-        self._observer(list(call.messages))
-
-
-BROKER_KINDS = {
-    Actions.ACK: OutcomeKind.ACK,
-    Actions.REQUEUE: OutcomeKind.REQUEUE,
-    Actions.REJECT: OutcomeKind.REJECT,
-}
-
-
-@attrs.define
-class BulkResult:
-    """What a bulk's ``handle`` calls came to: the failed messages, and those the outage holds."""
-
-    failures: dict[int, BaseException] = attrs.Factory(dict)
-    held: dict[int, Message[Any]] = attrs.Factory(dict)
-    outage: str = ""
-
-    def hold(self, messages: Sequence[Message[Any]], why: str, *, undecided: bool) -> None:
-        """Hold ``messages`` (only those without a decision of their own when ``undecided``)."""
-        for message in messages:
-            if not undecided or message.decision is None:
-                self.held[id(message)] = message
-        self.outage = self.outage or why
-
-    def note_unavailable(self, messages: Sequence[Message[Any]]) -> None:
-        """Hold the messages ``handle`` marked with ``unavailable()``."""
-        for message in messages:
-            if message.sink_unavailable:
-                self.held[id(message)] = message
-                self.outage = self.outage or (message.decision_reason or "marked unavailable")
 
 
 class BulkEngine:
@@ -146,22 +87,22 @@ class BulkEngine:
         self._handler = handler
         self._clock = clock
         self._log = log
-        self._router = Router(settings)
         self.decode = body_decoder(settings.decoder, settings.model, settings.model_converter())
         self.settler = settler or Settler()
+        self.watchers = Watchers([] if watcher is None else [watcher])
+        self.judge = Judge(settings=settings, settler=self.settler, watchers=self.watchers, log=log)
         self._mover = Mover(
             settings,
             publisher=publisher,
             settler=self.settler,
             clock=clock,
             log=log,
-            observe=self._moved,
+            observe=self.judge.moved,
             reconnect_max_delay=reconnect_max_delay,
             declarer=declarer,
         )
         self._on_exit_request = on_exit_request
         self._cancel_grace = cancel_grace
-        self.watchers = Watchers([] if watcher is None else [watcher])
         self._consumer_timeout = consumer_timeout
         self.adaptive_size = self._adaptive_size()
         self._start_empty()
@@ -183,17 +124,35 @@ class BulkEngine:
         # With max_concurrent_bulks > 1: the bulks being handled, each in a task of its own.
         self._running: set[asyncio.Task[SettlementReport]] = set()
         self._bulk_failure: BaseException | None = None
-        self._exit_requests: list[BaseException] = []
-        self._abandoned: set[asyncio.Task[BaseException | None]] = set()
         self._drops_to_report = 0
         self.outage = OutageGuard(
             self.settings, self._clock, self._wake.set, consumer_timeout=self._consumer_timeout
         )
+        self._start_collaborators()
+        self.bulks_handled = 0
+        self.dropped_closed = 0
+
+    def _start_collaborators(self) -> None:
+        """What handles, pauses and positions this run's bulks, on this run's buffers."""
+        self.handling = Handling(
+            settings=self.settings,
+            handler=self._handler,
+            clock=self._clock,
+            log=self._log,
+            watchers=self.watchers,
+            outage=self.outage,
+            cancel_grace=self._cancel_grace,
+        )
+        self.pausing = Pausing(
+            settings=self.settings,
+            wake=self._wake.set,
+            outage=self.outage,
+            judge=self.judge,
+            buffers=self._buffers,
+        )
         # A stream is read by offset: where it resumes after a reconnect or a pause.
         self.stream = StreamPosition.of(self.settings, self._handler)
-        self.bulks_handled = 0
-        self.handle_calls = 0
-        self.dropped_closed = 0
+        self.judge.stream = self.stream
 
     def _adaptive_size(self) -> AdaptiveSize | None:
         if not self.settings.adaptive_bulk_size:
@@ -235,7 +194,12 @@ class BulkEngine:
     @property
     def abandoned_handlers(self) -> int:
         """``handle`` calls that ignored cancellation and are still running, abandoned."""
-        return len(self._abandoned)
+        return len(self.handling.abandoned)
+
+    @property
+    def handle_calls(self) -> int:
+        """``handle`` calls made, every half of a bisected bulk counting as one."""
+        return self.handling.handle_calls
 
     @property
     def idle(self) -> bool:
@@ -272,7 +236,9 @@ class BulkEngine:
     def receive(self, message: Message[Any]) -> Awaitable[None] | None:
         """Record a delivery, decode it and take it in, or return the refusal to await.
 
-        ``message.body`` arrives as the raw bytes. The delivery enters the
+        ``message.body`` arrives as the raw bytes; the bulk gets a new
+        message with the decoded body (a message is never changed in place, so
+        what a watcher was told stays as it was). The delivery enters the
         ledger before anything else runs, so no multiple-ack can cover it
         before it is decided; whatever decoding raises dead-letters this
         message alone. The accepting path never awaits, so the transport
@@ -283,14 +249,14 @@ class BulkEngine:
             return self._credit([message])
         self.watchers.received(message)
         if not self.outage.taking_deliveries:
-            return self._give_back([message])  # sent before the pause took effect
+            return self.judge.give_back([message])  # sent before the pause took effect
         try:
-            message.body = self.decode(message.raw, message.content_type)
+            body = self.decode(message.raw, message.content_type)
         except BaseException as error:  # any type: RecursionError, even a decoder's SystemExit
             if is_exit_request(error):
-                self._exit_requests.append(error)
+                self.handling.exit_requests.append(error)
             return self.refuse(message, undecodable(error))
-        return self._take_in(message)
+        return self._take_in(message.with_body(body))
 
     def accept(self, message: Message[Any]) -> None:
         """Record a decoded message and take it into the next bulk."""
@@ -299,7 +265,7 @@ class BulkEngine:
         if self.outage.taking_deliveries:
             refusal = self._take_in(message)
         else:
-            refusal = self._give_back([message])
+            refusal = self.judge.give_back([message])
         if refusal is not None:
             task = asyncio.ensure_future(refusal)
             self._refusals.add(task)
@@ -343,7 +309,7 @@ class BulkEngine:
                 },
             )
         await self._settle([Verdict(message, Actions.REJECT, error.reason, str(error))])
-        if self._exit_requests:
+        if self.handling.exit_requests:
             self._pass_exit_requests()
 
     def drop_closed(self) -> int:
@@ -444,6 +410,21 @@ class BulkEngine:
         self.watchers.bulk_taken(bulk)
         return bulk
 
+    def _skip_settled(self, messages: list[Message[Any]]) -> list[Message[Any]]:
+        """Leave out stream messages settled since they arrived (re-read after a reconnect
+        while the bulk before them was still being handled): they are acked for credit."""
+        assert self.stream is not None
+        fresh, settled = self.stream.split(messages)
+        if settled:
+            task = asyncio.ensure_future(self._credit(settled))
+            self._refusals.add(task)
+            task.add_done_callback(self._refusals.discard)
+        return fresh
+
+    async def _credit(self, messages: Sequence[Message[Any]]) -> None:
+        """Ack stream deliveries settled before (read again after a reconnect): credit only."""
+        await self.settler.settle([(m.delivery, Actions.ACK) for m in messages])
+
     async def _report_drops(self) -> None:
         dropped, self._drops_to_report = self._drops_to_report, 0
         await self._log.warning(
@@ -460,21 +441,23 @@ class BulkEngine:
         the outage again, the consumer resumes.
         """
         started = self._clock.now()
-        result = await self._run(bulk)
+        result = await self.handling.run(bulk)
         self.bulks_handled += 1
         failures, held = result.failures, result.held
         verdicts = [
-            self._verdict(m, failures.get(id(m))) for m in bulk.messages if id(m) not in held
+            self.judge.verdict(m, failures.get(id(m))) for m in bulk.messages if id(m) not in held
         ]
         report, kinds = await self._settle(verdicts)
         seconds = self._clock.now() - started
         self.watchers.bulk_done(BulkDone(bulk, seconds, kinds, bool(failures or held)))
         if held:
             kept = [m for m in bulk.messages if id(m) in held]
-            await self._on_outage(kept, result.outage, started - bulk.waited, probe=probe)
+            await self.pausing.tripped(
+                kept, result.outage, started - bulk.waited, probe=probe, closing=self._closing
+            )
         elif probe:
-            await self._recovered()
-        if self._exit_requests:
+            await self.pausing.recovered()
+        if self.handling.exit_requests:
             self._pass_exit_requests()
         return report
 
@@ -482,14 +465,14 @@ class BulkEngine:
         """The breaker is open: give back in time, probe when due, stop when asked."""
         outage = self.outage
         if self._closing:
-            await self._give_back(outage.stop() + self._buffers.take_everything())
+            await self.judge.give_back(outage.stop() + self._buffers.take_everything())
             return
         if outage.hold_expired():
             await self._log.info(
                 "held messages given back before the broker's consumer timeout",
                 extra={"consumer": self.settings.name, "messages": len(outage.held)},
             )
-            await self._give_back(outage.release())
+            await self.judge.give_back(outage.release())
         if self._running or not outage.breaker.probe_due():
             return
         if outage.seeking_probe:
@@ -517,264 +500,21 @@ class BulkEngine:
         finally:
             self._busy = False
 
-    async def _on_outage(
-        self, held: list[Message[Any]], error: str, delivered_at: float, *, probe: bool
-    ) -> None:
-        """The sink is unavailable: pause, hold ``held`` for the probe, give back the rest."""
-        outage = self.outage
-        if outage.breaker.is_open and not probe:
-            await self._give_back(held)  # a bulk that ran beside the one that tripped it
-            return
-        first = not outage.breaker.is_open
-        consuming = first or outage.seeking_probe
-        wait = outage.trip(error)
-        if self._closing:
-            await self._give_back(held)
-        else:
-            outage.hold(held, delivered_at)
-        if consuming:
-            await outage.intake.pause()
-        await self._give_back(self._buffers.take_everything())
-        extra = {
-            "consumer": self.settings.name,
-            "error": error,
-            "held": len(outage.held),
-            "next_probe_in": round(wait, 3),
-            "next_probe_at": wall_time_in(wait),
-        }
-        if first:
-            await self._log.warning("sink unavailable: consumer paused", extra=extra)
-            self.watchers.paused(Pause(self.settings.name, error, wait, len(outage.held)))
-        else:
-            await self._log.info("probe failed: sink still unavailable", extra=extra)
-
-    async def _recovered(self) -> None:
-        probes = self.outage.breaker.probes
-        lasted = self.outage.close()
-        await self.outage.intake.resume()
-        await self._log.warning(
-            "sink available again: consumer resumed",
-            extra={"consumer": self.settings.name, "paused_seconds": round(lasted, 3)},
-        )
-        self.watchers.resumed(Resume(self.settings.name, lasted, probes))
-        self._wake.set()
-
-    async def _give_back(self, messages: Sequence[Message[Any]]) -> None:
-        """Requeue ``messages`` to the broker: not handled, not counted as an attempt.
-
-        A stream takes nothing back: they are acked for credit only, and read
-        again from the stream position, which stays before them.
-        """
-        if not messages:
-            return
-        action = Actions.ACK if self.stream is not None else Actions.REQUEUE
-        report = await self.settler.settle([(m.delivery, action) for m in messages])
-        if self.watchers.members:
-            name = self.settings.name
-            for message in messages:
-                self._tell(
-                    Outcome(message, OutcomeKind.REQUEUE, "sink-unavailable", None, None, name)
-                )
-        await self._warn_stale(report)
-
-    def _skip_settled(self, messages: list[Message[Any]]) -> list[Message[Any]]:
-        """Leave out stream messages settled since they arrived (re-read after a reconnect
-        while the bulk before them was still being handled): they are acked for credit."""
-        assert self.stream is not None
-        fresh, settled = self.stream.split(messages)
-        if settled:
-            task = asyncio.ensure_future(self._credit(settled))
-            self._refusals.add(task)
-            task.add_done_callback(self._refusals.discard)
-        return fresh
-
-    async def _credit(self, messages: Sequence[Message[Any]]) -> None:
-        """Ack stream deliveries settled before (read again after a reconnect): credit only."""
-        await self.settler.settle([(m.delivery, Actions.ACK) for m in messages])
-
-    def _pass_exit_requests(self) -> None:
-        requests, self._exit_requests = self._exit_requests, []
-        if self._on_exit_request is not None:
-            for request in requests:
-                self._on_exit_request(request)
-
-    def _verdict(self, message: Message[Any], error: BaseException | None) -> Verdict:
-        default = self.settings.on_exception if error is not None else self.settings.on_success
-        action = message.decision or default
-        given = message.decision_reason
-        if error is None:
-            reason = "requeued" if action is Actions.REQUEUE else "rejected"
-            return Verdict(message, action, reason, given)
-        return Verdict(message, action, "exception", given or describe_error(error))
-
-    async def _run(self, bulk: Bulk) -> BulkResult:
-        """Handle ``bulk``: the messages that failed, with their errors, and those held."""
-        result = BulkResult()
-        error = await self._attempt(bulk, bulk.messages)
-        result.note_unavailable(bulk.messages)
-        if error is None:
-            return result
-        if self.outage.is_outage(error):
-            # The sink, not the messages: those without a decision wait for it.
-            result.hold(bulk.messages, describe_error(error), undecided=True)
-            return result
-        await self._log_failure(bulk, error)
-        if not self.settings.isolate_failures or bulk.size == 1:
-            result.failures = {id(m): error for m in bulk.messages if id(m) not in result.held}
-            return result
-        result = BulkResult()  # every message is handed over again, its decision forgotten
-        await self._bisect(bulk, bulk.messages, result)
-        failures = result.failures
-        await self._log.warning(
-            "failures isolated",
-            extra={
-                "consumer": self.settings.name,
-                "bulk_size": bulk.size,
-                "failed": len(failures),
-                "failed_message_ids": [m.message_id for m in bulk.messages if id(m) in failures][
-                    :50
-                ],
-            },
-        )
-        return result
-
-    async def _log_failure(self, bulk: Bulk, error: BaseException) -> None:
-        await self._log.error(
-            "handle raised",
-            extra={
-                "consumer": self.settings.name,
-                "bulk_size": bulk.size,
-                "exception": type(error).__name__,
-                "exit_requested": is_exit_request(error),
-                "on_exception": self.settings.on_exception.name,
-                "isolating": self.settings.isolate_failures and bulk.size > 1,
-            },
-            exc_info=error,
-        )
-
-    async def _bisect(self, bulk: Bulk, part: Sequence[Message[Any]], result: BulkResult) -> bool:
-        """Run each half again alone; only what still fails alone is a failure.
-
-        False when the sink became unavailable on the way: the half that met
-        it and every half not tried yet are held.
-        """
-        middle = len(part) // 2
-        halves = (part[:middle], part[middle:])
-        for index, half in enumerate(halves):
-            for message in half:
-                message.forget_decision()
-            error = await self._attempt(bulk, half)
-            result.note_unavailable(half)
-            if self.outage.is_outage(error):
-                assert error is not None
-                result.hold(half, describe_error(error), undecided=True)
-            elif error is None:
-                continue
-            elif len(half) == 1:
-                if id(half[0]) not in result.held:
-                    result.failures[id(half[0])] = error
-                continue
-            elif await self._bisect(bulk, half, result):
-                continue
-            for untried in halves[index + 1 :]:
-                result.hold(untried, result.outage, undecided=False)
-            return False
-        return True
-
-    async def _attempt(self, bulk: Bulk, part: Sequence[Message[Any]]) -> BaseException | None:
-        """One ``handle`` call on a list of its own; what it raised, or None."""
-        self.handle_calls += 1
-        call = HandleCall(bulk, part)
-        self.watchers.call_started(call)
-        started = self._clock.now()
-        try:
-            error = await self._call(part)
-        except asyncio.CancelledError as cancelled:
-            # The worker itself is cancelled: the call ends here too, for every watcher.
-            seconds = self._clock.now() - started
-            self.watchers.call_ended(HandleEnd(call, CallOutcome.ERROR, seconds, cancelled))
-            raise
-        outcome = CallOutcome.SUCCESS if error is None else CallOutcome.ERROR
-        if isinstance(error, HandlerTimeoutError):
-            outcome = CallOutcome.TIMEOUT
-        self.watchers.call_ended(HandleEnd(call, outcome, self._clock.now() - started, error))
-        return error
-
-    async def _call(self, part: Sequence[Message[Any]]) -> BaseException | None:
-        timeout = self.settings.handler_timeout
-        call = start_call(self._handler, list(part))
-        try:
-            await asyncio.wait((call,), timeout=timeout)
-        except asyncio.CancelledError:
-            # The worker itself is cancelled (abort): never wait unboundedly for handle.
-            await self._stop_call(call, self._cancel_grace, len(part))
-            raise
-        if call.done():
-            error = call.result()
-            if is_exit_request(error):
-                assert error is not None
-                self._exit_requests.append(error)
-            return error
-        assert timeout is not None
-        await self._stop_call(call, min(self._cancel_grace, timeout), len(part))
-        return HandlerTimeoutError(f"handle took longer than handler_timeout={timeout:g}s")
-
-    async def _stop_call(
-        self, call: "asyncio.Task[BaseException | None]", grace: float, bulk_size: int
-    ) -> None:
-        if await stop_call(call, grace):
-            return
-        # It swallowed the cancellation: keep a reference, stop waiting for it.
-        self._abandoned.add(call)
-        call.add_done_callback(self._abandoned.discard)
-        await self._log.error(
-            "handle ignored cancellation: its call is abandoned and still running",
-            extra={
-                "consumer": self.settings.name,
-                "bulk_size": bulk_size,
-                "seconds": grace,
-                "abandoned_handlers": len(self._abandoned),
-            },
-        )
-
     async def _settle(
         self, verdicts: list[Verdict]
     ) -> tuple[SettlementReport, dict[OutcomeKind, int]]:
         """Settle what can be settled now, start the moves; what each verdict became."""
-        now, moves = self._router.route(verdicts)
-        if self.stream is not None:
-            self.stream.settled(verdict.message for verdict in verdicts)
-        report = await self.settler.settle(now)
-        if self.watchers.members:
-            by_delivery = {verdict.message.delivery: verdict for verdict in verdicts}
-            name = self.settings.name
-            for delivery, action in now:
-                verdict = by_delivery[delivery]
-                kind = BROKER_KINDS[action]
-                self._tell(
-                    Outcome(verdict.message, kind, verdict.reason, verdict.error, None, name)
-                )
-        await self._warn_stale(report)
+        report, kinds, moves = await self.judge.settle(verdicts)
         if moves:
             self._mover.start(moves)
-        kinds = Counter(BROKER_KINDS[action] for _, action in now)
-        kinds.update(move.kind for move in moves)
-        return report, dict(kinds)
+        return report, kinds
 
-    def _tell(self, outcome: Outcome) -> None:
-        self.watchers.settled(outcome)
-
-    def _moved(self, move: Move, kind: OutcomeKind) -> None:
-        destination = move.routing_key if kind == move.kind else None
-        name = self.settings.name
-        self._tell(Outcome(move.message, kind, move.reason, move.error, destination, name))
-
-    async def _warn_stale(self, report: SettlementReport) -> None:
-        if report.stale:
-            await self._log.warning(
-                "channel closed before settlement: messages will be redelivered",
-                extra={"consumer": self.settings.name, "messages": report.stale},
-            )
+    def _pass_exit_requests(self) -> None:
+        requests = list(self.handling.exit_requests)
+        self.handling.exit_requests.clear()
+        if self._on_exit_request is not None:
+            for request in requests:
+                self._on_exit_request(request)
 
     async def finish_moves(self) -> None:
         """Wait for retries and dead letters: confirms, and held moves until they succeed."""
@@ -788,12 +528,6 @@ class BulkEngine:
     def moves_pending(self) -> int:
         """Retry and dead-letter copies not yet carried out (unconfirmed or held)."""
         return self._mover.pending
-
-
-def wall_time_in(seconds: float) -> str:
-    """The wall-clock time ``seconds`` from now, for log lines people read."""
-    moment = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
-    return moment.isoformat(timespec="seconds")
 
 
 def worker_name() -> str | None:

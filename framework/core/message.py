@@ -10,6 +10,7 @@ from framework.core.actions import Actions
 from framework.core.headers import ATTEMPTS_HEADER
 
 BodyT = TypeVar("BodyT")
+T = TypeVar("T")
 
 
 class Delivery(NamedTuple):
@@ -43,6 +44,11 @@ class Message(Generic[BodyT]):
     _decision: Actions | None = attrs.field(default=None, init=False)
     _reason: str | None = attrs.field(default=None, init=False)
     _unavailable: bool = attrs.field(default=False, init=False)
+
+    def with_body(self, body: T) -> "Message[T]":
+        """This delivery carrying ``body`` (decoded from :attr:`raw`), as a new message."""
+        untyped: Message[Any] = self  # the body's type changes: from bytes to the model's
+        return attrs.evolve(untyped, body=body)
 
     @property
     def attempts(self) -> int:

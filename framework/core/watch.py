@@ -8,7 +8,7 @@ anything slow belongs in a task of the watcher's own.
 """
 
 import enum
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -261,3 +261,26 @@ class Watchers(Watcher):
     def task_skipped(self, task: str) -> None:
         for listener in self._listeners["task_skipped"]:
             listener(task)
+
+
+Observer = Callable[[Outcome], None]
+
+
+class OutcomeObserver(Watcher):
+    """A watcher that only cares for settlements."""
+
+    def __init__(self, observer: Observer) -> None:
+        self._observer = observer
+
+    def settled(self, outcome: Outcome) -> None:
+        self._observer(outcome)
+
+
+class BulkObserver(Watcher):
+    """A watcher that only cares for the lists handed to ``handle``."""
+
+    def __init__(self, observer: Callable[[list[Message[Any]]], None]) -> None:
+        self._observer = observer
+
+    def call_started(self, call: HandleCall) -> None:
+        self._observer(list(call.messages))

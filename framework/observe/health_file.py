@@ -9,10 +9,6 @@ from framework.observe.health import Health
 HEALTH_EVERY = 0.5
 
 
-def health_path(directory: Path, index: int) -> Path:
-    return directory / f"health-{index}.json"
-
-
 def write_health(path: Path, live: Health, ready: Health) -> None:
     """Replace the worker's health file at once (never half written)."""
     state = {"time": time.time(), "live": live.shown(), "ready": ready.shown()}

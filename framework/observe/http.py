@@ -7,6 +7,7 @@ answering fails its probes. Off unless a port is given.
 import json
 from collections.abc import Callable
 
+import attrs
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
@@ -19,23 +20,16 @@ def metrics_text(registry: CollectorRegistry = REGISTRY) -> bytes:
     return generate_latest(registry)
 
 
+@attrs.define(eq=False, repr=False)
 class ProbeServer:
     """An aiohttp server for the metrics and the two probes; ``port`` is the one it got."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        live: HealthSource,
-        ready: HealthSource,
-        metrics: Callable[[], bytes] = metrics_text,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self._live = live
-        self._ready = ready
-        self._metrics = metrics
-        self._runner: web.AppRunner | None = None
+    host: str
+    port: int
+    _live: HealthSource
+    _ready: HealthSource
+    _metrics: Callable[[], bytes] = metrics_text
+    _runner: web.AppRunner | None = attrs.field(default=None, init=False)
 
     def __repr__(self) -> str:
         return f"<ProbeServer http://{self.host}:{self.port}>"

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from framework.config.deployment import Deployment
 from framework.core.consumer import ConsumerSettings
 from framework.core.tasks import cancelled
@@ -24,27 +26,24 @@ from framework.observe.tracing import BulkTracing, tracing_available
 Connections = Callable[[], Iterable[tuple[str, str, Any]]]
 
 
+@attrs.define(eq=False, repr=False)
 class Observation:
     """The metrics, the lag monitor and the probe server of one orchestrator."""
 
-    def __init__(
-        self,
-        settings: Deployment,
-        runners: Callable[[], Iterable[Any]],
-        connections: Connections,
-        draining: Callable[[], bool],
-    ) -> None:
-        self.settings = settings
-        self._runners = runners
-        self._connections = connections
-        self._draining = draining
-        self.consuming = False
-        self.lag = LagMonitor()
-        self.sampler = Sampler(runners, connections)
-        self.probes: ProbeServer | None = None
-        # Under a supervisor: where this worker reports its health.
-        self.health_file: Path | None = None
-        self._reporter: asyncio.Task[None] | None = None
+    settings: Deployment
+    _runners: Callable[[], Iterable[Any]]
+    _connections: Connections
+    _draining: Callable[[], bool]
+    consuming: bool = attrs.field(default=False, init=False)
+    lag: LagMonitor = attrs.field(factory=LagMonitor, init=False)
+    sampler: Sampler = attrs.field(init=False)
+    probes: ProbeServer | None = attrs.field(default=None, init=False)
+    # Under a supervisor: where this worker reports its health.
+    health_file: Path | None = attrs.field(default=None, init=False)
+    _reporter: "asyncio.Task[None] | None" = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.sampler = Sampler(self._runners, self._connections)
 
     def __repr__(self) -> str:
         return f"<Observation metrics={self.settings.metrics} probes={self.probes}>"

@@ -106,3 +106,25 @@ def run_in_new_loop(main: Coroutine[Any, Any, T]) -> T:
         return loop.run_until_complete(main)
     finally:
         close_loop(loop)
+
+
+async def start_unless_halted(
+    start: Coroutine[Any, Any, None], halted: asyncio.Event, draining: Callable[[], bool]
+) -> None:
+    """Run ``start`` unless ``halted`` is set first (a signal): then cancel it, boundedly."""
+    starting = asyncio.create_task(start, name="bulkworker:start")
+    await wait_first(asyncio.shield(starting), halted.wait())
+    if draining() and not starting.done():
+        # start() failed and is stopping what it began: let it finish (the
+        # stop is bounded) and report why it failed.
+        await asyncio.wait({starting})
+    if starting.done():
+        starting.result()
+        return
+    # start() stops what it had begun when cancelled; user code stuck in a
+    # startup hook that ignores cancellation is left behind.
+    starting.cancel()
+    await asyncio.wait({starting}, timeout=ABANDON_GRACE)
+    if not starting.done():
+        starting._log_destroy_pending = False  # type: ignore[attr-defined]
+    starting.add_done_callback(retrieve)

@@ -1,8 +1,9 @@
 """``bulkworker run --workers N``: one supervisor process, N worker processes, no process manager.
 
 Each worker is started with the spawn method and builds its own container and
-connections from the same target; it knows its index from
-``BULKWORKER_WORKER_ID``. The supervisor forwards SIGTERM and SIGINT (the
+connections from the same target; it is handed a
+:class:`~framework.config.contract.WorkerContract` (its index, where to write
+its health). The supervisor forwards SIGTERM and SIGINT (the
 second one makes the workers end at once), restarts a worker that dies, with a
 pause doubling from 1 s to 30 s, and gives up with exit status 1 after
 :data:`CRASH_LIMIT` crashes within :data:`CRASH_WINDOW` seconds. A worker that
@@ -34,9 +35,9 @@ import attrs
 from prometheus_client import CollectorRegistry, Counter, generate_latest, multiprocess
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from framework.config.contract import WorkerContract
 from framework.config.deployment import Deployment
 from framework.observe.health import Component, Health
-from framework.observe.health_file import health_path
 from framework.observe.http import ProbeServer
 from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
 
@@ -51,7 +52,16 @@ POLL_EVERY = 0.1
 # its interpreter exits; on a loaded machine that takes a moment too.
 EXIT_GRACE = 2 * ABANDON_GRACE + 2.0
 
-WorkerMain = Callable[[int], None]
+# A worker process's main function: it is given its WorkerContract as JSON.
+WorkerMain = Callable[[str], None]
+
+
+@attrs.frozen(kw_only=True)
+class WorkerOrders:
+    """What every worker of the run is told alike; the supervisor adds each one's index."""
+
+    target: str
+    container: str | None = None
 
 
 @attrs.define
@@ -72,8 +82,9 @@ class Worker:
 class Supervisor:
     """Starts, watches and stops the worker processes of one ``bulkworker run``."""
 
-    def __init__(self, settings: Deployment, worker_main: WorkerMain) -> None:
+    def __init__(self, settings: Deployment, worker_main: WorkerMain, orders: WorkerOrders) -> None:
         self.settings = settings
+        self.orders = orders
         self.count = settings.workers
         self._worker_main = worker_main
         self.directory = Path(tempfile.mkdtemp(prefix="bulkworker-"))
@@ -143,12 +154,22 @@ class Supervisor:
     def _start(self, worker: Worker) -> None:
         process = self._context.Process(
             target=self._worker_main,
-            args=(worker.index,),
+            args=(self.contract(worker.index).to_json(),),
             name=f"bulkworker-worker-{worker.index}",
         )
         process.start()
         worker.process = process
         worker.restart_at = None
+
+    def contract(self, index: int) -> WorkerContract:
+        """What worker ``index`` is told when it starts."""
+        return WorkerContract(
+            target=self.orders.target,
+            container=self.orders.container,
+            index=index,
+            count=self.settings.workers,
+            run_directory=str(self.directory),
+        )
 
     def _look_after_workers(self, now: float) -> None:
         for worker in self.workers:
@@ -226,9 +247,7 @@ class Supervisor:
 
     def _worker_health(self, worker: Worker) -> dict[str, Any]:
         try:
-            state: dict[str, Any] = json.loads(
-                health_path(self.directory, worker.index).read_text()
-            )
+            state: dict[str, Any] = json.loads(self.contract(worker.index).health_file.read_text())
         except (OSError, ValueError):
             return {}
         return state

@@ -3,25 +3,19 @@
 import asyncio
 import difflib
 import itertools
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import aio_pika
 import attrs
 from dependency_injector import providers
 
-from framework.amqp.connection import connect
-from framework.amqp.publisher import Publisher
 from framework.core.consumer import BulkConsumer
 from framework.core.engine import BulkEngine
 from framework.core.headers import STREAM_OFFSET_HEADER
-from framework.core.layout import retry_queue
 from framework.core.message import Delivery, Message
 from framework.core.outcome import Move
-from framework.core.partitions import partition_route
 from framework.core.serialization import encode_body as encode
-from framework.runtime.orchestrator import Orchestrator, resolve
+from framework.runtime.orchestrator import Orchestrator
 from framework.testing.fakes import FakeChannel, FakeClock, RecordingLog
 from framework.testing.publisher import (
     OfflineConnection,
@@ -29,8 +23,9 @@ from framework.testing.publisher import (
     PublishedMessage,
     RecordingPublisher,
 )
+from framework.testing.real_broker import RealBroker
 from framework.wiring.assembly import build_handlers, plan
-from framework.wiring.container import Container
+from framework.wiring.container import Container, resolve
 from framework.wiring.injection import container_name
 
 
@@ -92,7 +87,7 @@ class ConsumerHarness:
         self.outcomes: list[Any] = []
         self._engines: list[Any] = []
         self.publisher = RecordingPublisher()
-        self._mode: _FakeBroker | _RealBroker | None = None
+        self._mode: _FakeBroker | RealBroker | None = None
         self._overridden: list[str] = []
 
     def __repr__(self) -> str:
@@ -108,7 +103,7 @@ class ConsumerHarness:
             self._override(name, value)
         if not self.real:
             self._go_offline()
-        self._mode = _RealBroker(self) if self.real else _FakeBroker(self)
+        self._mode = RealBroker(self) if self.real else _FakeBroker(self)
         try:
             await self._mode.start()
         except BaseException:
@@ -181,7 +176,7 @@ class ConsumerHarness:
         return self.publisher.messages
 
     @property
-    def mode(self) -> "_FakeBroker | _RealBroker":
+    def mode(self) -> "_FakeBroker | RealBroker":
         if self._mode is None:
             raise RuntimeError("use the harness as `async with ConsumerHarness(...) as h:`")
         return self._mode
@@ -415,108 +410,3 @@ class _FakeBroker:
         if self.harness.orchestrator is not None:
             # The orchestrator's whole life, as its stop would end it: resources closed.
             await resolve(self.harness.container.shutdown_resources())
-
-
-class _RealBroker:
-    """The same harness against RabbitMQ: the Orchestrator on queues of its own."""
-
-    def __init__(self, harness: ConsumerHarness) -> None:
-        self.harness = harness
-        self.queues: list[str] = []
-        self.orchestrator: Any = None
-        self.connection: Any = None
-        self.published = 0
-        self.partitioned: type | None = None  # the consumer, when it has partitions
-
-    async def start(self) -> None:
-        harness = self.harness
-        if harness.broker_url:
-            harness.container.config.amqp_url.from_value(harness.broker_url)
-        suffix = uuid.uuid4().hex[:8]
-        original = harness.consumer_class
-        self.queues = [f"{queue}.harness-{suffix}" for queue in original.queues]
-        # A subclass that only renames the queues: same handle, same injection.
-        isolated = type(
-            original.__name__,
-            (original,),
-            {"queues": self.queues, "__module__": original.__module__},
-        )
-        if original.partitions is not None:
-            self.partitioned = isolated
-        self.orchestrator = Orchestrator([isolated], harness.container)
-        await harness.run_startup_hooks()
-        await self.orchestrator.start()
-        harness.watch(self.orchestrator.runners[0].engine)
-        # The harness's own publisher: whatever the test overrides, its input arrives.
-        settings = self.orchestrator.settings
-        self.connection = await connect(
-            settings.amqp_url, harness.log, purpose="harness", connect_timeout=30.0
-        )
-        self.publisher = Publisher(self.connection)
-        await self.publisher.open()
-
-    async def publish(
-        self,
-        raw: bytes,
-        queue: str,
-        headers: dict[str, Any],
-        content_type: str | None,
-        message_id: str | None,
-        *,
-        body: Any = None,
-    ) -> None:
-        exchange, routing_key = "", queue
-        if self.partitioned is not None:  # to its exchange, by the key, as a publisher would
-            exchange, routing_key = partition_route(self.partitioned, body, headers, None, queue)
-        await self.publisher.publish(
-            raw,
-            routing_key=routing_key,
-            exchange=exchange,
-            headers=headers or None,
-            content_type=content_type,
-            message_id=message_id,
-        )
-        self.published += 1
-
-    async def flush(self) -> None:
-        engine = self.orchestrator.runners[0].engine
-        deadline = asyncio.get_running_loop().time() + 30
-        while len(self.harness.outcomes) < self.published or not engine.idle:
-            engine.flush_now()
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("the consumer did not settle every message within 30 s")
-            await asyncio.sleep(0.02)
-
-    async def settle(self) -> None:
-        await self.flush()
-
-    async def drain(self) -> None:
-        await self.flush()
-
-    async def stop(self) -> None:
-        if self.orchestrator is None:
-            return
-        try:
-            await self.orchestrator.stop()
-        finally:
-            if self.connection is not None:
-                await self.publisher.close()
-                await self.connection.close()
-            await self._delete_queues()
-
-    async def _delete_queues(self) -> None:
-        settings = self.orchestrator.runners[0].settings if self.orchestrator.runners else None
-        url = self.orchestrator.settings.amqp_url
-        connection = await aio_pika.connect(url)
-        async with connection:
-            channel = await connection.channel()
-            for exchange in settings.exchanges if settings else ():
-                await channel.exchange_delete(exchange)
-            for queue in settings.queues if settings else self.queues:
-                for name in (
-                    queue,
-                    settings and settings.dead_letter_queue_for(queue),
-                    retry_queue(queue),
-                ):
-                    if name:
-                        await channel.queue_delete(name)

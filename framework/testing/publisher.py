@@ -11,16 +11,18 @@ through :class:`OfflineConnection` becomes known by itself.
 """
 
 import uuid
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 import cattrs
+from aiormq import spec
 
+from framework.amqp.properties import PERSISTENT
+from framework.amqp.publisher import Prepared, PublishingApi, refusal_error
 from framework.core.decoding import decode_body
 from framework.core.outcome import Move
 from framework.core.partitions import partition_route
-from framework.core.serialization import DEFAULT_CONVERTER, encode_body
+from framework.core.serialization import DEFAULT_CONVERTER
 from framework.errors import PublishError, UnroutableError
 
 ANY_KEY = "*"
@@ -44,8 +46,24 @@ class PublishedMessage:
     persistent: bool
 
 
+def recorded(
+    routing_key: str, exchange: str, raw: bytes, properties: spec.Basic.Properties
+) -> PublishedMessage:
+    """What the broker would have been sent, with the body decoded as a consumer would."""
+    return PublishedMessage(
+        routing_key,
+        exchange,
+        decode_body(raw, properties.content_type),
+        raw,
+        dict(properties.headers or {}),
+        properties.content_type,
+        properties.message_id,
+        properties.delivery_mode == PERSISTENT,
+    )
+
+
 @attrs.define
-class RecordingPublisher:
+class RecordingPublisher(PublishingApi):
     """Publishes nowhere: records each message, refuses the unroutable like RabbitMQ."""
 
     converter: cattrs.BaseConverter = DEFAULT_CONVERTER
@@ -80,72 +98,24 @@ class RecordingPublisher:
     async def refusal(self) -> str | None:
         return None
 
-    async def publish(
-        self,
-        body: Any,
-        *,
-        routing_key: str,
-        exchange: str = "",
-        headers: Mapping[str, Any] | None = None,
-        message_id: str | None = None,
-        content_type: str | None = None,
-        persistent: bool = True,
-        mandatory: bool = True,
-    ) -> None:
-        """Record ``body`` as :meth:`framework.Publisher.publish` would send it."""
-        message = self._prepare(
-            body, routing_key, exchange, headers, message_id, content_type, persistent
-        )
-        self._send([message], mandatory)
-
     async def publish_partitioned(
-        self,
-        consumer: type[Any],
-        body: Any,
-        *,
-        key: str | None = None,
-        queue: str | None = None,
-        headers: Mapping[str, Any] | None = None,
-        message_id: str | None = None,
-        content_type: str | None = None,
-        persistent: bool = True,
+        self, consumer: type[Any], body: Any, *, key: str | None = None, **options: Any
     ) -> None:
-        """Record ``body`` as :meth:`framework.Publisher.publish_partitioned` would route it.
+        """As :meth:`framework.Publisher.publish_partitioned` routes it.
 
         The exchange is the consumer's queue and the routing key its key:
         ``to(key, exchange=queue)`` finds it. Every key of the exchange is
         routable, as on a broker where the consumer declared its partitions.
         """
-        exchange, routing_key = partition_route(consumer, body, headers or {}, key, queue)
+        headers = options.get("headers") or {}
+        exchange, _ = partition_route(consumer, body, headers, key, options.get("queue"))
         self.allow(exchange=exchange)
-        message = self._prepare(
-            body, routing_key, exchange, headers, message_id, content_type, persistent
-        )
-        self._send([message], mandatory=True)
-
-    async def publish_many(
-        self,
-        bodies: Iterable[Any],
-        *,
-        routing_key: str,
-        exchange: str = "",
-        headers: Mapping[str, Any] | None = None,
-        content_type: str | None = None,
-        persistent: bool = True,
-        mandatory: bool = True,
-    ) -> int:
-        """Record every body; all are encoded first, as the real one does."""
-        prepared = [
-            self._prepare(body, routing_key, exchange, headers, None, content_type, persistent)
-            for body in bodies
-        ]
-        self._send(prepared, mandatory)
-        return len(prepared)
+        await super().publish_partitioned(consumer, body, key=key, **options)
 
     async def publish_move(self, move: Move) -> None:
         """A retry or dead-letter copy, recorded like any other message."""
         message = move.message
-        self._send(
+        self._record(
             [
                 PublishedMessage(
                     move.routing_key,
@@ -161,33 +131,25 @@ class RecordingPublisher:
             True,
         )
 
-    def _prepare(
-        self,
-        body: Any,
-        routing_key: str,
-        exchange: str,
-        headers: Mapping[str, Any] | None,
-        message_id: str | None,
-        content_type: str | None,
-        persistent: bool,
-    ) -> PublishedMessage:
-        raw, detected = encode_body(body, self.converter)
-        kind = content_type or detected
-        decoded = decode_body(raw, kind)
-        return PublishedMessage(
-            routing_key, exchange, decoded, raw, dict(headers or {}), kind, message_id, persistent
-        )
+    async def _send(
+        self, window: list[Prepared], routing_key: str, exchange: str, mandatory: bool
+    ) -> int:
+        self._record([recorded(routing_key, exchange, *prepared) for prepared in window], mandatory)
+        return len(window)
 
-    def _send(self, messages: list[PublishedMessage], mandatory: bool) -> None:
+    def _record(self, messages: list[PublishedMessage], mandatory: bool) -> None:
         if self.fail_with is not None:
             raise self.fail_with
         for message in messages:
             if mandatory and not self.routable(message.exchange, message.routing_key):
-                where = message.exchange or "the default exchange"
-                raise UnroutableError(
-                    f"the broker did not take 1 of {len(messages)} messages for {where} with "
-                    f"routing key {message.routing_key!r}: returned unroutable (NO_ROUTE; in "
-                    "memory: allow it with harness.publisher.allow(...))"
+                raise refusal_error(
+                    UnroutableError,
+                    1,
+                    len(messages),
+                    message.exchange,
+                    message.routing_key,
+                    "returned unroutable (NO_ROUTE; in memory: allow it with "
+                    "harness.publisher.allow(...))",
                 )
         # What RabbitMQ would drop (mandatory=False, no route) is not recorded either.
         self.messages.extend(m for m in messages if self.routable(m.exchange, m.routing_key))

@@ -1,6 +1,8 @@
 """The dependency-injector container every application starts from."""
 
-from typing import Any
+import inspect
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from dependency_injector import containers, providers
 
@@ -16,6 +18,8 @@ from framework.wiring.resources import (
     open_publishers,
 )
 from framework.wiring.sink_clients import client_of, open_sink_clients
+
+T = TypeVar("T")
 
 
 class Container(containers.DeclarativeContainer):
@@ -58,4 +62,11 @@ class Container(containers.DeclarativeContainer):
     postgres = providers.Singleton(pool_of, postgres_on_demand)
 
 
-__all__ = ["Container", "open_connection", "redact"]
+async def resolve(value: "T | Awaitable[T]") -> T:
+    """Await ``value`` if a provider handed back an awaitable (async resources do)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+__all__ = ["Container", "open_connection", "redact", "resolve"]

@@ -7,6 +7,7 @@ plain positional parameter that receives the container. Both may be mixed;
 a hook may also take nothing at all.
 """
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import attrs
 from dependency_injector import containers
 
+from framework.core.abc import EventLog
 from framework.errors import HookDefinitionError
 from framework.wiring.injection import Resolver, marker_of
 
@@ -79,3 +81,46 @@ def injected(parameter: inspect.Parameter) -> bool:
     if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
         return True
     return parameter.default is not inspect.Parameter.empty
+
+
+class Hooks:
+    """An orchestrator's startup and shutdown hooks, in the order they were registered."""
+
+    def __init__(self) -> None:
+        self.startup: list[Hook] = []
+        self.shutdown: list[Hook] = []
+
+    def __repr__(self) -> str:
+        return f"<Hooks startup={len(self.startup)} shutdown={len(self.shutdown)}>"
+
+    def all(self) -> list[Hook]:
+        """The startup hooks, then the shutdown hooks."""
+        return [*self.startup, *self.shutdown]
+
+    async def run_startup(self, container: containers.Container) -> None:
+        """Run the startup hooks in order; the first that raises stops the rest."""
+        for hook in self.startup:
+            await hook.call(container)
+
+    async def run_shutdown(self, container: containers.Container, log: EventLog | None) -> None:
+        """Run every shutdown hook in order; one that raises is logged, the rest still run."""
+        for hook in self.shutdown:
+            try:
+                await hook.call(container)
+            except Exception as error:  # one failing cleanup must not keep the others from running
+                if log is not None:
+                    await log.error(f"shutdown hook {hook.name} failed", exc_info=error)
+
+    async def run_shutdown_within(
+        self, container: containers.Container, log: EventLog | None, within: float
+    ) -> None:
+        """:meth:`run_shutdown`, given up after ``within`` seconds (the rest are skipped)."""
+        try:
+            async with asyncio.timeout(within):
+                await self.run_shutdown(container, log)
+        except TimeoutError:
+            if log is not None:
+                await log.error(
+                    "shutdown hooks did not finish in time: the rest were skipped",
+                    extra={"seconds": within},
+                )
