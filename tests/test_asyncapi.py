@@ -3,9 +3,13 @@
 reader of the consumers would check: queues, bindings, message schemas, never a password."""
 
 import copy
+import datetime
 import json
+import sys
+import types
 import uuid
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,7 @@ import jsonschema
 import pytest
 from jsonschema.exceptions import ValidationError
 
-from framework import Actions, BulkConsumer, ConsumerSettings, Message
+from framework import Actions, BulkConsumer, ConsumerSettings, Message, json_converter
 from framework.amqp.asyncapi import (
     DEAD_LETTER_MESSAGE,
     SHOWN_AS_STRUCTURE,
@@ -22,6 +26,7 @@ from framework.amqp.asyncapi import (
     Consumer,
     asyncapi_document,
 )
+from framework.cli.asyncapi import package_version
 from framework.core.consumer import SPECS
 from framework.core.serialization import DEFAULT_CONVERTER
 from tests.test_cli import run_cli
@@ -435,11 +440,15 @@ def test_output_file_title_and_version() -> None:
 
 
 def test_an_orchestrator_target_and_its_version() -> None:
-    """MODULE:ATTRIBUTE works as for run; the version defaults to the installed distribution's."""
+    """MODULE:ATTRIBUTE works as for run; the title is its module; a package with no version
+    and no distribution says it is unversioned."""
     result = run_cli("asyncapi", "examples.orders.main:orchestrator")
     assert 0 == result.returncode, result.stderr
     document = validated(json.loads(result.stdout))
-    assert "examples" == document["info"]["title"]
+    assert ("examples.orders.main", "unversioned") == (
+        document["info"]["title"],
+        document["info"]["version"],
+    )
     assert document["operations"]
 
 
@@ -490,3 +499,56 @@ def test_the_documented_excerpt_is_what_the_command_prints() -> None:
     assert 0 == result.returncode, result.stderr
     assert contains(json.loads(result.stdout), excerpt)
     assert not contains(json.loads(result.stdout), {"channels": {"items": {"title": "other"}}})
+
+
+def test_what_json_cannot_say_is_described_and_the_document_still_validates() -> None:
+    """A field only the consumer's own converter reads, a list model, queue arguments that are
+    no JSON: the document is made, each part says what it is."""
+    own = json_converter()
+    own.register_structure_hook(complex, lambda value, _: complex(value))
+
+    @attrs.frozen
+    class Signal:
+        level: complex
+
+    class Signals(BulkConsumer):
+        queues = ["signals"]
+        model = list[Signal]
+        converter = own
+        queue_arguments = {"x-expires-at": datetime.datetime(2030, 1, 2, 3, 4), "x-ratio": 0.5}
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            return None
+
+    document = document_of(Signals)
+    message = document["components"]["messages"]["Signals"]
+    assert {"type": "array", "items": {"$ref": "#/components/schemas/Signal"}} == message["payload"]
+    level = document["components"]["schemas"]["Signal"]["properties"]["level"]
+    assert ["description"] == list(level)
+    assert "complex" in level["description"]
+    assert "by the converter cattrs" in message["description"]
+    assert {"x-expires-at": "2030-01-02T03:04:00", "x-ratio": 0.5} == document["channels"][
+        "signals"
+    ]["bindings"]["amqp"]["x-bulkworker-arguments"]
+
+
+def test_a_bad_url_is_a_one_line_error_without_its_password() -> None:
+    """A URL that is no AMQP URL stops the command with one line that hides the password."""
+    result = run_cli("asyncapi", "consumers", BULKWORKER_AMQP_URL=f"http://u:{PASSWORD}@h/")
+    assert 1 == result.returncode
+    assert "" == result.stdout
+    assert 1 == len(result.stderr.strip().splitlines()), result.stderr
+    assert "BULKWORKER_AMQP_URL" in result.stderr
+    assert PASSWORD not in result.stderr
+
+
+def test_the_version_comes_from_the_package_or_its_distribution(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A package's __version__ first, else the version of the distribution that installs it."""
+    assert metadata.version("bulkworker") == package_version("framework")
+    versioned = types.ModuleType("versioned_shop")
+    versioned.__version__ = "3.1.4"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "versioned_shop", versioned)
+    assert "3.1.4" == package_version("versioned_shop")
+    assert "unversioned" == package_version("no_such_shop")

@@ -25,13 +25,13 @@ def add_asyncapi_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--title",
         metavar="TEXT",
-        help="info.title of the document (default: the target's package)",
+        help="info.title of the document (default: the target's module or package)",
     )
     command.add_argument(
         "--app-version",
         metavar="TEXT",
-        help="info.version of the document (default: the package's __version__, else its "
-        f"installed distribution's version, else {UNVERSIONED!r})",
+        help="info.version of the document (default: the __version__ of the target's top-level "
+        f"package, else its installed distribution's version, else {UNVERSIONED!r})",
     )
 
 
@@ -39,11 +39,12 @@ def asyncapi_command(arguments: argparse.Namespace) -> int:
     orchestrator = orchestrator_for(arguments)
     # A connection without a URL here becomes a server whose host is a variable.
     found = plan(orchestrator.source, orchestrator.container, check_connections=False)
-    package = arguments.target.partition(":")[0].split(".")[0]
+    module = arguments.target.partition(":")[0]
+    package = module.split(".")[0]
     document = asyncapi_document(
         consumers(found),
         connections(found),
-        title=arguments.title or package,
+        title=arguments.title or module,
         version=arguments.app_version or package_version(package),
         description=f"The bulk consumers of {arguments.target}.",
     )
