@@ -136,6 +136,11 @@ def test_the_shipped_app_validates_and_names_its_queues_and_broker() -> None:
         receive["x-bulkworker-flush-interval"],
     )
     assert receive["summary"].startswith("Stores up to 500 items per transaction")
+    # Counted retries without a delay go back to the tail of the queue itself.
+    assert ("send", {"$ref": "#/channels/items"}) == (
+        document["operations"]["ItemsConsumer.retry.items"]["action"],
+        document["operations"]["ItemsConsumer.retry.items"]["channel"],
+    )
 
 
 def test_every_model_type_has_its_schema() -> None:
@@ -169,7 +174,7 @@ def test_every_model_type_has_its_schema() -> None:
     ]["properties"]
     messages = document["components"]["messages"]
     assert {"$ref": "#/components/schemas/Order"} == messages["Orders"]["payload"]
-    assert {"x-tenant"} == set(messages["Orders"]["headers"]["properties"])
+    assert {"x-tenant", "x-bulkworker-attempts"} == set(messages["Orders"]["headers"]["properties"])
 
 
 def test_the_payload_schema_accepts_what_the_converter_reads_and_refuses_what_it_refuses() -> None:

@@ -164,27 +164,39 @@ class AsyncApiDocument:
             self.operations[f"{message}.receive.{channel}"] = receive_operation(
                 consumer, queue, channel, message
             )
-            self.add_moves(settings, queue, message, vhost)
+            self.add_dead_letters(settings, queue, message, vhost)
+            self.add_retries(settings, queue, message, channel, vhost)
 
-    def add_moves(
+    def add_dead_letters(
         self, settings: ConsumerSettings, queue: str, message: str, vhost: str | None
     ) -> None:
-        """The dead-letter and retry queues of ``queue``, and the consumer's sends to them."""
+        """The dead-letter queue of ``queue``, and the consumer's moves to it."""
         dead = settings.dead_letter_queue_for(queue)
-        if dead is not None:
-            self.messages.setdefault(DEAD_LETTER_MESSAGE, dead_letter_message())
-            made = dead_letter_channel(settings, queue, dead, vhost)
-            channel = self.add_channel(settings, dead, made, DEAD_LETTER_MESSAGE)
-            self.operations[f"{message}.dead-letter.{channel}"] = send_operation(
-                settings, channel, DEAD_LETTER_MESSAGE, f"Moves dead letters of {queue} here."
-            )
+        if dead is None:
+            return
+        self.messages.setdefault(DEAD_LETTER_MESSAGE, dead_letter_message())
+        made = dead_letter_channel(settings, queue, dead, vhost)
+        channel = self.add_channel(settings, dead, made, DEAD_LETTER_MESSAGE)
+        self.operations[f"{message}.dead-letter.{channel}"] = send_operation(
+            settings, channel, DEAD_LETTER_MESSAGE, f"Moves dead letters of {queue} here."
+        )
+
+    def add_retries(
+        self, settings: ConsumerSettings, queue: str, message: str, own: str, vhost: str | None
+    ) -> None:
+        """Where counted retries of ``queue`` go: its retry queue, or back to its tail."""
         retry = settings.retry_queue_for(queue)
         if retry is not None:
             made = retry_channel(settings, queue, retry, vhost)
             channel = self.add_channel(settings, retry, made, message)
-            self.operations[f"{message}.retry.{channel}"] = send_operation(
-                settings, channel, message, f"Moves retries of {queue} here to wait."
-            )
+            text = f"Moves retries of {queue} here to wait."
+        elif settings.bounded_retries:
+            channel, text = own, f"Puts retries back at the tail of {queue}, attempts counted."
+        else:  # plain requeues: the broker's, no copy is sent
+            return
+        self.operations[f"{message}.retry.{channel}"] = send_operation(
+            settings, channel, message, text
+        )
 
     def add_channel(
         self, settings: ConsumerSettings, queue: str, made: Schema, message: str
@@ -462,10 +474,16 @@ def body_description(settings: ConsumerSettings) -> str:
 
 
 def consumer_headers(settings: ConsumerSettings) -> Schema:
-    """The headers the consumer reads: the one its bulks are grouped by."""
+    """The headers the consumer reads: the one its bulks are grouped by, its retries' count."""
+    headers: Schema = {}
     if isinstance(settings.group_by, str):
-        return {settings.group_by: {"description": "bulks are grouped by its value"}}
-    return {}
+        headers[settings.group_by] = {"description": "bulks are grouped by its value"}
+    if settings.bounded_retries:
+        headers[ATTEMPTS_HEADER] = {
+            "type": "integer",
+            "description": "on a retry: how many attempts at it failed before",
+        }
+    return headers
 
 
 def dead_letter_message() -> Schema:
