@@ -341,7 +341,8 @@ def test_queues_that_must_exist_claim_no_properties() -> None:
 
 def test_odd_queue_names_and_same_named_consumers_get_keys_of_their_own() -> None:
     """A queue name with spaces and slashes keys its channel safely; two consumer classes of
-    one name get two messages; the address keeps the queue's real name."""
+    one name get two messages (the dead letter's name stays its own); the address keeps the
+    queue's real name."""
 
     def consumer(queue: str) -> type[BulkConsumer]:
         class Twin(BulkConsumer):
@@ -352,6 +353,15 @@ def test_odd_queue_names_and_same_named_consumers_get_keys_of_their_own() -> Non
 
         return Twin
 
+    class BulkworkerDeadLetter(BulkConsumer):
+        queues = ["impostor"]
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            return None
+
+    impostor = document_of(BulkworkerDeadLetter)["components"]["messages"]
+    assert {"BulkworkerDeadLetter_2", DEAD_LETTER_MESSAGE} == set(impostor)
+    assert "A dead letter" == impostor[DEAD_LETTER_MESSAGE]["title"]
     document = document_of(consumer("eu/orders v1"), consumer("eu_orders_v1"))
     assert {"eu_orders_v1": "eu/orders v1", "eu_orders_v1_2": "eu_orders_v1"} == {
         name: channel["address"]

@@ -223,7 +223,8 @@ class AsyncApiDocument:
         return name
 
     def add_message(self, settings: ConsumerSettings) -> str:
-        name = unique(key(settings.name), self.messages)
+        # The dead letter's name stays free for it, whichever consumer comes first.
+        name = unique(key(settings.name), {**self.messages, DEAD_LETTER_MESSAGE: None})
         self.messages[name] = consumer_message(settings, self.schemas)
         return name
 
