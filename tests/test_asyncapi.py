@@ -18,7 +18,14 @@ import jsonschema
 import pytest
 from jsonschema.exceptions import ValidationError
 
-from framework import Actions, BulkConsumer, ConsumerSettings, Message, json_converter
+from framework import (
+    Actions,
+    BulkConsumer,
+    ConfigurationError,
+    ConsumerSettings,
+    Message,
+    json_converter,
+)
 from framework.amqp.asyncapi import (
     DEAD_LETTER_MESSAGE,
     SHOWN_AS_STRUCTURE,
@@ -567,3 +574,20 @@ def test_the_version_comes_from_the_package_or_its_distribution(
     monkeypatch.setitem(sys.modules, "versioned_shop", versioned)
     assert "3.1.4" == package_version("versioned_shop")
     assert "unversioned" == package_version("no_such_shop")
+
+
+def test_an_ipv6_broker_and_a_connection_left_out() -> None:
+    """An IPv6 host keeps its brackets; a consumer whose connection is not given is an error
+    naming the consumer and the connection."""
+    ipv6 = Connection(name="default", url=f"amqp://u:{PASSWORD}@[::1]/", variable="URL")
+    assert "[::1]:5672" == document_of(Orders, connections=(ipv6,))["servers"]["default"]["host"]
+
+    class Elsewhere(BulkConsumer):
+        queues = ["elsewhere"]
+        connection = "audit"
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            return None
+
+    with pytest.raises(ConfigurationError, match=r"Elsewhere.connection is 'audit'"):
+        document_of(Elsewhere)

@@ -38,6 +38,7 @@ from framework.core.headers import (
 from framework.core.layout import retry_queue_arguments
 from framework.core.model_schema import ModelSchemas, Schema
 from framework.core.serialization import type_name
+from framework.errors import ConfigurationError
 
 ASYNCAPI_VERSION = "3.0.0"
 AMQP_BINDING_VERSION = "0.3.0"
@@ -156,6 +157,11 @@ class AsyncApiDocument:
     def add_consumer(self, consumer: Consumer) -> None:
         """The consumer's message, its queues and theirs, and what it does with each."""
         settings = consumer.settings
+        if settings.connection not in self._vhosts:
+            raise ConfigurationError(
+                f"{settings.name}.connection is {settings.connection!r}, but no connection of "
+                "that name is given to the document"
+            )
         message = self.add_message(settings)
         vhost = self._vhosts[settings.connection]
         for queue in settings.queues:
@@ -288,9 +294,10 @@ def connection_servers(connection: Connection) -> dict[str, Schema]:
 
 def server(url: URL, connection: Connection) -> Schema:
     """One broker node: host, port and vhost; the URL's user, password and options stay out."""
-    port = url.port or DEFAULT_PORTS[url.scheme]
+    host = url.host or ""
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
     return {
-        "host": f"{url.host}:{port}",
+        "host": f"{shown}:{url.port or DEFAULT_PORTS[url.scheme]}",
         "pathname": pathname(vhost_of(url)),
         "protocol": url.scheme,
         "protocolVersion": "0-9-1",
