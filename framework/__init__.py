@@ -47,6 +47,7 @@ from framework.errors import (
 
 if TYPE_CHECKING:
     from framework.amqp.publisher import Publisher
+    from framework.runtime.asyncapi import asyncapi_document
     from framework.runtime.container import Container
     from framework.runtime.orchestrator import Orchestrator
 
@@ -55,6 +56,7 @@ LAZY = {
     "Publisher": "framework.amqp.publisher",
     "Container": "framework.runtime.container",
     "Orchestrator": "framework.runtime.orchestrator",
+    "asyncapi_document": "framework.runtime.asyncapi",
 }
 
 
@@ -91,5 +93,6 @@ __all__ = [
     "UnroutableError",
     "Watcher",
     "WorkerCrashedError",
+    "asyncapi_document",
     "json_converter",
 ]

@@ -18,12 +18,14 @@ import jsonschema
 import pytest
 from jsonschema.exceptions import ValidationError
 
+from consumers.container import AppContainer
 from framework import (
     Actions,
     BulkConsumer,
     ConfigurationError,
     ConsumerSettings,
     Message,
+    asyncapi_document,
     json_converter,
 )
 from framework.amqp.asyncapi import (
@@ -31,11 +33,11 @@ from framework.amqp.asyncapi import (
     SHOWN_AS_STRUCTURE,
     Connection,
     Consumer,
-    asyncapi_document,
+    document_of,
 )
-from framework.cli.asyncapi import package_version
 from framework.core.consumer import SPECS
 from framework.core.serialization import DEFAULT_CONVERTER
+from framework.runtime.asyncapi import package_version
 from tests.test_cli import run_cli
 
 SCHEMA = json.loads(
@@ -77,9 +79,9 @@ def resolve(document: dict[str, Any], ref: str) -> Any:
     return found
 
 
-def document_of(*consumers: type[BulkConsumer], connections: Any = (DEFAULT,)) -> dict[str, Any]:
+def made(*consumers: type[BulkConsumer], connections: Any = (DEFAULT,)) -> dict[str, Any]:
     return validated(
-        asyncapi_document(
+        document_of(
             [Consumer(settings=ConsumerSettings.of(c)) for c in consumers],
             list(connections),
             title="shop",
@@ -186,7 +188,7 @@ def test_every_model_type_has_its_schema() -> None:
 
 def test_the_payload_schema_accepts_what_the_converter_reads_and_refuses_what_it_refuses() -> None:
     """Bodies the converter reads validate against the payload; bodies it refuses do not."""
-    document = document_of(Orders)
+    document = made(Orders)
     validator = payload_validator(document, "Orders")
     good = {"id": str(uuid.uuid4()), "total": 3, "lines": [{"sku": "a"}], "note": None}
     bad = [
@@ -219,7 +221,7 @@ def test_named_connections_and_clusters_are_servers_without_credentials() -> Non
         url=f"amqps://u:{PASSWORD}@r1.example/stats?heartbeat=5,amqps://u:{PASSWORD}@r2:5700/stats",
         variable="BULKWORKER_AMQP_URL_ANALYTICS",
     )
-    document = document_of(Orders, Clicks, connections=(DEFAULT, cluster))
+    document = made(Orders, Clicks, connections=(DEFAULT, cluster))
     assert ["default", "analytics-1", "analytics-2"] == list(document["servers"])
     assert ("r1.example:5671", "r2:5700", "amqps", "/stats") == (
         document["servers"]["analytics-1"]["host"],
@@ -261,7 +263,7 @@ def test_a_quorum_queue_shows_its_type_and_arguments_and_retries_their_queue() -
         async def handle(self, messages: list[Message[Any]]) -> None:
             return None
 
-    document = document_of(Quorum)
+    document = made(Quorum)
     assert ["payments", "payments.dlq", "payments.retry"] == list(document["channels"])
     binding = document["channels"]["payments"]["bindings"]["amqp"]
     assert {
@@ -307,7 +309,7 @@ def test_a_consumer_without_dead_letter_queue_has_no_dead_letter_channel() -> No
         async def handle(self, messages: list[Message[Any]]) -> None:
             return None
 
-    assert DEAD_LETTER_MESSAGE not in document_of(Alone)["components"]["messages"]
+    assert DEAD_LETTER_MESSAGE not in made(Alone)["components"]["messages"]
 
 
 def test_a_shared_dead_letter_queue_is_one_channel_of_both_queues() -> None:
@@ -320,7 +322,7 @@ def test_a_shared_dead_letter_queue_is_one_channel_of_both_queues() -> None:
         async def handle(self, messages: list[Message[Any]]) -> None:
             return None
 
-    document = document_of(Shared)
+    document = made(Shared)
     assert ["a", "errors", "b"] == list(document["channels"])
     description = document["channels"]["errors"]["description"]
     assert "Dead letters of a" in description
@@ -340,7 +342,7 @@ def test_queues_that_must_exist_claim_no_properties() -> None:
         async def handle(self, messages: list[Message[Any]]) -> None:
             return None
 
-    binding = document_of(Existing)["channels"]["made.elsewhere"]["bindings"]["amqp"]
+    binding = made(Existing)["channels"]["made.elsewhere"]["bindings"]["amqp"]
     assert {"name": "made.elsewhere", "vhost": "/"} == binding["queue"]
     assert binding["x-bulkworker-declared"] is False
     assert "x-bulkworker-queue-type" not in binding
@@ -366,10 +368,10 @@ def test_odd_queue_names_and_same_named_consumers_get_keys_of_their_own() -> Non
         async def handle(self, messages: list[Message[Any]]) -> None:
             return None
 
-    impostor = document_of(BulkworkerDeadLetter)["components"]["messages"]
+    impostor = made(BulkworkerDeadLetter)["components"]["messages"]
     assert {"BulkworkerDeadLetter_2", DEAD_LETTER_MESSAGE} == set(impostor)
     assert "A dead letter" == impostor[DEAD_LETTER_MESSAGE]["title"]
-    document = document_of(consumer("eu/orders v1"), consumer("eu_orders_v1"))
+    document = made(consumer("eu/orders v1"), consumer("eu_orders_v1"))
     assert {"eu_orders_v1": "eu/orders v1", "eu_orders_v1_2": "eu_orders_v1"} == {
         name: channel["address"]
         for name, channel in document["channels"].items()
@@ -392,7 +394,7 @@ def test_every_other_setting_is_an_extension_of_the_receive_operation() -> None:
         async def handle(self, messages: list[Message[Any]]) -> None:
             return None
 
-    operation = document_of(Tuned)["operations"]["Tuned.receive.tuned"]
+    operation = made(Tuned)["operations"]["Tuned.receive.tuned"]
     expected = {f"x-bulkworker-{n.replace('_', '-')}" for n in SPECS if n not in SHOWN_AS_STRUCTURE}
     assert expected == {name for name in operation if name.startswith("x-bulkworker-")}
     assert (50, 150, 2, 9.0, "x-key", "REQUEUE") == (
@@ -419,7 +421,7 @@ def test_a_consumer_without_model_reads_any_body_its_decoder_makes() -> None:
         async def handle(self, messages: list[Message[Any]]) -> None:
             return None
 
-    messages = document_of(Orders, Csv)["components"]["messages"]
+    messages = made(Orders, Csv)["components"]["messages"]
     assert {} == messages["Csv"]["payload"]
     assert "contentType" not in messages["Csv"]
     assert "csv_rows" in messages["Csv"]["description"]
@@ -428,7 +430,7 @@ def test_a_consumer_without_model_reads_any_body_its_decoder_makes() -> None:
 
 def test_a_broken_document_fails_validation() -> None:
     """The check can fail: no `asyncapi` field, or a queue binding that also names an exchange."""
-    document = document_of(Orders)
+    document = made(Orders)
     missing = {name: value for name, value in document.items() if name != "asyncapi"}
     with pytest.raises(ValidationError, match="'asyncapi' is a required property"):
         validated(missing)
@@ -542,7 +544,7 @@ def test_what_json_cannot_say_is_described_and_the_document_still_validates() ->
         async def handle(self, messages: list[Message[Any]]) -> None:
             return None
 
-    document = document_of(Signals)
+    document = made(Signals)
     message = document["components"]["messages"]["Signals"]
     assert {"type": "array", "items": {"$ref": "#/components/schemas/Signal"}} == message["payload"]
     level = document["components"]["schemas"]["Signal"]["properties"]["level"]
@@ -580,7 +582,7 @@ def test_an_ipv6_broker_and_a_connection_left_out() -> None:
     """An IPv6 host keeps its brackets; a consumer whose connection is not given is an error
     naming the consumer and the connection."""
     ipv6 = Connection(name="default", url=f"amqp://u:{PASSWORD}@[::1]/", variable="URL")
-    assert "[::1]:5672" == document_of(Orders, connections=(ipv6,))["servers"]["default"]["host"]
+    assert "[::1]:5672" == made(Orders, connections=(ipv6,))["servers"]["default"]["host"]
 
     class Elsewhere(BulkConsumer):
         queues = ["elsewhere"]
@@ -590,4 +592,18 @@ def test_an_ipv6_broker_and_a_connection_left_out() -> None:
             return None
 
     with pytest.raises(ConfigurationError, match=r"Elsewhere.connection is 'audit'"):
-        document_of(Elsewhere)
+        made(Elsewhere)
+
+
+def test_the_public_function_takes_a_package_and_its_container() -> None:
+    """asyncapi_document("consumers", container): the URL from the container's config, the
+    consumers from the package, as a run would have them."""
+    container = AppContainer()
+    container.config.amqp_url.from_value(f"amqp://app:{PASSWORD}@mq.example:5672/items")
+    document = validated(asyncapi_document("consumers", container, title="items", version="0.1.0"))
+    assert ("mq.example:5672", "/items") == (
+        document["servers"]["default"]["host"],
+        document["servers"]["default"]["pathname"],
+    )
+    assert "items" == document["channels"]["items"]["bindings"]["amqp"]["queue"]["vhost"]
+    assert PASSWORD not in json.dumps(document)

@@ -253,7 +253,7 @@ class AsyncApiDocument:
         }
 
 
-def asyncapi_document(
+def document_of(
     consumers: Sequence[Consumer],
     connections: Sequence[Connection],
     *,

@@ -8,9 +8,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from importlib import metadata
 from typing import Any
 
-from framework.cli.asyncapi import add_asyncapi_options, asyncapi_command
 from framework.cli.checking import check_command
 from framework.cli.dead_letters import add_dlq_command, dlq_command
+from framework.cli.describing import add_asyncapi_options, asyncapi_command
 from framework.cli.exits import EXIT_CODES, EXIT_ERROR
 from framework.cli.publishing import add_publish_command, publish_command
 from framework.cli.running import (
