@@ -1,16 +1,20 @@
 """bulkworker: class-based bulk consumers for RabbitMQ.
 
-The package is four layers; a module imports only from its own folder, the
+The package is layers; a module imports only from its own folder, the
 folders below it, and ``framework.errors`` (tests/test_architecture.py checks it):
 
-- ``framework.core``: the consumer declaration, messages, routing, settlement and
+- ``framework.core``: the consumer declaration, messages, outcomes, settlement and
   the bulk engine. Pure asyncio: no AMQP client, logger or container library.
   Its interfaces to the outside are in ``framework.core.abc``.
 - ``framework.amqp``: everything that talks to RabbitMQ (aio-pika, aiormq):
   connections, the subscription that feeds an engine, queue declarations, the
-  publisher, dead-letter queues.
-- ``framework.runtime``: running consumers: settings, logging, the container,
-  injection, discovery, the orchestrator and the per-consumer runner.
+  publisher, dead-letter queues. ``framework.sinks``: writing bulks to stores.
+- ``framework.config``: the deployment settings and their parsing.
+- ``framework.observe``: the log, metrics, tracing, loop lag, health, HTTP probes.
+- ``framework.wiring``: the container, its resources, injection, hooks, checks,
+  discovery, and the one path from classes to handlers (assembly).
+- ``framework.runtime``: the orchestrator, the per-consumer runner, the
+  supervisor of ``--workers N``, the shutdown budget and the process.
 - ``framework.cli`` (the ``bulkworker`` command) and ``framework.testing``
   (fakes, the consumer harness, the pytest plugin) sit on top.
 
@@ -47,16 +51,16 @@ from framework.errors import (
 
 if TYPE_CHECKING:
     from framework.amqp.publisher import Publisher
-    from framework.runtime.asyncapi import asyncapi_document
-    from framework.runtime.container import Container
     from framework.runtime.orchestrator import Orchestrator
+    from framework.wiring.asyncapi import asyncapi_document
+    from framework.wiring.container import Container
 
 # Public names of the upper layers, and the module each comes from.
 LAZY = {
     "Publisher": "framework.amqp.publisher",
-    "Container": "framework.runtime.container",
+    "Container": "framework.wiring.container",
     "Orchestrator": "framework.runtime.orchestrator",
-    "asyncapi_document": "framework.runtime.asyncapi",
+    "asyncapi_document": "framework.wiring.asyncapi",
 }
 
 

@@ -37,7 +37,7 @@ from framework.amqp.asyncapi import (
 )
 from framework.core.consumer import SPECS
 from framework.core.serialization import DEFAULT_CONVERTER
-from framework.runtime.asyncapi import package_version
+from framework.wiring.asyncapi import package_version
 from tests.test_cli import run_cli
 
 SCHEMA = json.loads(

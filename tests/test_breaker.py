@@ -8,7 +8,7 @@ import pytest
 from framework import Actions, BulkConsumer, ConsumerDefinitionError, Message, SinkUnavailable
 from framework.core.breaker import Backoff
 from framework.core.engine import BulkEngine
-from framework.core.routing import Router, Verdict
+from framework.core.outcome import Router, Verdict
 from framework.errors import HandlerTimeoutError
 from framework.testing import FakeChannel, make_message
 from tests.test_engine import Recorder, feed, let_run, settings, started, stopped

@@ -14,7 +14,8 @@ from yarl import URL
 
 from framework import BrokerUnreachableError, ConfigurationError, Container
 from framework.amqp.connection import connect, redact, refusal
-from framework.runtime.settings import load_environment, split_amqp_urls
+from framework.amqp.urls import split_amqp_urls
+from framework.config.deployment import load_environment
 from framework.testing import RecordingLog
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.proxy import TcpProxy

@@ -20,10 +20,10 @@ import pytest
 from dependency_injector import containers
 
 from framework import BulkConsumer, Container
+from framework.config.deployment import SETTINGS, deployment_table
 from framework.core.consumer import SETTING_NAMES, is_runnable, settings_table
-from framework.runtime.injection import build_consumer
-from framework.runtime.settings import SETTINGS, deployment_table
 from framework.testing import ConsumerHarness
+from framework.wiring.injection import build_consumer
 from tests.broker import Broker
 from tests.private_broker import PrivateBroker
 from tests.test_cli import kill_if_running
@@ -185,7 +185,7 @@ def test_settings_tables_name_every_setting() -> None:
 def test_deployment_settings_table_derives_from_the_definition() -> None:
     """The reference lists the environment variables exactly as the code defines them.
 
-    Regenerate the rows with `python -c "from framework.runtime.settings import
+    Regenerate the rows with `python -c "from framework.config.deployment import
     deployment_table as t; print(t())"`.
     """
     assert deployment_table() in (ROOT / "docs" / "configuration.md").read_text()

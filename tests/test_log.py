@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from framework import ConfigurationError
-from framework.runtime.container import redact
-from framework.runtime.log import build_logger, parse_level
+from framework.observe.log import build_logger, parse_level
+from framework.wiring.container import redact
 
 
 async def test_logs_json_lines_to_a_regular_file(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_process_stdout_survives_logger_shutdown_when_redirected_to_a_file(
     script = textwrap.dedent(
         """
         import asyncio, sys
-        from framework.runtime.log import build_logger
+        from framework.observe.log import build_logger
 
         async def main():
             logger = build_logger("INFO")

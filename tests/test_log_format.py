@@ -13,8 +13,8 @@ import pytest
 
 from framework import Actions, BulkConsumer, Message
 from framework.core.engine import BulkEngine
-from framework.runtime.log import build_logger, route_library_logs, unroute_library_logs
-from framework.runtime.log_stats import BulkLog, StatsLog
+from framework.observe.log import build_logger, route_library_logs, unroute_library_logs
+from framework.observe.log_stats import BulkLog, StatsLog
 from framework.testing import ConsumerHarness, RecordingLog, make_message
 from tests.broker import Broker, wait_until
 from tests.test_cli import BULKWORKER, ROOT, environment, kill_if_running

@@ -12,7 +12,7 @@ import pytest
 from dependency_injector.wiring import Provide
 
 from framework import BulkConsumer, ConsumerDefinitionError, Message, Orchestrator
-from framework.runtime.resources import Publishers
+from framework.wiring.resources import Publishers
 from tests.broker import wait_until
 from tests.conftest import recorded
 from tests.proxy import TcpProxy

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from framework.runtime import metrics  # noqa: F401  (registers the workers' metrics)
-from framework.runtime.settings import resolve_deployment
+from framework.config.deployment import resolve_deployment
+from framework.observe import metrics  # noqa: F401  (registers the workers' metrics)
 from framework.runtime.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent

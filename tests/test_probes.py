@@ -156,7 +156,7 @@ async def _has(port: int, path: str, expected: int) -> bool:
 def test_a_bad_http_port_is_a_clear_error(port: str) -> None:
     """BULKWORKER_HTTP_PORT must be a port number."""
     from framework import ConfigurationError
-    from framework.runtime.settings import resolve_deployment
+    from framework.config.deployment import resolve_deployment
 
     with pytest.raises(ConfigurationError, match="BULKWORKER_HTTP_PORT must be a TCP port"):
         resolve_deployment({}, {"BULKWORKER_HTTP_PORT": port})

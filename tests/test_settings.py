@@ -3,7 +3,7 @@
 import pytest
 
 from framework import ConfigurationError, Container
-from framework.runtime.settings import DEFAULT_AMQP_URL, load_environment
+from framework.config.deployment import DEFAULT_AMQP_URL, load_environment
 
 
 def test_defaults_without_environment() -> None:

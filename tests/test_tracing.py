@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from framework import Actions, BulkConsumer, Message, Orchestrator
 from framework.amqp.connection import connect
 from framework.amqp.publisher import Publisher
-from framework.runtime.tracing import MAX_LINKS, producer_links
+from framework.observe.tracing import MAX_LINKS, producer_links
 from framework.testing import RecordingLog, make_message
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.conftest import recorded

@@ -7,7 +7,7 @@ import pytest
 
 from framework import Actions, Message
 from framework.core.engine import BulkEngine
-from framework.core.routing import OutcomeKind
+from framework.core.outcome import OutcomeKind
 from framework.core.watch import (
     Bulk,
     BulkDone,

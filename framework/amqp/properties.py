@@ -24,7 +24,7 @@ from pamqp.header import ContentHeader
 
 from framework.core.headers import CONVERTED_HEADER, DROPPED_HEADER, OWN_PREFIX
 from framework.core.message import Message
-from framework.core.routing import Move
+from framework.core.outcome import Move
 
 PERSISTENT = 2
 

@@ -21,7 +21,7 @@ from framework.amqp.declarations import broker_reason
 from framework.amqp.properties import PERSISTENT, properties_of
 from framework.amqp.trace_context import inject_trace_context
 from framework.core.closing import unless_closed
-from framework.core.routing import Move
+from framework.core.outcome import Move
 from framework.core.serialization import DEFAULT_CONVERTER, encode_body
 from framework.errors import ChannelGoneError, PublishError, UnroutableError
 

@@ -7,10 +7,10 @@ from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers
 
 from framework.amqp.connection import connect
+from framework.config.deployment import Deployment, deployment_of, url_variable
 from framework.core.consumer import DEFAULT_CONNECTION
 from framework.errors import BulkworkerError
-from framework.runtime.log import build_logger, route_library_logs, unroute_library_logs
-from framework.runtime.settings import Deployment, deployment_of, url_variable
+from framework.observe.log import build_logger, route_library_logs, unroute_library_logs
 
 
 def configured(container: containers.Container) -> Deployment:

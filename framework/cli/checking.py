@@ -12,8 +12,8 @@ from framework.cli.exits import EXIT_OK, PROBE_TIMEOUT
 from framework.cli.running import orchestrator_for
 from framework.cli.text import counted, format_table
 from framework.errors import BulkworkerError, CheckFailedError
-from framework.runtime.assembly import plan
-from framework.runtime.checks import (
+from framework.wiring.assembly import plan
+from framework.wiring.checks import (
     check_hook_injections,
     check_injections,
     check_task_injections,

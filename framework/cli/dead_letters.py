@@ -14,7 +14,7 @@ from framework.cli.exits import EXIT_CODES, EXIT_OK
 from framework.cli.text import counted, cut, format_table
 from framework.core.consumer import DEFAULT_CONNECTION
 from framework.core.layout import dead_letter_queue_name, origin_of
-from framework.runtime.container import Container
+from framework.wiring.container import Container
 
 
 def add_dlq_command(commands: Any) -> None:

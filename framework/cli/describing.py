@@ -7,7 +7,7 @@ from pathlib import Path
 
 from framework.cli.exits import EXIT_OK
 from framework.cli.running import orchestrator_for
-from framework.runtime.asyncapi import UNVERSIONED, asyncapi_document, package_version
+from framework.wiring.asyncapi import UNVERSIONED, asyncapi_document, package_version
 
 
 def add_asyncapi_options(command: argparse.ArgumentParser) -> None:

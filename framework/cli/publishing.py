@@ -14,7 +14,7 @@ from framework.cli.exits import EXIT_CODES, EXIT_OK
 from framework.cli.text import counted
 from framework.core.decoding import is_json_type
 from framework.errors import BulkworkerError
-from framework.runtime.container import Container
+from framework.wiring.container import Container
 
 
 def add_publish_command(commands: Any) -> None:

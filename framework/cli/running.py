@@ -20,10 +20,11 @@ from framework.cli.text import format_table
 from framework.core.consumer import ConsumerSettings, listed_cells
 from framework.core.periodic import TaskSettings
 from framework.errors import BulkworkerError, DiscoveryError
-from framework.runtime.assembly import plan
-from framework.runtime.container import Container
+from framework.observe.health_file import health_path
 from framework.runtime.orchestrator import Orchestrator
-from framework.runtime.supervisor import Supervisor, health_path
+from framework.runtime.supervisor import Supervisor
+from framework.wiring.assembly import plan
+from framework.wiring.container import Container
 
 
 def add_operations_options(run: argparse.ArgumentParser) -> None:

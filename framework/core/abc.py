@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from framework.core.message import Message
-    from framework.core.routing import Move
+    from framework.core.outcome import Move
 
 Handler = Callable[[list["Message[Any]"]], Awaitable[None]]
 

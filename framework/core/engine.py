@@ -26,7 +26,7 @@ from framework.core.handler_call import is_exit_request, start_call, stop_call
 from framework.core.message import Message
 from framework.core.moves import Mover
 from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT, OutageGuard
-from framework.core.routing import Move, OutcomeKind, Router, Verdict, describe_error
+from framework.core.outcome import Move, OutcomeKind, Router, Verdict, describe_error
 from framework.core.settlement import SettlementReport, Settler
 from framework.core.watch import (
     Bulk,

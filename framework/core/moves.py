@@ -19,7 +19,7 @@ from typing import Any
 from framework.core.abc import Clock, EventLog, MovePublisher, QueueDeclarer
 from framework.core.actions import Actions
 from framework.core.consumer import ConsumerSettings
-from framework.core.routing import Move, OutcomeKind, describe_error
+from framework.core.outcome import Move, OutcomeKind, describe_error
 from framework.core.settlement import Settler
 from framework.errors import UnroutableError
 

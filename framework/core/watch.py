@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from framework.core.message import Message
-from framework.core.routing import OutcomeKind
+from framework.core.outcome import OutcomeKind
 
 
 class FlushReason(enum.StrEnum):

@@ -1,1 +1,1 @@
-"""Running consumers: container, injection, discovery, orchestrator, settings, logs."""
+"""Running consumers in a process: orchestrator, runners, supervisor, shutdown."""

@@ -12,6 +12,7 @@ import attrs
 from dependency_injector import containers, providers
 
 from framework.amqp.publisher import Publisher
+from framework.config.deployment import Deployment, deployment_of
 from framework.core.abc import Clock, EventLog, Handler
 from framework.core.clock import LoopClock
 from framework.core.consumer import ConsumerSettings
@@ -22,15 +23,9 @@ from framework.errors import (
     ExitRequestedError,
     WorkerCrashedError,
 )
-from framework.runtime.assembly import Plan, build_handlers
-from framework.runtime.assembly import plan as assemble
-from framework.runtime.container import Container
-from framework.runtime.discovery import ConsumerSource
-from framework.runtime.hooks import Hook, HookFunction
-from framework.runtime.injection import build_task, wire_modules
-from framework.runtime.log import route_library_logs, unroute_library_logs
-from framework.runtime.log_stats import BulkLog, StatsLog
-from framework.runtime.observation import Observation
+from framework.observe.log import route_library_logs, unroute_library_logs
+from framework.observe.log_stats import BulkLog, StatsLog
+from framework.observe.observation import Observation
 from framework.runtime.process import (
     SignalCounter,
     retrieve,
@@ -39,8 +34,13 @@ from framework.runtime.process import (
     wait_first,
 )
 from framework.runtime.runner import ConsumerRunner
-from framework.runtime.settings import Deployment, deployment_of
 from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
+from framework.wiring.assembly import Plan, build_handlers
+from framework.wiring.assembly import plan as assemble
+from framework.wiring.container import Container
+from framework.wiring.discovery import ConsumerSource
+from framework.wiring.hooks import Hook, HookFunction
+from framework.wiring.injection import build_task, wire_modules
 
 # The share of the broker's consumer_timeout that earns a warning.
 ACK_TIMEOUT_WARNING = 0.8

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+from framework.core.tasks import cancelled
 from framework.runtime.shutdown import ABANDON_GRACE
 
 T = TypeVar("T")
@@ -56,15 +57,6 @@ async def wait_first(*waits: Awaitable[Any]) -> None:
             task.cancel()
         for task in tasks:
             await cancelled(task)
-
-
-async def cancelled(task: "asyncio.Task[Any] | None") -> None:
-    """Cancel a background task of the framework's own and wait for it to end."""
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def close_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -34,9 +34,10 @@ import attrs
 from prometheus_client import CollectorRegistry, Counter, generate_latest, multiprocess
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from framework.runtime.health import Component, Health
-from framework.runtime.http import ProbeServer
-from framework.runtime.settings import Deployment
+from framework.config.deployment import Deployment
+from framework.observe.health import Component, Health
+from framework.observe.health_file import health_path
+from framework.observe.http import ProbeServer
 
 CRASH_LIMIT = 5
 CRASH_WINDOW = 60.0
@@ -44,22 +45,9 @@ FIRST_PAUSE = 1.0
 LONGEST_PAUSE = 30.0
 # A health file older than this means the worker's loop is not answering.
 STALE_AFTER = 3.0
-HEALTH_EVERY = 0.5
 POLL_EVERY = 0.1
 
 WorkerMain = Callable[[int], None]
-
-
-def health_path(directory: Path, index: int) -> Path:
-    return directory / f"health-{index}.json"
-
-
-def write_health(path: Path, live: Health, ready: Health) -> None:
-    """Replace the worker's health file at once (never half written)."""
-    state = {"time": time.time(), "live": live.shown(), "ready": ready.shown()}
-    partial = path.with_suffix(".tmp")
-    partial.write_text(json.dumps(state))
-    partial.replace(path)
 
 
 @attrs.define

@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from framework.core.message import Delivery, Message
-from framework.core.routing import Move
+from framework.core.outcome import Move
 from framework.errors import ChannelGoneError
 
 

@@ -16,10 +16,8 @@ from framework.core.consumer import BulkConsumer
 from framework.core.engine import BulkEngine
 from framework.core.layout import retry_queue
 from framework.core.message import Delivery, Message
-from framework.core.routing import Move
+from framework.core.outcome import Move
 from framework.core.serialization import encode_body as encode
-from framework.runtime.assembly import build_handlers, plan
-from framework.runtime.container import Container
 from framework.runtime.orchestrator import Orchestrator, resolve
 from framework.testing.fakes import FakeChannel, FakeClock, RecordingLog
 from framework.testing.publisher import (
@@ -28,6 +26,8 @@ from framework.testing.publisher import (
     PublishedMessage,
     RecordingPublisher,
 )
+from framework.wiring.assembly import build_handlers, plan
+from framework.wiring.container import Container
 
 
 @attrs.frozen

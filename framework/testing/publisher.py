@@ -18,7 +18,7 @@ import attrs
 import cattrs
 
 from framework.core.decoding import decode_body
-from framework.core.routing import Move
+from framework.core.outcome import Move
 from framework.core.serialization import DEFAULT_CONVERTER, encode_body
 from framework.errors import PublishError, UnroutableError
 

@@ -9,10 +9,10 @@ from dependency_injector import providers
 from framework.core.periodic import PeriodicTask, TaskSettings
 from framework.core.schedule import Schedule
 from framework.core.watch import TaskRun, Watcher
-from framework.runtime.container import Container
-from framework.runtime.injection import build_task
 from framework.testing.fakes import FakeClock, RecordingLog
 from framework.testing.publisher import OfflineConnection, OfflinePool, RecordingPublisher
+from framework.wiring.container import Container
+from framework.wiring.injection import build_task
 
 
 class TaskRecorder(Watcher):

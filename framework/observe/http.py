@@ -10,7 +10,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-from framework.runtime.health import Health
+from framework.observe.health import Health
 
 HealthSource = Callable[[], Health]
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from framework.core.consumer import BulkConsumer
 from framework.core.periodic import PeriodicTask
-from framework.runtime.hooks import Hook
-from framework.runtime.injection import Resolver
+from framework.wiring.hooks import Hook
+from framework.wiring.injection import Resolver
 
 
 def check_injections(classes: list[type[BulkConsumer]], container: Any) -> None:

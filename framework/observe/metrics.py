@@ -16,9 +16,9 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from framework.core.routing import OutcomeKind
+from framework.core.outcome import OutcomeKind
+from framework.core.tasks import cancelled
 from framework.core.watch import Bulk, HandleEnd, Outcome, Pause, TaskRun, Watcher
-from framework.runtime.process import cancelled
 
 SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)

@@ -8,8 +8,8 @@ itself, since the probe is served on the same loop.
 
 import asyncio
 
-from framework.runtime.metrics import EVENT_LOOP_LAG
-from framework.runtime.process import cancelled
+from framework.core.tasks import cancelled
+from framework.observe.metrics import EVENT_LOOP_LAG
 
 TICK = 0.5
 # Above this, the worker is not live: a probe restarts it.

@@ -16,9 +16,8 @@ from typing import Any, Protocol
 
 import attrs
 
-from framework.errors import ConfigurationError
+from framework.config.parsing import FORMATS
 
-FORMATS = ("console", "json")
 # Attributes every standard-library record has: whatever else it carries was
 # passed as ``extra=`` and belongs in the line.
 RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -131,13 +130,6 @@ def shown_value(value: Any) -> str:
     if isinstance(value, str) and (not value or any(c.isspace() or c in '"=' for c in value)):
         return json.dumps(value, ensure_ascii=False)
     return str(text)
-
-
-def parse_format(name: str, raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in (*FORMATS, "auto"):
-        raise ConfigurationError(f"{name} must be console, json or auto, got {raw!r}")
-    return value
 
 
 def chosen_format(setting: str, level: int, is_terminal: bool) -> Format:

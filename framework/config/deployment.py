@@ -7,7 +7,6 @@ default); the container's ``settings`` provider does so once, and the
 resources, the orchestrator, the harness and the command read that object.
 """
 
-import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -15,54 +14,21 @@ from typing import Any
 import attrs
 from dependency_injector import providers
 
-from framework.amqp.urls import split_amqp_urls
+from framework.config.parsing import (
+    amqp_urls,
+    parse_format,
+    port,
+    positive_seconds,
+    seconds_or_off,
+    switch,
+    text,
+    worker_index,
+    workers,
+)
 from framework.core.consumer import DEFAULT_CONNECTION, DEFAULT_FLUSH_INTERVAL
-from framework.errors import ConfigurationError
-from framework.runtime.log_format import parse_format
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 NAMED_URL_PREFIX = "BULKWORKER_AMQP_URL_"
-
-
-def number(
-    kind: Callable[[str], float], low: float, high: float, above_low: bool, wanted: str
-) -> Callable[[str, str], Any]:
-    """A parser for a number in a range, whose error says what was ``wanted``."""
-
-    def parse(name: str, raw: str) -> Any:
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ConfigurationError(f"{name} must be {wanted}, got {raw!r}") from None
-        if not (value > low if above_low else value >= low) or value > high:
-            raise ConfigurationError(f"{name} must be {wanted}, got {raw!r}")
-        return value
-
-    return parse
-
-
-positive_seconds = number(float, 0, math.inf, True, "a number of seconds above 0")
-seconds_or_off = number(float, 0, math.inf, False, "a number of seconds, or 0 for off")
-port = number(int, 0, 65535, False, "a TCP port from 0 to 65535")
-workers = number(int, 1, math.inf, False, "a whole number of at least 1")
-worker_index = number(int, 0, math.inf, False, "a whole number of at least 0")
-
-
-def switch(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value not in ("on", "off", "1", "0", "true", "false"):
-        raise ConfigurationError(f"{name} must be on or off, got {raw!r}")
-    return value in ("on", "1", "true")
-
-
-def text(name: str, raw: str) -> str:
-    return raw
-
-
-def amqp_urls(name: str, raw: str) -> str:
-    """``raw`` checked to be one or more comma-separated RabbitMQ URLs, then kept as given."""
-    split_amqp_urls(raw, name)
-    return raw.strip()
 
 
 @attrs.frozen
@@ -200,7 +166,7 @@ SETTINGS = (
 def deployment_table() -> str:
     """The rows of the environment variables table in docs/configuration.md, one a setting.
 
-    Regenerate them with ``python -c "from framework.runtime.settings import
+    Regenerate them with ``python -c "from framework.config.deployment import
     deployment_table as t; print(t())"``.
     """
     return "\n".join(

@@ -15,11 +15,11 @@ from aio_pika.abc import AbstractRobustConnection
 
 from framework.amqp.connection import close_timeout, robust_connection
 from framework.amqp.publisher import Publisher
+from framework.config.deployment import Deployment, url_variable
 from framework.core.abc import EventLog
 from framework.core.consumer import DEFAULT_CONNECTION
 from framework.errors import ConfigurationError
-from framework.runtime.log import BulkworkerLogger, build_logger
-from framework.runtime.settings import Deployment, url_variable
+from framework.observe.log import BulkworkerLogger, build_logger
 
 
 async def open_logger(settings: Deployment, fd: int = 1) -> AsyncIterator[BulkworkerLogger]:

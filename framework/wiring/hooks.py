@@ -15,7 +15,7 @@ import attrs
 from dependency_injector import containers
 
 from framework.errors import HookDefinitionError
-from framework.runtime.injection import Resolver, marker_of
+from framework.wiring.injection import Resolver, marker_of
 
 HookFunction = Callable[..., Awaitable[None]]
 

@@ -11,11 +11,11 @@ from importlib import metadata
 from typing import Any
 
 from framework.amqp.asyncapi import Connection, Consumer, document_of
+from framework.config.deployment import url_variable
 from framework.core.consumer import BulkConsumer
-from framework.runtime.assembly import Plan, plan
-from framework.runtime.container import Container
-from framework.runtime.discovery import ConsumerSource
-from framework.runtime.settings import url_variable
+from framework.wiring.assembly import Plan, plan
+from framework.wiring.container import Container
+from framework.wiring.discovery import ConsumerSource
 
 UNVERSIONED = "unversioned"
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import attrs
 
+from framework.config.deployment import Deployment, deployment_of, url_variable
 from framework.core.abc import Handler
 from framework.core.consumer import BulkConsumer, ConsumerSettings
 from framework.core.periodic import PeriodicTask, TaskSettings
 from framework.errors import ConsumerDefinitionError
-from framework.runtime.discovery import ConsumerSource, discover_all
-from framework.runtime.injection import build_consumer
-from framework.runtime.settings import Deployment, deployment_of, url_variable
+from framework.wiring.discovery import ConsumerSource, discover_all
+from framework.wiring.injection import build_consumer
 
 
 @attrs.frozen

@@ -5,20 +5,20 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from framework.amqp.urls import redact
-from framework.runtime.resources import (
+from framework.config.deployment import resolve_deployment
+from framework.wiring.resources import (
     open_connection,
     open_connections,
     open_logger,
     open_publisher,
     open_publishers,
 )
-from framework.runtime.settings import resolve_deployment
 
 
 class Container(containers.DeclarativeContainer):
     """Providers the framework and consumers share; subclass it to add your own.
 
-    ``settings`` is the deployment settings (:class:`framework.runtime.settings.Deployment`),
+    ``settings`` is the deployment settings (:class:`framework.config.deployment.Deployment`),
     resolved once from ``config`` (values set in code), else the environment, else
     the defaults; an Orchestrator shows them in ``config`` when it starts.
     ``connection`` consumes; ``publisher`` has a connection of its own, so a

@@ -10,16 +10,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from framework.config.deployment import Deployment
 from framework.core.consumer import ConsumerSettings
+from framework.core.tasks import cancelled
 from framework.core.watch import Watcher, Watchers
-from framework.runtime.health import Health, liveness, readiness
-from framework.runtime.http import ProbeServer, metrics_text
-from framework.runtime.loop_lag import LagMonitor
-from framework.runtime.metrics import ConsumerMetrics, Sampler, TaskMetrics
-from framework.runtime.process import cancelled
-from framework.runtime.settings import Deployment
-from framework.runtime.supervisor import HEALTH_EVERY, write_health
-from framework.runtime.tracing import BulkTracing, tracing_available
+from framework.observe.health import Health, liveness, readiness
+from framework.observe.health_file import HEALTH_EVERY, write_health
+from framework.observe.http import ProbeServer, metrics_text
+from framework.observe.loop_lag import LagMonitor
+from framework.observe.metrics import ConsumerMetrics, Sampler, TaskMetrics
+from framework.observe.tracing import BulkTracing, tracing_available
 
 Connections = Callable[[], Iterable[tuple[str, str, Any]]]
 

@@ -11,9 +11,9 @@ import asyncio
 import attrs
 
 from framework.core.abc import EventLog
-from framework.core.routing import OutcomeKind
+from framework.core.outcome import OutcomeKind
+from framework.core.tasks import cancelled
 from framework.core.watch import BulkDone, Outcome, Watcher
-from framework.runtime.process import cancelled
 
 
 class BulkLog(Watcher):

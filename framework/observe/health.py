@@ -11,8 +11,8 @@ from typing import Any
 
 import attrs
 
-from framework.runtime.loop_lag import LagMonitor
-from framework.runtime.metrics import is_up
+from framework.observe.loop_lag import LagMonitor
+from framework.observe.metrics import is_up
 
 
 @attrs.frozen

@@ -4,7 +4,7 @@ aiologger 0.7's default handlers write through an asyncio pipe transport, which
 fails on a regular file (``bulkworker run > worker.log``), and closing them
 closes the process's own stdout and stderr. The handler here writes to a
 duplicate of the descriptor instead: closing it closes only the duplicate.
-Lines are console text or JSON (see :mod:`framework.runtime.log_format`); the
+Lines are console text or JSON (see :mod:`framework.observe.log_format`); the
 standard library's records, the application's own included, are written to the
 same descriptor in the same format while a worker runs.
 """
@@ -22,7 +22,7 @@ from aiologger.levels import LogLevel
 from aiologger.loggers.json import JsonLogger
 
 from framework.errors import ConfigurationError
-from framework.runtime.log_format import Format, JsonFormat, chosen_format
+from framework.observe.log_format import Format, JsonFormat, chosen_format
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

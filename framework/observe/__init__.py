@@ -1,0 +1,1 @@
+"""What a worker shows of itself: log, metrics, traces, loop lag, health, HTTP probes."""

@@ -1,0 +1,1 @@
+"""From consumer classes to running objects: container, resources, injection, discovery."""
