@@ -607,3 +607,11 @@ def test_the_public_function_takes_a_package_and_its_container() -> None:
     )
     assert "items" == document["channels"]["items"]["bindings"]["amqp"]["queue"]["vhost"]
     assert PASSWORD not in json.dumps(document)
+
+
+def test_the_same_consumers_make_the_same_document() -> None:
+    """Made twice, byte for byte the same: a document kept in a repository diffs cleanly."""
+    first = run_cli("asyncapi", "tests.apps.described")
+    second = run_cli("asyncapi", "tests.apps.described")
+    assert 0 == first.returncode, first.stderr
+    assert first.stdout == second.stdout
