@@ -60,6 +60,7 @@ class Plain:
         (datetime.datetime, {"type": "string", "format": "date-time"}),
         (datetime.date, {"type": "string", "format": "date"}),
         (uuid.UUID, {"type": "string", "format": "uuid"}),
+        (bytes, {"type": "string", "contentEncoding": "base85"}),
         (Any, {}),
         (UserId, {"type": "integer"}),
         (Annotated[int, "a note"], {"type": "integer"}),

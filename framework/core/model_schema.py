@@ -33,6 +33,8 @@ SCALARS: dict[Any, Schema] = {
     datetime.datetime: {"type": "string", "format": "date-time"},
     datetime.date: {"type": "string", "format": "date"},
     uuid.UUID: {"type": "string", "format": "uuid"},
+    # cattrs' JSON converter writes bytes as base85 text.
+    bytes: {"type": "string", "contentEncoding": "base85"},
     decimal.Decimal: {
         "type": ["string", "number"],
         "description": "a decimal number, as text to keep every digit (a JSON number is read too)",
