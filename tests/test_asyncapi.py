@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import aiormq
 import attrs
 import jsonschema
 import pytest
@@ -615,3 +616,24 @@ def test_the_same_consumers_make_the_same_document() -> None:
     second = run_cli("asyncapi", "tests.apps.described")
     assert 0 == first.returncode, first.stderr
     assert first.stdout == second.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "vhost", "pathname"),
+    [
+        ("amqp://h", "/", "/"),
+        ("amqp://h/", "/", "/"),
+        ("amqp://h/%2F", "/", "/"),
+        ("amqp://h/shop", "shop", "/shop"),
+        ("amqp://h/my%20shop", "my shop", "/my%20shop"),
+        ("amqp://h/eu%2Fshop", "eu/shop", "/eu%2Fshop"),
+    ],
+)
+async def test_the_vhost_is_the_one_the_client_connects_to(
+    url: str, vhost: str, pathname: str
+) -> None:
+    """The binding's vhost is what aiormq makes of the URL's path; the server's path selects it."""
+    document = made(Orders, connections=(Connection(name="default", url=url, variable="URL"),))
+    assert vhost == document["channels"]["orders"]["bindings"]["amqp"]["queue"]["vhost"]
+    assert pathname == document["servers"]["default"]["pathname"]
+    assert vhost == aiormq.Connection(url).vhost

@@ -326,10 +326,10 @@ def pathname(vhost: str) -> str:
 
 
 def vhost_of(url: URL) -> str:
-    """The vhost as the AMQP client reads it: the path without its ``/``, ``/`` if empty."""
+    """The vhost as aiormq reads it: the decoded path without its ``/``, ``/`` if empty."""
     if url.path in ("", "/"):
         return "/"
-    return url.raw_path[1:].replace("%2F", "/").replace("%2f", "/")
+    return url.path[1:].replace("%2F", "/")
 
 
 def connection_vhost(connection: Connection) -> str | None:
