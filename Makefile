@@ -13,13 +13,17 @@ $(BIN)/bulkworker: pyproject.toml
 
 install: $(BIN)/bulkworker
 
+# Test processes: the suite mostly waits on RabbitMQ and on the processes it starts,
+# so more processes than cores pay (docs/testing.md has the measurements).
+TEST_WORKERS ?= 4
+
 ## Lint, format check, strict types, the docs site, then the whole test suite (needs RabbitMQ).
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .site
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 ## Serve the documentation site on http://127.0.0.1:8000, rebuilt on every change.
 docs: install

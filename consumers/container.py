@@ -13,3 +13,14 @@ class AppContainer(Container):
 
     items_db = providers.Callable(os.environ.get, "ITEMS_DB", "items.db")
     store = providers.Resource(open_store, path=items_db)
+
+
+def create_container() -> AppContainer:
+    """The container, built in code: ``--container consumers.container:create_container``.
+
+    The place to fill ``config`` from the environment (``config.x.from_env(...)``)
+    before any consumer starts; each worker process calls it once.
+    """
+    container = AppContainer()
+    container.config.log_level.from_env("BULKWORKER_LOG_LEVEL", default="INFO")
+    return container

@@ -8,7 +8,9 @@ folders below it, and ``framework.errors`` (tests/test_architecture.py checks it
   Its interfaces to the outside are in ``framework.core.abc``.
 - ``framework.amqp``: everything that talks to RabbitMQ (aio-pika, aiormq):
   connections, the subscription that feeds an engine, queue declarations, the
-  publisher, dead-letter queues. ``framework.sinks``: writing bulks to stores.
+  publisher, dead-letter queues. ``framework.sinks``: writing bulks to stores:
+  per-item outcomes, the PostgreSQL writer and the bulk inbox (asyncpg,
+  imported on first use).
 - ``framework.config``: the deployment settings and their parsing.
 - ``framework.observe``: the log, metrics, tracing, loop lag, health, HTTP probes.
 - ``framework.wiring``: the container, its resources, injection, hooks, checks,
@@ -45,13 +47,17 @@ from framework.errors import (
     QueueError,
     SerializationError,
     SinkUnavailable,
+    StreamStartError,
     UnroutableError,
     WorkerCrashedError,
 )
+from framework.sinks.items import ItemOutcome, ItemResult, settle_items
 
 if TYPE_CHECKING:
     from framework.amqp.publisher import Publisher
     from framework.runtime.orchestrator import Orchestrator
+    from framework.sinks.inbox import BulkInbox, InboxPruning
+    from framework.sinks.postgres import PostgresSink
     from framework.wiring.asyncapi import asyncapi_document
     from framework.wiring.container import Container
 
@@ -60,6 +66,10 @@ LAZY = {
     "Publisher": "framework.amqp.publisher",
     "Container": "framework.wiring.container",
     "Orchestrator": "framework.runtime.orchestrator",
+    # The PostgreSQL adapter needs asyncpg: framework.sinks says which extra to install.
+    "PostgresSink": "framework.sinks",
+    "BulkInbox": "framework.sinks",
+    "InboxPruning": "framework.sinks",
     "asyncapi_document": "framework.wiring.asyncapi",
 }
 
@@ -76,6 +86,7 @@ __all__ = [
     "Actions",
     "BrokerUnreachableError",
     "BulkConsumer",
+    "BulkInbox",
     "BulkworkerError",
     "ConfigurationError",
     "ConsumerDefinitionError",
@@ -86,17 +97,23 @@ __all__ = [
     "ExitRequestedError",
     "HandlerTimeoutError",
     "HookDefinitionError",
+    "InboxPruning",
+    "ItemOutcome",
+    "ItemResult",
     "Message",
     "Orchestrator",
     "PeriodicTask",
+    "PostgresSink",
     "PublishError",
     "Publisher",
     "QueueError",
     "SerializationError",
     "SinkUnavailable",
+    "StreamStartError",
     "UnroutableError",
     "Watcher",
     "WorkerCrashedError",
     "asyncapi_document",
     "json_converter",
+    "settle_items",
 ]

@@ -69,6 +69,14 @@ class SinkUnavailable(BulkworkerError, ConnectionError):
     """
 
 
+class StreamStartError(BulkworkerError, RuntimeError):
+    """A stream consumer cannot tell where to start reading: its ``stored_offset`` failed.
+
+    Raised at start (the consumer does not start rather than guess), with the
+    hook's own exception as its cause.
+    """
+
+
 class ChannelGoneError(BulkworkerError, ConnectionError):
     """A channel closed, or stopped taking frames, while the framework was using it."""
 

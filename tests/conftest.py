@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,26 @@ from framework.testing import FakeChannel, FakeClock, FakePublisher, RecordingLo
 from tests.broker import AMQP_URL, Broker
 from tests.private_broker import PrivateBroker, rabbitmq_installed
 from tests.proxy import TcpProxy
+
+
+def child_processes() -> dict[int, str]:
+    """This process's children, running or exited and never waited for, by pid (Linux)."""
+    found = {}
+    for listing in Path("/proc/self/task").glob("*/children"):
+        for pid in listing.read_text().split():
+            with contextlib.suppress(OSError):
+                found[int(pid)] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    return {pid: command.decode(errors="replace").strip() for pid, command in found.items()}
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """A test that leaves a process running, or never waits for one, fails itself: left
+    over, it would warn ("subprocess ... is still running") in whichever test came later."""
+    before = set(child_processes())
+    yield
+    left = {pid: command for pid, command in child_processes().items() if pid not in before}
+    assert {} == left, "left running or never waited for"
 
 
 @pytest.fixture

@@ -49,9 +49,22 @@ def start_env_worker(stderr: Any = subprocess.PIPE, **env: str) -> subprocess.Po
     )
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux): a supervisor's workers, in their own groups."""
+    found = []
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            for child in map(int, listing.read_text().split()):
+                found += [child, *descendants(child)]
+    return found
+
+
 def kill_if_running(process: subprocess.Popen[bytes]) -> None:
-    """After a failed assertion, leave no worker behind."""
+    """After a failed assertion, leave no worker behind, nor the workers it supervised."""
     if process.poll() is None:
+        for pid in descendants(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         process.kill()
         process.communicate()
 
@@ -251,6 +264,7 @@ async def test_second_signal_exits_at_once_and_the_broker_requeues(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.xdist_group("shared-queues")  # the shipped consumer's queue is "items"
 async def test_run_processes_the_shipped_applications_items(broker: Broker, tmp_path: Path) -> None:
     """`bulkworker run consumers --container ...` stores published items in SQLite."""
     await broker.declare("items")
@@ -332,15 +346,23 @@ async def test_sigkill_mid_bulk_acks_nothing_unprocessed(broker: Broker, tmp_pat
         TEST_HANDLE_SECONDS="60",
     )
     try:
-        await wait_until(started.exists)
+        await wait_until(started.exists, timeout=30)
         process.kill()
         process.wait(timeout=10)
     finally:
-        if process.poll() is None:
-            process.kill()
+        kill_if_running(process)
     await wait_until(lambda: ready_is(broker, queue, 12))
     assert not output.exists()
 
 
 async def ready_is(broker: Broker, queue: str, expected: int) -> bool:
     return expected == await broker.ready_count(queue)
+
+
+def test_dlq_show_help_says_json_means_json_lines() -> None:
+    """`dlq show --help` says --json prints one object per line, not an array."""
+    result = run_cli("dlq", "show", "--help")
+    assert 0 == result.returncode, result.stderr
+    text = " ".join(result.stdout.split())
+    expected = "JSON lines: one JSON object per line, a line per dead letter (not one JSON array)"
+    assert expected in text

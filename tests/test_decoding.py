@@ -3,8 +3,10 @@
 import attrs
 import pytest
 
+from framework import BulkConsumer, Message
 from framework.core.decoding import body_decoder, decode_body
 from framework.errors import DecodeError
+from framework.testing import ConsumerHarness
 
 
 @pytest.mark.parametrize(
@@ -81,3 +83,63 @@ def test_deep_nesting_is_undecodable_with_or_without_a_type(content_type: str | 
     with pytest.raises(DecodeError, match="JSON nested too deeply to decode") as caught:
         decode_body(b"[" * 100000 + b"]" * 100000, content_type)
     assert "undecodable" == caught.value.reason
+
+
+def must_not_be_x(instance: object, attribute: "attrs.Attribute[str]", value: str) -> None:
+    if value == "x":
+        raise ValueError("must not be x")
+
+
+@attrs.frozen
+class Line:
+    sku: str = attrs.field(validator=must_not_be_x)
+    qty: int = attrs.field(default=1, validator=attrs.validators.gt(0))
+
+
+@attrs.frozen
+class Payment:
+    amount: int = attrs.field(validator=attrs.validators.ge(0))
+    currency: str = attrs.field(default="EUR", validator=attrs.validators.in_(["EUR", "USD"]))
+    lines: list[Line] = attrs.field(factory=list)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"amount": -5}', "'amount' must be >= 0: -5 @ $.amount"),
+        (
+            b'{"amount": 5, "currency": "GBP"}',
+            "'currency' must be in ['EUR', 'USD'] (got 'GBP') @ $.currency",
+        ),
+        (
+            b'{"amount": 5, "lines": [{"sku": "a"}, {"sku": "b", "qty": 0}]}',
+            "'qty' must be > 0: 0 @ $.lines[1].qty",
+        ),
+        (b'{"amount": 5, "lines": [{"sku": "x"}]}', "must not be x @ $.lines[0].sku"),
+    ],
+)  # fmt: skip
+def test_an_attrs_validators_error_names_its_field(raw: bytes, expected: str) -> None:
+    """A validator's refusal is reported at the field's path, nested ones included."""
+    with pytest.raises(DecodeError) as raised:
+        body_decoder(None, Payment)(raw, "application/json")
+    assert f"does not fit Payment: {expected}" == str(raised.value)
+
+
+class Payments(BulkConsumer):
+    queues = ["payments"]
+    model = Payment
+
+    async def handle(self, messages: list[Message[Payment]]) -> None:
+        pass
+
+
+async def test_a_dead_letter_for_a_validator_names_the_field() -> None:
+    """In the harness, the dead letter's error carries the field's path."""
+    async with ConsumerHarness(Payments) as harness:
+        await harness.publish({"amount": -5})
+        await harness.flush()
+    [dead] = harness.dead_lettered
+    assert ("invalid", "does not fit Payment: 'amount' must be >= 0: -5 @ $.amount") == (
+        dead.reason,
+        dead.error,
+    )

@@ -25,9 +25,11 @@ from framework.core.consumer import SETTING_NAMES, is_runnable, settings_table
 from framework.testing import ConsumerHarness
 from framework.wiring.injection import build_consumer
 from tests.broker import Broker
+from tests.postgres import postgres_dsn
 from tests.private_broker import PrivateBroker
 from tests.test_cli import kill_if_running
 
+__all__ = ["postgres_dsn"]
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -77,9 +79,13 @@ def python_documents() -> list[Any]:
 
 
 @pytest.mark.parametrize("document", python_documents())
-async def test_python_blocks_run(document: Path) -> None:
+async def test_python_blocks_run(
+    document: Path, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each document's Python blocks run in order, sharing names as a reader would read them;
     the consumers they define resolve their services, and their tests pass."""
+    # The PostgreSQL examples write to a database of this module's own.
+    monkeypatch.setenv("BULKWORKER_POSTGRES_DSN", postgres_dsn)
     module = types.ModuleType(f"docs_{document.stem.replace('-', '_')}")
     sys.modules[module.__name__] = module
     checked: set[type] = set()

@@ -6,7 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.broker import AMQP_URL, Broker
+from tests.postgres import postgres_dsn
+
+__all__ = ["postgres_dsn"]
+
+# The examples use their own fixed queue names ("items", "examples.decisions"...), as a
+# reader runs them: with pytest-xdist they run one at a time, on one worker, with every
+# other test that touches those names.
+pytestmark = pytest.mark.xdist_group("shared-queues")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,3 +99,24 @@ def test_typed_handler_type_checks(tmp_path: Path) -> None:
         timeout=300,
     )
     assert '"float" has no attribute "upper"' in wrong.stdout
+
+
+def test_postgres_orders(postgres_dsn: str) -> None:
+    """98 orders stored once though ten came twice; the two bad ones dead-lettered with why."""
+    result = subprocess.run(
+        [sys.executable, "examples/postgres_orders.py"],
+        cwd=ROOT,
+        env={
+            "BULKWORKER_AMQP_URL": AMQP_URL,
+            "BULKWORKER_POSTGRES_DSN": postgres_dsn,
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == result.returncode, result.stderr
+    lines = result.stdout.splitlines()
+    assert "stored 98 orders; the inbox holds 98 message ids" == lines[0]
+    assert ["order-13", "order-77"] == sorted(line.split()[1].rstrip(":") for line in lines[1:])
+    assert all("23514" in line for line in lines[1:])

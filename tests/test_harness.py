@@ -181,3 +181,21 @@ async def test_the_pytest_fixture_builds_harnesses(consumer_harness: Any) -> Non
         await h.publish_many([{"n": 1}, {"n": 2}, {"n": 3}])
         assert not h.real
         assert [{"n": 1}, {"n": 2}, {"n": 3}] == h.acked
+
+
+async def test_an_override_on_the_default_container_names_it_and_the_container_argument() -> None:
+    """Without container=, the error says the default container was used and how to pass one."""
+    with pytest.raises(KeyError) as raised:
+        async with ConsumerHarness(Orders, overrides={"pg_pool": object()}):
+            pass
+    message = str(raised.value)
+    assert "no provider 'pg_pool' to override" in message
+    assert "the default container, framework.wiring.container.Container" in message
+    assert "ConsumerHarness(..., container=YourContainer(), overrides={'pg_pool': ...})" in message
+
+
+async def test_an_unknown_override_on_your_container_suggests_the_close_name() -> None:
+    """A typo in an override names the container and the provider it probably meant."""
+    with pytest.raises(KeyError, match=r"\(ShopContainer\) has no provider 'stroe'.*'store'\?"):
+        async with ConsumerHarness(Orders, container=ShopContainer(), overrides={"stroe": 1}):
+            pass

@@ -4,6 +4,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiormq
@@ -24,6 +25,7 @@ from framework import (
 )
 from framework.errors import ExitRequestedError
 from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
+from framework.testing import RecordingLog
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.conftest import make_container, recorded
 from tests.proxy import TcpProxy
@@ -764,3 +766,55 @@ async def test_a_stop_ends_the_start_up_probe_that_has_no_answer_yet(broker: Bro
         await asyncio.wait_for(publisher.probing.wait(), 10)
     left = [task for task in asyncio.all_tasks() - before if task is not asyncio.current_task()]
     assert [] == [task for task in left if "warn_about_publish_permission" in repr(task)]
+
+
+async def test_sigterm_while_connections_are_being_opened_stops_in_time(
+    broker: Broker, proxy: TcpProxy
+) -> None:
+    """SIGTERM while the broker has not yet answered the connection handshake: serve ends."""
+    proxy.black_hole()
+    container, _ = recorded(proxy.url, shutdown_timeout=4.0, connect_timeout=60.0)
+    orchestrator = Orchestrator([idle_consumer(broker.queue_name("opening"))], container)
+    serve = asyncio.create_task(orchestrator.serve())
+    await wait_until(lambda: proxy.connections >= 1)
+    started = time.monotonic()
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(serve, ShutdownBudget(4.0).total + 5)
+    assert time.monotonic() - started < ShutdownBudget(4.0).total + 5
+    assert [] == orchestrator.runners
+
+
+async def closes_cancelled() -> AsyncIterator[str]:
+    """A resource whose close fails as one does whose start a stop cancelled."""
+    yield "opened"
+    raise asyncio.CancelledError
+
+
+async def test_a_stop_during_start_ends_even_when_a_resource_fails_to_close(
+    broker: Broker,
+) -> None:
+    """SIGTERM during start; a resource's close raises CancelledError: serve still ends, and
+    the connections are closed all the same."""
+
+    class Shaky(Container):
+        shaky = providers.Resource(closes_cancelled)
+
+    container = make_container(container_class=Shaky)
+    container.config.shutdown_timeout.from_value(4.0)
+    log = RecordingLog()
+    container.logger.override(providers.Object(log))
+    orchestrator = Orchestrator([idle_consumer(broker.queue_name("shaky"))], container)
+    entered = asyncio.Event()
+
+    @orchestrator.on_startup
+    async def forever(container: Container) -> None:
+        entered.set()
+        await asyncio.sleep(3600)
+
+    serve = asyncio.create_task(orchestrator.serve())
+    await asyncio.wait_for(entered.wait(), 20)
+    os.kill(os.getpid(), signal.SIGTERM)
+    done, _ = await asyncio.wait({serve}, timeout=ShutdownBudget(4.0).total + 5)
+    assert {serve} == done
+    closed = [e["for"] for _, msg, e in log.records if msg == "RabbitMQ connection closed"]
+    assert ["consuming", "publishing"] == sorted(closed)

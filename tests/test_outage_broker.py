@@ -245,7 +245,7 @@ async def test_a_reconnect_while_paused_waits_for_the_probe_before_consuming(
     """A cut while paused: the new channel consumes nothing until a probe gets through."""
     queue = broker.queue_name("paused-cut")
     sink = ToggledSink()
-    container, _log = recorded(proxy.url + "?reconnect_interval=0.2", log_stats_interval=0)
+    container, _ = recorded(proxy.url + "?reconnect_interval=0.2", log_stats_interval=0)
 
     class Cut(BulkConsumer):
         queues = [queue]

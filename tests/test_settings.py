@@ -3,7 +3,7 @@
 import pytest
 
 from framework import ConfigurationError, Container
-from framework.config.deployment import DEFAULT_AMQP_URL, load_environment
+from framework.config.deployment import DEFAULT_AMQP_URL, load_environment, resolve_deployment
 
 
 def test_defaults_without_environment() -> None:
@@ -45,3 +45,17 @@ def test_invalid_seconds_name_the_variable(raw: str) -> None:
     """A bad number fails with the variable's name and value."""
     with pytest.raises(ConfigurationError, match=f"BULKWORKER_FLUSH_INTERVAL must be .* {raw!r}"):
         load_environment(Container().config, environ={"BULKWORKER_FLUSH_INTERVAL": raw})
+
+
+def test_a_postgres_dsn_that_is_no_url_is_refused_without_its_password() -> None:
+    """BULKWORKER_POSTGRES_DSN must be a postgresql:// URL; the error hides the password."""
+    with pytest.raises(ConfigurationError, match="BULKWORKER_POSTGRES_DSN must be a URL") as caught:
+        resolve_deployment(environ={"BULKWORKER_POSTGRES_DSN": "mysql://app:s3cret@db/x"})
+    assert "s3cret" not in str(caught.value)
+
+
+def test_the_postgres_dsn_is_kept_out_of_the_settings_repr() -> None:
+    """A repr of the deployment settings never shows the database password."""
+    settings = resolve_deployment(environ={"BULKWORKER_POSTGRES_DSN": "postgresql://a:s3cret@h/d"})
+    assert "postgresql://a:s3cret@h/d" == settings.postgres_dsn
+    assert "s3cret" not in repr(settings)

@@ -4,6 +4,7 @@ import pytest
 
 from framework import Actions
 from framework.sinks import ItemOutcome, ItemResult, settle_items
+from framework.sinks.sqlstate import outcome_of
 from framework.testing import FakeChannel
 from framework.testing.fakes import make_message
 
@@ -47,3 +48,33 @@ def test_an_answer_for_another_number_of_items_decides_nothing() -> None:
     with pytest.raises(ValueError, match="answered for 2 items, 3 were sent"):
         settle_items(bulk, [ItemResult(ItemOutcome.STORED)] * 2)
     assert [None, None, None] == [m.decision for m in bulk]
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "outcome"),
+    [
+        ("23505", ItemOutcome.ALREADY_STORED),
+        ("23514", ItemOutcome.BAD_ITEM),
+        ("23502", ItemOutcome.BAD_ITEM),
+        ("23503", ItemOutcome.BAD_ITEM),
+        ("22001", ItemOutcome.BAD_ITEM),
+        ("21000", ItemOutcome.BAD_ITEM),
+        ("40001", ItemOutcome.RETRY),
+        ("40P01", ItemOutcome.RETRY),
+        ("55P03", ItemOutcome.RETRY),
+        ("57014", ItemOutcome.RETRY),
+        ("08006", ItemOutcome.UNAVAILABLE),
+        ("57P01", ItemOutcome.UNAVAILABLE),
+        ("57P03", ItemOutcome.UNAVAILABLE),
+        ("53300", ItemOutcome.UNAVAILABLE),
+        ("53100", ItemOutcome.UNAVAILABLE),
+        ("28P01", ItemOutcome.UNAVAILABLE),
+        ("3D000", ItemOutcome.UNAVAILABLE),
+        ("42P01", None),
+        ("42601", None),
+        (None, None),
+    ],
+)
+def test_each_sqlstate_means_an_outcome(sqlstate: str | None, outcome: ItemOutcome | None) -> None:
+    """PostgreSQL's error classes map to outcomes; the program's own errors to none."""
+    assert outcome == outcome_of(sqlstate)

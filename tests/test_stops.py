@@ -70,11 +70,13 @@ class Worker:
         try:
             return await asyncio.wait_for(self.process.wait(), timeout)
         finally:
-            self.kill_if_running()
+            await self.kill_if_running()
 
-    def kill_if_running(self) -> None:
+    async def kill_if_running(self) -> None:
+        """Kill a process a test gave up on and wait for it, so that it is not left behind."""
         if self.process.returncode is None:
             self.process.kill()
+            await self.process.wait()
 
 
 async def test_sigterm_while_the_broker_is_down_stops_at_once(tmp_path: Path) -> None:
@@ -84,7 +86,7 @@ async def test_sigterm_while_the_broker_is_down_stops_at_once(tmp_path: Path) ->
         await wait_until(lambda: len(worker.logged("RabbitMQ unreachable, retrying")) >= 2)
         elapsed = await worker.terminate()
     finally:
-        worker.kill_if_running()
+        await worker.kill_if_running()
     assert 0 == worker.process.returncode
     assert elapsed < SHUTDOWN_TIMEOUT + SLACK
     assert "" == worker.stderr
@@ -110,7 +112,7 @@ async def test_sigterm_while_declaring_on_a_silent_broker_is_bounded(
         await asyncio.sleep(0.5)
         elapsed = await worker.terminate()
     finally:
-        worker.kill_if_running()
+        await worker.kill_if_running()
     assert 0 == worker.process.returncode
     assert elapsed < SHUTDOWN_TIMEOUT + SLACK
     assert [] == worker.logged("consumer started")
@@ -132,7 +134,7 @@ async def test_sigterm_with_a_handler_that_ignores_cancellation_is_bounded(
         await wait_until(started.exists, timeout=30)
         elapsed = await worker.terminate()
     finally:
-        worker.kill_if_running()
+        await worker.kill_if_running()
     assert 0 == worker.process.returncode
     assert elapsed < SHUTDOWN_TIMEOUT + SLACK
     [abandoned] = worker.logged(
@@ -189,7 +191,7 @@ async def test_stop_during_a_memory_alarm_prints_no_never_retrieved_warnings(
             await asyncio.sleep(1.0)
             elapsed = await worker.terminate()
         finally:
-            worker.kill_if_running()
+            await worker.kill_if_running()
     finally:
         private_broker.memory_alarm(False)
     try:
@@ -213,7 +215,7 @@ async def test_sigterm_while_consuming_stops_in_time(broker: Broker, tmp_path: P
         await wait_until(lambda: worker.logged("consumer started"), timeout=30)
         elapsed = await worker.terminate()
     finally:
-        worker.kill_if_running()
+        await worker.kill_if_running()
     assert 0 == worker.process.returncode
     assert elapsed < SHUTDOWN_TIMEOUT + SLACK
     assert ["Misbehaving"] == [record["consumer"] for record in worker.logged("consumer stopped")]
@@ -233,7 +235,7 @@ async def test_sigterm_after_a_cut_and_reconnect_stops_in_time(
         await wait_until(lambda: consumers_are(broker, queue, 1), timeout=30)
         elapsed = await worker.terminate()
     finally:
-        worker.kill_if_running()
+        await worker.kill_if_running()
     assert 0 == worker.process.returncode
     assert elapsed < SHUTDOWN_TIMEOUT + SLACK
     assert not any(noise in worker.stderr for noise in NOISE), worker.stderr

@@ -19,6 +19,7 @@ from framework.amqp.declarations import declare
 from framework.amqp.feed import QueueFeed
 from framework.core.abc import EventLog
 from framework.core.engine import BulkEngine
+from framework.core.headers import STREAM_OFFSET_HEADER
 from framework.errors import QueueError
 
 
@@ -72,9 +73,23 @@ class Subscription:
             await self._consume(underlay, queue)
 
     async def _consume(self, underlay: aiormq.abc.AbstractChannel, queue: str) -> None:
-        consume_ok = await underlay.basic_consume(queue, QueueFeed(queue, self._engine).deliver)
+        stream = self._engine.stream
+        # A stream starts where this consumer left off, not where it was configured to.
+        arguments = None if stream is None else await stream.consume_arguments(queue)
+        consume_ok = await underlay.basic_consume(
+            queue, QueueFeed(queue, self._engine).deliver, arguments=arguments
+        )
         assert consume_ok.consumer_tag is not None
         self._consumers[consume_ok.consumer_tag] = queue
+        if arguments is not None:
+            await self._log.info(
+                "reading a stream",
+                extra={
+                    "consumer": self._settings.name,
+                    "queue": queue,
+                    "offset": str(arguments[STREAM_OFFSET_HEADER]),
+                },
+            )
 
     async def _on_reopen(self, *_: Any) -> None:
         dropped = self._engine.drop_closed()
@@ -149,6 +164,8 @@ class Subscription:
         queue = self._consumers.pop(frame.consumer_tag, None)
         if queue is None or self._cancelled or self._paused:
             return
+        if self._engine.stream is not None:
+            self._engine.stream.restart(queue)
         await self._wait_for(queue, "the broker cancelled the consumer (was the queue deleted?)")
 
     async def _wait_for(self, queue: str, why: str) -> None:

@@ -32,7 +32,10 @@ def add_dlq_command(commands: Any) -> None:
         add_dead_letter_options(action, default_limit=20 if name == "show" else 1_000_000)
     show = actions.choices["show"]
     show.add_argument(
-        "--json", action="store_true", help="one JSON object per dead letter, for scripts"
+        "--json",
+        action="store_true",
+        help="JSON lines: one JSON object per line, a line per dead letter (not one JSON "
+        "array); read it with `jq -c`, or line by line",
     )
     show.add_argument(
         "--full", action="store_true", help="whole bodies and errors, not cut to 60 characters"

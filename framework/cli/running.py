@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from dependency_injector import containers
 
@@ -54,30 +55,47 @@ def add_container_option(command: argparse.ArgumentParser) -> None:
         "--container",
         metavar="MODULE:CLASS",
         default=None,
-        help="container class for a PACKAGE target (default: $BULKWORKER_CONTAINER, "
-        "else framework.Container)",
+        help="the container for a PACKAGE target: a container class, or a function "
+        "returning a container (MODULE:create_container), called once per worker "
+        "(default: $BULKWORKER_CONTAINER, else framework.Container)",
     )
 
 
 def load_container(given: str | None) -> containers.Container:
+    """The container ``--container`` (or ``$BULKWORKER_CONTAINER``) names, made now.
+
+    ``MODULE:CLASS`` is instantiated; ``MODULE:FUNCTION`` is called without
+    arguments and must return a container (the ``create_container()`` of
+    docs/how-to/app-settings.md, with the options it fills).
+    """
     spec = given or os.environ.get("BULKWORKER_CONTAINER")
     if not spec:
         return Container()
-    module_name, _, class_name = spec.partition(":")
-    if not module_name or not class_name:
-        raise DiscoveryError(f"--container takes MODULE:CLASS, got {spec!r}")
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise DiscoveryError(f"--container takes MODULE:CLASS or MODULE:FUNCTION, got {spec!r}")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         raise DiscoveryError(f"cannot import container module {module_name!r}: {error}") from None
-    container_class = getattr(module, class_name, None)
-    if not (
-        isinstance(container_class, type)
-        and issubclass(container_class, containers.DeclarativeContainer)
-    ):
-        raise DiscoveryError(f"{spec!r} is not a dependency-injector DeclarativeContainer class")
-    container: containers.Container = container_class()
-    return container
+    made = make_container(spec, getattr(module, name, None))
+    if not isinstance(made, containers.Container):
+        raise DiscoveryError(
+            f"{spec!r} returned {type(made).__name__}, not a dependency-injector container"
+        )
+    return made
+
+
+def make_container(spec: str, found: Any) -> Any:
+    """An instance of the container class ``found``, or what the function ``found`` returns."""
+    if isinstance(found, type) and issubclass(found, containers.DeclarativeContainer):
+        return found()
+    if callable(found) and not isinstance(found, type):
+        return found()
+    raise DiscoveryError(
+        f"{spec!r} is neither a dependency-injector DeclarativeContainer class nor a "
+        "function returning a container"
+    )
 
 
 def orchestrator_for(arguments: argparse.Namespace) -> Orchestrator:

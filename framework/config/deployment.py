@@ -19,6 +19,7 @@ from framework.config.parsing import (
     parse_format,
     port,
     positive_seconds,
+    postgres_dsn,
     seconds_or_off,
     switch,
     text,
@@ -160,6 +161,48 @@ SETTINGS = (
         positive_seconds,
         "seconds a graceful shutdown may take before unsettled messages are left to the broker",
     ),
+    Setting(
+        "postgres_dsn",
+        "BULKWORKER_POSTGRES_DSN",
+        None,
+        postgres_dsn,
+        "the PostgreSQL database of the container's `postgres` pool "
+        "(`postgresql://user:password@host:5432/database`), opened when a consumer or task "
+        'first asks for `Provide["postgres"]`; unset: asking for it fails the start',
+    ),
+    Setting(
+        "postgres_pool_size",
+        "BULKWORKER_POSTGRES_POOL_SIZE",
+        10,
+        workers,
+        "the most connections the `postgres` pool opens",
+    ),
+    Setting(
+        "inbox_retention",
+        "BULKWORKER_INBOX_RETENTION",
+        604800.0,
+        positive_seconds,
+        "seconds a bulk inbox remembers a message id (`604800`: 7 days); `InboxPruning` "
+        "deletes older ones",
+    ),
+    Setting(
+        "elasticsearch_url",
+        "BULKWORKER_ELASTICSEARCH_URL",
+        None,
+        text,
+        "Elasticsearch URL for the container's `elasticsearch` client "
+        "(`http://user:pass@host:9200`; several nodes comma-separated), opened when a consumer "
+        "first asks for it; needs `bulkworker[elasticsearch]`",
+    ),
+    Setting(
+        "mongodb_url",
+        "BULKWORKER_MONGODB_URL",
+        None,
+        text,
+        "MongoDB connection string for the container's `mongodb` client "
+        "(`mongodb://user:pass@host:27017/?replicaSet=rs0`), opened when a consumer first asks "
+        "for it; needs `bulkworker[mongodb]`",
+    ),
 )
 
 
@@ -202,6 +245,11 @@ class Deployment:
     reconnect_max_delay: float
     consumer_timeout: float
     shutdown_timeout: float
+    postgres_dsn: str | None = attrs.field(repr=False)
+    postgres_pool_size: int
+    inbox_retention: float
+    elasticsearch_url: str | None = None
+    mongodb_url: str | None = None
     # Named connections: BULKWORKER_AMQP_URL_<NAME>, or config.amqp_urls.<name>.
     amqp_urls: Mapping[str, str] = attrs.field(factory=dict)
 

@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from framework.amqp.urls import split_amqp_urls
+from framework.amqp.urls import redact, split_amqp_urls
 from framework.errors import ConfigurationError
 
 FORMATS = ("console", "json")
@@ -54,6 +54,17 @@ def amqp_urls(name: str, raw: str) -> str:
     """``raw`` checked to be one or more comma-separated RabbitMQ URLs, then kept as given."""
     split_amqp_urls(raw, name)
     return raw.strip()
+
+
+def postgres_dsn(name: str, raw: str) -> str:
+    """``raw`` checked to be a PostgreSQL URL; its password never appears in the error."""
+    value = raw.strip()
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigurationError(
+            f"{name} must be a URL like postgresql://user:password@host:5432/database, "
+            f"got {redact(value)!r}"
+        )
+    return value
 
 
 def parse_format(name: str, raw: str) -> str:

@@ -23,6 +23,7 @@ from framework.core.actions import Actions
 from framework.core.layout import DEFAULT_DEAD_LETTER_QUEUE, QueueDeclaration
 from framework.core.message import Message
 from framework.core.serialization import DEFAULT_CONVERTER, json_converter, model_problem
+from framework.core.stream import check_stream_offset, check_stream_rules, reads_stream
 from framework.errors import ConsumerDefinitionError
 
 # Quorum queues refuse a larger prefetch; see RabbitMQ's quorum queue docs.
@@ -369,6 +370,15 @@ class ConsumerSettings:
         "bulks of one key each: a function `(message) -> key`, or a header name; each key "
         "fills its own bulk, with its own flush interval; `None`: one bulk for all",
     )
+    stream_offset: Any = setting(
+        None,
+        check_stream_offset,
+        'where reading a stream queue (`"x-queue-type": "stream"`) starts: `"first"`, '
+        '`"last"`, `"next"`, an offset, an aware `datetime` or an interval like `"1h"`; a '
+        "`stored_offset(queue)` method returning the last offset you stored wins, and a "
+        "reconnect resumes after the last settled message",
+        '`None` (`"next"`)',
+    )
 
     def model_converter(self) -> cattrs.BaseConverter:
         """The converter that reads bodies into ``model``."""
@@ -412,6 +422,11 @@ class ConsumerSettings:
         return float(min(self.retry_backoff_max, self.retry_delay * 2**doublings))
 
     @property
+    def reads_stream(self) -> bool:
+        """The queues are streams: read by offset, never given back (see ``core/stream.py``)."""
+        return reads_stream(self.queue_arguments)
+
+    @property
     def bounded_retries(self) -> bool:
         """False for asyncworker's behaviour: REQUEUE is a plain broker requeue."""
         return self.max_retries is not None or self.retry_delay > 0
@@ -429,6 +444,7 @@ class ConsumerSettings:
         check_handle(consumer)
         check_model_fits(consumer)
         check_backoffs(consumer)
+        check_stream_rules(consumer)
         return cls(
             **{
                 **declared,
@@ -564,6 +580,7 @@ class BulkConsumer(abc.ABC):
     max_concurrent_bulks: ClassVar[int]
     connection: ClassVar[str]
     group_by: ClassVar[Any]
+    stream_offset: ClassVar[Any]
     __bulkworker_abstract__: ClassVar[bool] = True
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:

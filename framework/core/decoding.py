@@ -9,10 +9,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import cattrs
 from cattrs.v import format_exception
 
 from framework.core.serialization import DEFAULT_CONVERTER, WrongType
+from framework.core.validation import locate_validator_errors
 from framework.errors import DecodeError
 
 
@@ -114,7 +116,8 @@ def body_decoder(
     decode = custom or decode_body
     if model is None:
         return decode if custom is None else guarded(custom)
-    structure = (converter or DEFAULT_CONVERTER).get_structure_hook(model)
+    converter = converter or DEFAULT_CONVERTER
+    structure = converter.get_structure_hook(model)
     if custom is not None:
         decode = guarded(custom)
 
@@ -123,6 +126,7 @@ def body_decoder(
         try:
             return structure(value, model)
         except Exception as error:
+            locate_validator_errors(error, value, converter)
             raise DecodeError(describe_invalid(error, model), reason="invalid") from None
 
     return decode_into_model
@@ -154,6 +158,19 @@ def explain(error: BaseException, kind: type | None) -> str:
     """One problem in words: the strict converter's own, or an attrs validator's message."""
     if isinstance(error, WrongType):
         return str(error)
-    if type(error) is ValueError and str(error):  # attrs validators raise plain ValueErrors
-        return str(error)
+    if is_validator_error(error):
+        return str(error.args[0])
     return format_exception(error, kind)
+
+
+def is_validator_error(error: BaseException) -> bool:
+    """An attrs validator's error: a plain ValueError, or one naming its attribute.
+
+    ``in_``, ``instance_of`` and ``matches_re`` add the attribute and the values
+    as further args; the first arg is the sentence either way.
+    """
+    if not (error.args and isinstance(error.args[0], str)):
+        return False
+    if type(error) is ValueError:
+        return True
+    return type(error) is TypeError and any(isinstance(a, attrs.Attribute) for a in error.args)

@@ -28,6 +28,7 @@ from framework.core.moves import Mover
 from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT, OutageGuard
 from framework.core.outcome import Move, OutcomeKind, Router, Verdict, describe_error
 from framework.core.settlement import SettlementReport, Settler
+from framework.core.stream import StreamPosition
 from framework.core.watch import (
     Bulk,
     BulkDone,
@@ -181,6 +182,8 @@ class BulkEngine:
         self.outage = OutageGuard(
             self.settings, self._clock, self._wake.set, consumer_timeout=self._consumer_timeout
         )
+        # A stream is read by offset: where it resumes after a reconnect or a pause.
+        self.stream = StreamPosition.of(self.settings, self._handler)
         self.bulks_handled = 0
         self.handle_calls = 0
         self.dropped_closed = 0
@@ -247,6 +250,8 @@ class BulkEngine:
         keeps the arrival order.
         """
         self.settler.ledger.track(message.delivery)
+        if self.stream is not None and not self.stream.delivered(message):
+            return self._credit([message])
         self.watchers.received(message)
         if not self.outage.taking_deliveries:
             return self._give_back([message])  # sent before the pause took effect
@@ -398,6 +403,10 @@ class BulkEngine:
             self._drops_to_report += self.drop_closed()
             return self._take_due_bulk()
         messages, reason, waited = self._buffers.take(buffer)
+        if self.stream is not None:
+            messages = self._skip_settled(messages)
+            if not messages:
+                return self._take_due_bulk()
         bulk = Bulk(self.settings.name, messages, reason, waited)
         self.watchers.bulk_taken(bulk)
         return bulk
@@ -518,10 +527,15 @@ class BulkEngine:
         self._wake.set()
 
     async def _give_back(self, messages: Sequence[Message[Any]]) -> None:
-        """Requeue ``messages`` to the broker: not handled, not counted as an attempt."""
+        """Requeue ``messages`` to the broker: not handled, not counted as an attempt.
+
+        A stream takes nothing back: they are acked for credit only, and read
+        again from the stream position, which stays before them.
+        """
         if not messages:
             return
-        report = await self.settler.settle([(m.delivery, Actions.REQUEUE) for m in messages])
+        action = Actions.ACK if self.stream is not None else Actions.REQUEUE
+        report = await self.settler.settle([(m.delivery, action) for m in messages])
         if self.watchers.members:
             name = self.settings.name
             for message in messages:
@@ -529,6 +543,21 @@ class BulkEngine:
                     Outcome(message, OutcomeKind.REQUEUE, "sink-unavailable", None, None, name)
                 )
         await self._warn_stale(report)
+
+    def _skip_settled(self, messages: list[Message[Any]]) -> list[Message[Any]]:
+        """Leave out stream messages settled since they arrived (re-read after a reconnect
+        while the bulk before them was still being handled): they are acked for credit."""
+        assert self.stream is not None
+        fresh, settled = self.stream.split(messages)
+        if settled:
+            task = asyncio.ensure_future(self._credit(settled))
+            self._refusals.add(task)
+            task.add_done_callback(self._refusals.discard)
+        return fresh
+
+    async def _credit(self, messages: Sequence[Message[Any]]) -> None:
+        """Ack stream deliveries settled before (read again after a reconnect): credit only."""
+        await self.settler.settle([(m.delivery, Actions.ACK) for m in messages])
 
     def _pass_exit_requests(self) -> None:
         requests, self._exit_requests = self._exit_requests, []
@@ -680,6 +709,8 @@ class BulkEngine:
     ) -> tuple[SettlementReport, dict[OutcomeKind, int]]:
         """Settle what can be settled now, start the moves; what each verdict became."""
         now, moves = self._router.route(verdicts)
+        if self.stream is not None:
+            self.stream.settled(verdict.message for verdict in verdicts)
         report = await self.settler.settle(now)
         if self.watchers.members:
             by_delivery = {verdict.message.delivery: verdict for verdict in verdicts}

@@ -15,6 +15,8 @@ TIME_HEADER = "x-bulkworker-dead-lettered-at"
 CONVERTED_HEADER = "x-bulkworker-converted"
 # The names of the original's headers left out of a copy that would not fit a frame.
 DROPPED_HEADER = "x-bulkworker-dropped-headers"
+# The position of a delivery in a stream, set by the broker on every delivery from a stream queue.
+STREAM_OFFSET_HEADER = "x-stream-offset"
 # Every header the framework sets starts with it.
 OWN_PREFIX = "x-bulkworker-"
 

@@ -39,6 +39,7 @@ class Message(Generic[BodyT]):
     message_id: str | None = None
     redelivered: bool = False
     properties: Any = None  # the AMQP properties as received, kept for retries and dead letters
+    stream_offset: int | None = None  # the position in a stream queue; None for other queues
     _decision: Actions | None = attrs.field(default=None, init=False)
     _reason: str | None = attrs.field(default=None, init=False)
     _unavailable: bool = attrs.field(default=False, init=False)

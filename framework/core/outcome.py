@@ -101,6 +101,11 @@ class Router:
     def _requeue(
         self, verdict: Verdict, settle: list[tuple[Delivery, Actions]], moves: list[Move]
     ) -> None:
+        if self.settings.reads_stream:
+            # A stream takes nothing back (the broker closes the connection on a nack).
+            refused = attrs.evolve(verdict, reason="requeue-on-stream")
+            self._reject(refused, verdict.message.attempts, settle, moves)
+            return
         if not self.settings.bounded_retries:
             settle.append((verdict.message.delivery, Actions.REQUEUE))
             return

@@ -112,6 +112,12 @@ BULK_SIZE_SETTING = Gauge(
     ["consumer"],
     multiprocess_mode="livemax",
 )
+STREAM_OFFSET = Gauge(
+    "bulkworker_stream_offset",
+    "The first offset of a stream the consumer has not settled: where it reads on from.",
+    ["consumer", "queue"],
+    multiprocess_mode="livemax",
+)
 EVENT_LOOP_LAG = Histogram(
     "bulkworker_event_loop_lag_seconds",
     "How late the event loop ran a callback that was due.",
@@ -206,6 +212,7 @@ class Sampler:
             OLDEST_BUFFERED.labels(name).set(engine.oldest_buffered_seconds)
             MOVES_PENDING.labels(name).set(engine.moves_pending)
             self._sample_breaker(name, engine)
+            self._sample_stream(name, engine)
             consuming = set(runner.subscription.consuming)
             for queue in runner.settings.queues:
                 CONSUMERS_ACTIVE.labels(name, queue).set(1 if queue in consuming else 0)
@@ -219,6 +226,15 @@ class Sampler:
         if paused > counted:
             CONSUMER_PAUSED_SECONDS.labels(name).inc(paused - counted)
             self._paused_seconds[name] = paused
+
+    @staticmethod
+    def _sample_stream(name: str, engine: Any) -> None:
+        if engine.stream is None:
+            return
+        for queue in engine.settings.queues:
+            offset = engine.stream.next_offset(queue)
+            if offset is not None:
+                STREAM_OFFSET.labels(name, queue).set(offset)
 
     def start(self) -> None:
         if self._task is None:

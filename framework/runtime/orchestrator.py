@@ -368,13 +368,34 @@ class Orchestrator:
                 await self._stats.stop()
             await self._run_shutdown_hooks(budget.hooks)
         finally:
-            if self._wired:
-                self.container.unwire()
-            # Each connection closes within budget.connections (robust_connection).
-            await resolve(self.container.shutdown_resources())
-            if self.observation is not None:
-                await self.observation.stop()
-            self._stopping.set_result(None)
+            try:
+                await self._release()
+            finally:
+                # Whatever happened above, a second stop() (serve's) must not wait forever.
+                self._stopping.set_result(None)
+
+    async def _release(self) -> None:
+        if self._wired:
+            self.container.unwire()
+        await self._shut_down_resources()
+        if self.observation is not None:
+            await self.observation.stop()
+
+    async def _shut_down_resources(self) -> None:
+        # Each connection closes within budget.connections (robust_connection).
+        # A resource whose start a stop cancelled (SIGTERM while connecting) fails
+        # its shutdown with that CancelledError: the others are closed all the same.
+        # dependency-injector then stops at that resource, so a second round
+        # closes the rest.
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
+        for _ in range(2):
+            try:
+                await resolve(self.container.shutdown_resources())
+                return
+            except asyncio.CancelledError:
+                if task is not None and task.cancelling() > cancelling:
+                    raise  # this stop itself was cancelled
 
     async def _stop_consumers(self, budget: ShutdownBudget) -> None:
         # Each step has its own limit: see ShutdownBudget.

@@ -38,6 +38,7 @@ from framework.config.deployment import Deployment
 from framework.observe.health import Component, Health
 from framework.observe.health_file import health_path
 from framework.observe.http import ProbeServer
+from framework.runtime.shutdown import ABANDON_GRACE, ShutdownBudget
 
 CRASH_LIMIT = 5
 CRASH_WINDOW = 60.0
@@ -46,6 +47,9 @@ LONGEST_PAUSE = 30.0
 # A health file older than this means the worker's loop is not answering.
 STALE_AFTER = 3.0
 POLL_EVERY = 0.1
+# After its stop, a worker closes its event loop (up to two abandon graces) and
+# its interpreter exits; on a loaded machine that takes a moment too.
+EXIT_GRACE = 2 * ABANDON_GRACE + 2.0
 
 WorkerMain = Callable[[int], None]
 
@@ -189,21 +193,36 @@ class Supervisor:
             file=sys.stderr,
         )
 
+    @property
+    def stop_bound(self) -> float:
+        """The longest a worker may take to stop before it is killed: its shutdown budget."""
+        return ShutdownBudget(self.settings.shutdown_timeout).total + EXIT_GRACE
+
     async def _stop_all(self) -> None:
-        """Ask each worker to stop; after the shutdown timeout and a grace, end them."""
+        """Ask each worker to stop; past :attr:`stop_bound`, kill those still running."""
         for worker in self.workers:
             if worker.alive and self.signals == 0 and worker.process is not None:
                 os.kill(worker.process.pid or 0, signal.SIGTERM)
-        deadline = time.monotonic() + self.settings.shutdown_timeout + 5.0
-        while any(worker.alive for worker in self.workers):
-            if time.monotonic() > deadline:
-                for worker in self.workers:
-                    if worker.alive and worker.process is not None:
-                        worker.process.kill()
+        deadline = time.monotonic() + self.stop_bound
+        while time.monotonic() < deadline:
+            if not any(worker.alive for worker in self.workers):
+                break
             await asyncio.sleep(POLL_EVERY)
         for worker in self.workers:
+            self._kill_if_running(worker)
             if worker.process is not None:
                 forget_worker_metrics(worker.process.pid, self.directory)
+
+    def _kill_if_running(self, worker: Worker) -> None:
+        if worker.process is None or not worker.alive:
+            return
+        print(
+            f"bulkworker: warning: worker {worker.index} did not stop within "
+            f"{self.stop_bound:g}s: killed (the broker requeues what it held)",
+            file=sys.stderr,
+        )
+        worker.process.kill()
+        worker.process.join(EXIT_GRACE)
 
     def _worker_health(self, worker: Worker) -> dict[str, Any]:
         try:

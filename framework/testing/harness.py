@@ -1,9 +1,10 @@
 """The consumer test harness: one consumer class through the real engine, no broker needed."""
 
 import asyncio
+import difflib
 import itertools
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import aio_pika
@@ -14,6 +15,7 @@ from framework.amqp.connection import connect
 from framework.amqp.publisher import Publisher
 from framework.core.consumer import BulkConsumer
 from framework.core.engine import BulkEngine
+from framework.core.headers import STREAM_OFFSET_HEADER
 from framework.core.layout import retry_queue
 from framework.core.message import Delivery, Message
 from framework.core.outcome import Move
@@ -28,6 +30,7 @@ from framework.testing.publisher import (
 )
 from framework.wiring.assembly import build_handlers, plan
 from framework.wiring.container import Container
+from framework.wiring.injection import container_name
 
 
 @attrs.frozen
@@ -74,6 +77,7 @@ class ConsumerHarness:
     ) -> None:
         self.consumer_class = consumer
         self.orchestrator = orchestrator
+        self._default_container = container is None and orchestrator is None
         if container is None:
             container = orchestrator.container if orchestrator is not None else Container()
         self.container = container
@@ -99,7 +103,7 @@ class ConsumerHarness:
     async def __aenter__(self) -> "ConsumerHarness":
         for name, value in self.overrides.items():
             if getattr(self.container, name, None) is None:
-                raise KeyError(f"the container has no provider {name!r} to override")
+                raise KeyError(self._no_provider(name))
             self._override(name, value)
         if not self.real:
             self._go_offline()
@@ -110,6 +114,22 @@ class ConsumerHarness:
             self._restore()
             raise
         return self
+
+    def _no_provider(self, name: str) -> str:
+        """Why ``name`` cannot be overridden, and what to pass instead."""
+        known = sorted(getattr(self.container, "providers", {}))
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        if self._default_container:
+            return (
+                f"the container has no provider {name!r} to override{hint}: with no container= "
+                f"argument the harness uses the default container, {Container.__module__}."
+                f"{Container.__name__}, which knows only the framework's own providers; pass "
+                f"your container: ConsumerHarness(..., container=YourContainer(), "
+                f"overrides={{{name!r}: ...}})"
+            )
+        owner = container_name(self.container)
+        return f"the container ({owner}) has no provider {name!r} to override{hint}"
 
     def _override(self, name: str, value: Any) -> None:
         getattr(self.container, name).override(providers.Object(value))
@@ -259,6 +279,7 @@ class _FakeBroker:
         self.worker: asyncio.Task[None] | None = None
         self.queues: list[str] = []
         self.pending: set[asyncio.Task[None]] = set()
+        self.offsets: dict[str, Iterator[int]] = {}  # a stream queue's next offsets
 
     async def start(self) -> None:
         harness = self.harness
@@ -273,7 +294,16 @@ class _FakeBroker:
             settings, handler, clock=harness.clock, log=harness.log, publisher=self
         )
         harness.watch(self.engine)
+        await self._start_streams()
         self.worker = asyncio.create_task(self.engine.run())
+
+    async def _start_streams(self) -> None:
+        """Number a stream's messages as the broker would, from where the consumer starts."""
+        if self.engine.stream is None:
+            return
+        for queue in self.queues:
+            start = await self.engine.stream.start_of(queue)  # calls stored_offset, as at start
+            self.offsets[queue] = itertools.count(start if isinstance(start, int) else 0)
 
     async def publish(
         self,
@@ -294,6 +324,10 @@ class _FakeBroker:
         content_type: str | None,
         message_id: str | None,
     ) -> None:
+        offsets = self.offsets.get(queue)
+        offset = None if offsets is None else next(offsets)
+        if offset is not None:
+            headers = {**headers, STREAM_OFFSET_HEADER: offset}
         message = Message(
             body=raw,
             raw=raw,
@@ -303,6 +337,7 @@ class _FakeBroker:
             headers=headers,
             content_type=content_type,
             message_id=message_id,
+            stream_offset=offset,
         )
         refusal = self.engine.receive(message)
         if refusal is not None:

@@ -48,6 +48,8 @@ def plan(source: ConsumerSource, container: Any, check_connections: bool = True)
     if check_connections:
         for consumer in settings:
             check_connection(consumer, deployment)
+    for consumer in settings:
+        check_stream_workers(consumer, deployment)
     task_settings = tuple(TaskSettings.of(task) for task in tasks)
     return Plan(deployment, tuple(consumers), settings, tuple(tasks), task_settings)
 
@@ -58,6 +60,16 @@ def check_connection(consumer: ConsumerSettings, deployment: Deployment) -> None
             f"{consumer.name}.connection is {consumer.connection!r}, but "
             f"{url_variable(consumer.connection)} is not set: set it to that connection's "
             "RabbitMQ URL"
+        )
+
+
+def check_stream_workers(consumer: ConsumerSettings, deployment: Deployment) -> None:
+    """Every worker would read a whole stream: each message would be handled once per worker."""
+    if consumer.reads_stream and deployment.workers > 1:
+        raise ConsumerDefinitionError(
+            f"{consumer.name} reads a stream, and every one of the {deployment.workers} "
+            "workers would read and handle every message of it: run it with --workers 1 "
+            "(a deployment of its own), or give each worker a stream of its own"
         )
 
 

@@ -6,13 +6,16 @@ from dependency_injector import containers, providers
 
 from framework.amqp.urls import redact
 from framework.config.deployment import resolve_deployment
+from framework.sinks.pool import pool_of
 from framework.wiring.resources import (
     open_connection,
     open_connections,
     open_logger,
+    open_postgres,
     open_publisher,
     open_publishers,
 )
+from framework.wiring.sink_clients import client_of, open_sink_clients
 
 
 class Container(containers.DeclarativeContainer):
@@ -27,6 +30,13 @@ class Container(containers.DeclarativeContainer):
     ``connections`` and ``publishers`` give those of a named connection
     (``await publishers.of("analytics")``; its URL from
     ``BULKWORKER_AMQP_URL_ANALYTICS``), each opened when first asked for.
+    ``postgres`` is an ``asyncpg.Pool`` on ``BULKWORKER_POSTGRES_DSN`` (the
+    ``postgres`` extra), made when a consumer or task first asks for it and
+    closed on shutdown before the logger.
+    ``elasticsearch`` and ``mongodb`` give an ``AsyncElasticsearch`` and a
+    pymongo ``AsyncMongoClient`` on ``BULKWORKER_ELASTICSEARCH_URL`` and
+    ``BULKWORKER_MONGODB_URL``, opened the first time a consumer asks for one
+    (``es: AsyncElasticsearch = Provide["elasticsearch"]``) and closed on shutdown.
     """
 
     config = providers.Configuration()
@@ -40,7 +50,12 @@ class Container(containers.DeclarativeContainer):
     publishers = providers.Resource(
         open_publishers, settings=settings, logger=logger, default=publisher
     )
+    sink_clients = providers.Resource(open_sink_clients, settings=settings)
+    elasticsearch = providers.Coroutine(client_of, sink_clients, "elasticsearch")
+    mongodb = providers.Coroutine(client_of, sink_clients, "mongodb")
     state = providers.Singleton[dict[str, Any]](dict)
+    postgres_on_demand = providers.Resource(open_postgres, settings=settings)
+    postgres = providers.Singleton(pool_of, postgres_on_demand)
 
 
 __all__ = ["Container", "open_connection", "redact"]

@@ -10,24 +10,27 @@ them work too. A marker the container cannot resolve fails the start.
 
 import inspect
 import sys
+import types
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, TypeVar, cast, get_args, get_origin
 
 import attrs
-from dependency_injector import containers
+from dependency_injector import containers, providers
 from dependency_injector.wiring import Closing, Provide, Provider, ProvidersMap
 
 from framework.core.abc import Handler
 from framework.core.consumer import BulkConsumer
 from framework.core.message import Message
 from framework.core.periodic import PeriodicTask
-from framework.errors import ConsumerDefinitionError
+from framework.errors import ConfigurationError, ConsumerDefinitionError
 
 # The stubs type markers as instances; at run time they are classes.
 PROVIDE = cast(type, Provide)
 PROVIDER = cast(type, Provider)
 CLOSING = cast(type, Closing)
 MARKERS = (PROVIDE, PROVIDER, CLOSING)
+# Providers that make one object for everyone who asks (resources are opened at start anyway).
+SHARED = providers.BaseSingleton
 T = TypeVar("T")
 
 
@@ -52,6 +55,7 @@ async def build_consumer(
     """Instantiate ``cls`` with its services and return it with its injecting handler."""
     resolver = Resolver(container)
     per_bulk = resolver.injections(cls.handle, f"{cls.__name__}.handle")
+    await make_shared(per_bulk, f"{cls.__name__}.handle")
     consumer = await instantiate(cls, resolver)
     return consumer, injecting_handler(consumer, per_bulk)
 
@@ -62,6 +66,7 @@ async def build_task(
     """Instantiate a periodic task with its services; return the call for one run."""
     resolver = Resolver(container)
     per_run = resolver.injections(cls.run, f"{cls.__name__}.run")
+    await make_shared(per_run, f"{cls.__name__}.run")
     task = await instantiate(cls, resolver)
 
     async def run() -> None:
@@ -87,16 +92,34 @@ async def instantiate(cls: type[T], resolver: "Resolver") -> T:
     return instance
 
 
+async def make_shared(injections: list[Injection], owner: str) -> None:
+    """Make the singletons a call will be given, at start.
+
+    They are made once anyway; making them now turns a service that cannot be
+    made (a database pool without its DSN) into a failed start instead of a
+    failed first bulk. Factories are still called per bulk or per run.
+    """
+    for injection in injections:
+        if injection.gives_provider or not isinstance(injection.provider, SHARED):
+            continue
+        try:
+            await injection.value()
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{owner} parameter {injection.name!r}: {error}") from error
+
+
 def injecting_handler(consumer: BulkConsumer, injections: list[Injection]) -> Handler:
     if not injections:
         return consumer.handle
 
-    async def handle(messages: list[Message[Any]]) -> None:
+    async def handle(self: BulkConsumer, messages: list[Message[Any]]) -> None:
         # Resolved per bulk, so a Factory gives each bulk its own object.
         services = {injection.name: await injection.value() for injection in injections}
-        await consumer.handle(messages, **services)
+        await self.handle(messages, **services)
 
-    return handle
+    # Bound, so that the engine finds the consumer's other hooks (stored_offset) as for
+    # a plain ``consumer.handle``.
+    return types.MethodType(handle, consumer)
 
 
 class Resolver:

@@ -20,6 +20,7 @@ from framework.core.abc import EventLog
 from framework.core.consumer import DEFAULT_CONNECTION
 from framework.errors import ConfigurationError
 from framework.observe.log import BulkworkerLogger, build_logger
+from framework.sinks.pool import PoolOnDemand, open_pool_on_demand
 
 
 async def open_logger(settings: Deployment, fd: int = 1) -> AsyncIterator[BulkworkerLogger]:
@@ -152,3 +153,11 @@ async def open_publishers(
         yield publishers
     finally:
         await publishers.close()
+
+
+async def open_postgres(settings: Deployment) -> AsyncIterator[PoolOnDemand]:
+    """Container resource: the deployment's PostgreSQL pool, made on first use."""
+    async for pools in open_pool_on_demand(
+        settings.postgres_dsn, settings.postgres_pool_size, settings.shutdown_timeout
+    ):
+        yield pools

@@ -2,7 +2,8 @@
 
 TEST_MODE: ``swallow`` (handle ignores cancellation forever), ``cancel`` (the
 consumer's worker task is cancelled from outside), ``raise`` (handle raises),
-``exit`` (handle calls ``sys.exit(3)``), else handle does nothing.
+``exit`` (handle calls ``sys.exit(3)``), ``block`` (handle blocks the event loop for
+ten minutes: the process no longer answers signals), else handle does nothing.
 TEST_PAUSE / TEST_RESUME: the constructor touches the first file, then blocks
 until the second exists (so a test can act between connecting and declaring).
 """
@@ -47,5 +48,7 @@ class Misbehaving(BulkConsumer):
             await asyncio.sleep(1)
         if mode == "exit":
             raise SystemExit(3)
+        if mode == "block":
+            time.sleep(600)
         if mode == "raise":
             raise RuntimeError("refused")

@@ -1,0 +1,146 @@
+"""Reading a stream: a stream BulkConsumer against a plain aio-pika stream consumer, in one run.
+
+    python benchmarks/stream_read.py [--messages 100000] [--rounds 2]
+
+One stream queue is filled once with N 200-byte JSON messages; a stream keeps
+them, so every contender reads the same messages from ``first``. Both read
+with bulks of 500 and prefetch 1000 on the same event loop and do the same
+work: decode each body, one unit of "store" work per bulk. The baseline is
+aio-pika the ordinary way for a stream: ``basic.qos``, ``queue.consume`` with
+``x-stream-offset: first``, a buffer, one ``ack(multiple=True)`` per bulk.
+Rounds alternate and the best round of each counts.
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiormq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.throughput import AMQP_URL, BULK_SIZE, PREFETCH, PUBLISH_WINDOW, body, store
+from framework import Actions, BulkConsumer, Container, Message, Orchestrator
+from framework.runtime.process import loop_factory
+
+STREAM = {"x-queue-type": "stream"}
+
+
+async def fill_stream(count: int) -> str:
+    queue = f"bulkworker.bench.stream.{uuid.uuid4().hex[:8]}"
+    connection = await aiormq.connect(AMQP_URL)
+    channel = await connection.channel()
+    await channel.queue_declare(queue, durable=True, arguments=STREAM)
+    properties = aiormq.spec.Basic.Properties(content_type="application/json", delivery_mode=2)
+    for start in range(0, count, PUBLISH_WINDOW):
+        numbers = range(start, min(start + PUBLISH_WINDOW, count))
+        await asyncio.gather(
+            *(
+                channel.basic_publish(body(n), routing_key=queue, properties=properties)
+                for n in numbers
+            )
+        )
+    await connection.close()
+    return queue
+
+
+async def delete_stream(queue: str) -> None:
+    connection = await aiormq.connect(AMQP_URL)
+    channel = await connection.channel()
+    await channel.queue_delete(queue)
+    await channel.queue_delete(f"{queue}.dlq")
+    await connection.close()
+
+
+async def run_framework(queue: str, count: int) -> float:
+    done = asyncio.Event()
+    handled = 0
+
+    class StreamBench(BulkConsumer):
+        queues = [queue]
+        queue_arguments = STREAM
+        stream_offset = "first"
+        on_exception = Actions.REJECT
+        bulk_size = BULK_SIZE
+        prefetch = PREFETCH
+        flush_interval = 1.0
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            nonlocal handled
+            store([message.body for message in messages])
+            handled += len(messages)
+            if handled >= count:
+                done.set()
+
+    container = Container()
+    container.config.amqp_url.from_value(AMQP_URL)
+    container.config.log_level.from_value("WARNING")
+    async with Orchestrator([StreamBench], container):
+        started = time.perf_counter()
+        await done.wait()
+        return time.perf_counter() - started
+
+
+async def run_baseline(queue: str, count: int) -> float:
+    done = asyncio.Event()
+    handled = 0
+    buffer: list[tuple[aio_pika.abc.AbstractIncomingMessage, Any]] = []
+    connection = await aio_pika.connect_robust(AMQP_URL)
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=PREFETCH)
+    source = await channel.declare_queue(queue, durable=True, arguments=STREAM)
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        nonlocal handled
+        buffer.append((message, json.loads(message.body)))
+        if len(buffer) >= BULK_SIZE:
+            bulk = buffer[:]
+            buffer.clear()
+            store([decoded for _, decoded in bulk])
+            await bulk[-1][0].ack(multiple=True)
+            handled += len(bulk)
+            if handled >= count:
+                done.set()
+
+    started = time.perf_counter()
+    tag = await source.consume(on_message, arguments={"x-stream-offset": "first"})
+    await done.wait()
+    elapsed = time.perf_counter() - started
+    await source.cancel(tag)
+    await connection.close()
+    return elapsed
+
+
+async def main(arguments: argparse.Namespace) -> None:
+    count, rounds = arguments.messages, arguments.rounds
+    contenders = [("aio-pika", run_baseline), ("bulkworker", run_framework)]
+    best = {name: float("inf") for name, _ in contenders}
+    queue = await fill_stream(count)
+    try:
+        for round_number in range(rounds):
+            for name, contender in contenders:
+                elapsed = await contender(queue, count)
+                rate = count / elapsed
+                print(f"round {round_number + 1}: {name:<10} {rate:>9,.0f} msg/s ({elapsed:.2f}s)")
+                best[name] = min(best[name], elapsed)
+    finally:
+        await delete_stream(queue)
+    framework, baseline = count / best["bulkworker"], count / best["aio-pika"]
+    print(
+        f"stream read, best of {rounds}: bulkworker {framework:,.0f} msg/s, "
+        f"aio-pika {baseline:,.0f} msg/s, ratio {framework / baseline:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="bulkworker vs aio-pika reading a stream")
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(main(parser.parse_args()))
