@@ -637,3 +637,24 @@ async def test_the_vhost_is_the_one_the_client_connects_to(
     assert vhost == document["channels"]["orders"]["bindings"]["amqp"]["queue"]["vhost"]
     assert pathname == document["servers"]["default"]["pathname"]
     assert vhost == aiormq.Connection(url).vhost
+
+
+def test_a_stream_shows_its_type_and_offset_and_no_retries() -> None:
+    """A stream queue: its type in the binding, where reading starts, and no retry operation,
+    since a stream takes nothing back."""
+
+    class Ticks(BulkConsumer):
+        queues = ["ticks"]
+        queue_arguments = {"x-queue-type": "stream"}
+        stream_offset = "first"
+        on_exception = Actions.REJECT
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            return None
+
+    document = made(Ticks)
+    assert "stream" == document["channels"]["ticks"]["bindings"]["amqp"]["x-bulkworker-queue-type"]
+    receive = document["operations"]["Ticks.receive.ticks"]
+    assert "first" == receive["x-bulkworker-stream-offset"]
+    assert "A stream, read from first" in receive["description"]
+    assert ["Ticks.receive.ticks", "Ticks.dead-letter.ticks.dlq"] == list(document["operations"])

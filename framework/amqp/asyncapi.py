@@ -196,7 +196,7 @@ class AsyncApiDocument:
             made = retry_channel(settings, queue, retry, vhost)
             channel = self.add_channel(settings, retry, made, message)
             text = f"Moves retries of {queue} here to wait."
-        elif settings.bounded_retries:
+        elif settings.bounded_retries and not settings.reads_stream:
             channel, text = own, f"Puts retries back at the tail of {queue}, attempts counted."
         else:  # plain requeues: the broker's, no copy is sent
             return
@@ -441,6 +441,9 @@ def handling(settings: ConsumerSettings, queue: str) -> str:
         f"raises: {settings.on_exception.name}."
     )
     dead = settings.dead_letter_queue_for(queue)
+    if settings.reads_stream:  # a stream takes nothing back: no retries, no requeues
+        offset = json_value(settings.stream_offset) or "next"
+        return text + f" A stream, read from {offset}; it takes no message back."
     if settings.max_retries is not None:
         text += f" A message is retried at most {settings.max_retries} times"
         text += f", then dead-lettered to {dead}." if dead else ", then rejected to the broker."
