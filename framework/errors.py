@@ -25,6 +25,14 @@ class QueueError(BulkworkerError, LookupError):
     """A queue is missing, declared differently, or not accessible."""
 
 
+class BrokerPluginError(QueueError):
+    """The broker lacks a plugin a consumer needs (the message says how to enable it)."""
+
+
+class PartitionKeyError(BulkworkerError, ValueError):
+    """A message cannot be routed to a partition: no usable key, or no partitions to route to."""
+
+
 class DecodeError(BulkworkerError, ValueError):
     """A message body does not match its content type, decoder or model.
 

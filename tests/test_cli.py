@@ -154,9 +154,10 @@ def test_list_prints_effective_settings() -> None:
         "outage_backoff",
         "max_concurrent_bulks",
         "connection",
+        "partitions",
     ]
     expected = ["EnvConsumer", "q.listed", "25", "50", "600s", "ACK", "REQUEUE", "True", "-"]
-    assert [*expected, "{queue}.dlq", "5", "0s", "1s", "1", "default"] == row.split()
+    assert [*expected, "{queue}.dlq", "5", "0s", "1s", "1", "default", "None"] == row.split()
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["list"]])

@@ -41,6 +41,7 @@ NOT_RUN = {
     "docker run": "installing RabbitMQ: it is already running for the suite",
     "pip install": "installing bulkworker: the suite runs from the installed checkout",
     "python examples/": "run and checked by tests/test_examples.py",
+    "rabbitmq-plugins enable": "enabling a broker plugin: the tests that need it enable it",
 }
 
 

@@ -1,6 +1,7 @@
 """Every metric on /metrics, from known traffic on the real broker, read as deltas."""
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -111,6 +112,10 @@ async def test_known_traffic_shows_in_every_metric(broker: Broker) -> None:
     assert 4 == delta(before, after, "bulkworker_bulk_wait_seconds_count", **labels)
     assert 4 == delta(before, after, "bulkworker_handle_seconds_count", **labels, outcome="success")
     assert 300 == value(after, "bulkworker_bulk_size_setting", **labels)
+    assert 300 == value(after, "bulkworker_bulk_size_target", **labels)
+    assert 4 == delta(before, after, "bulkworker_bulk_bytes_count", **labels)
+    sent_bytes = sum(len(json.dumps({"n": n, "bad": n in (10, 20)})) for n in range(1000))
+    assert sent_bytes == delta(before, after, "bulkworker_bulk_bytes_sum", **labels)
     assert 1 == value(after, "bulkworker_consumers_active", **labels, queue=queue)
     assert 0 == value(after, "bulkworker_buffered_messages", **labels)
     assert 0 == value(after, "bulkworker_oldest_buffered_seconds", **labels)

@@ -69,6 +69,7 @@ READER = {"queue_arguments": STREAM, "on_exception": Actions.REJECT}
         ({**READER, "retry_delay": 5}, "retry_delay", "read by others"),
         ({**READER, "max_concurrent_bulks": 2}, "max_concurrent_bulks", "offset order"),
         ({**READER, "group_by": "customer"}, "group_by", "out of order"),
+        ({**READER, "partitions": 4}, "partitions", "read by every consumer"),
         ({**READER, "stream_offset": "start"}, "stream_offset", '"first", "last", "next"'),
         ({**READER, "stream_offset": -1}, "stream_offset", "at least 0"),
         ({**READER, "stream_offset": True}, "stream_offset", "got True"),

@@ -1,5 +1,7 @@
 """Turning one queue's deliveries into messages for an engine."""
 
+from collections.abc import Callable
+
 from aiormq.abc import DeliveredMessage
 
 from framework.core.engine import BulkEngine
@@ -10,14 +12,20 @@ from framework.core.stream import offset_of
 class QueueFeed:
     """Turns one queue's deliveries into messages for an engine."""
 
-    __slots__ = ("engine", "queue")
+    __slots__ = ("accepting", "engine", "queue")
 
-    def __init__(self, queue: str, engine: BulkEngine) -> None:
+    def __init__(
+        self, queue: str, engine: BulkEngine, accepting: Callable[[], bool] | None = None
+    ) -> None:
         self.queue = queue
         self.engine = engine
+        # False: leave the delivery unacked and untracked; closing the channel requeues it.
+        self.accepting = accepting
 
     async def deliver(self, delivered: DeliveredMessage) -> None:
         # Runs once per message in aiormq's delivery task: keep it short.
+        if self.accepting is not None and not self.accepting():
+            return
         frame = delivered.delivery
         properties = delivered.header.properties
         headers = properties.headers or {}

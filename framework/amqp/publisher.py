@@ -22,6 +22,7 @@ from framework.amqp.properties import PERSISTENT, properties_of
 from framework.amqp.trace_context import inject_trace_context
 from framework.core.closing import unless_closed
 from framework.core.outcome import Move
+from framework.core.partitions import partition_route
 from framework.core.serialization import DEFAULT_CONVERTER, encode_body
 from framework.errors import ChannelGoneError, PublishError, UnroutableError
 
@@ -99,6 +100,40 @@ class Publisher:
             exchange=exchange,
             properties=properties,
             mandatory=mandatory,
+        )
+
+    async def publish_partitioned(
+        self,
+        consumer: type[Any],
+        body: Any,
+        *,
+        key: str | None = None,
+        queue: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        content_type: str | None = None,
+        persistent: bool = True,
+    ) -> None:
+        """Publish ``body`` to the partition of a partitioned consumer that owns its key.
+
+        The message goes to the consistent-hash exchange named after the
+        consumer's queue, with the key as routing key: every message of one
+        key reaches the same partition queue, in the order published. The key
+        is ``key``, else what the consumer's ``partition_key`` reads from
+        ``body`` and ``headers``; ``queue`` picks one of the consumer's queues
+        when it has several. Raises :class:`PartitionKeyError` (before
+        sending) when there is no key or the consumer is not partitioned, and
+        what :meth:`publish` raises.
+        """
+        exchange, routing_key = partition_route(consumer, body, headers or {}, key, queue)
+        await self.publish(
+            body,
+            routing_key=routing_key,
+            exchange=exchange,
+            headers=headers,
+            message_id=message_id,
+            content_type=content_type,
+            persistent=persistent,
         )
 
     async def publish_many(

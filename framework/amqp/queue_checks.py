@@ -11,8 +11,20 @@ from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
 from framework.amqp.declarations import broker_reason, declare_on_probe
 from framework.amqp.hazards import PROBE_TIMEOUT, drop_head_hazard, moved_to
+from framework.amqp.partitions import (
+    count_mismatch,
+    count_partitions,
+    declare_hash_exchange,
+    exchange_exists,
+    plugin_enabled,
+    queue_exists,
+)
 from framework.amqp.publisher import publish_refusal
 from framework.core.consumer import ConsumerSettings
+from framework.core.partitions import ENABLE_PLUGIN, PLUGIN
+from framework.errors import BrokerPluginError, QueueError
+
+HASH_EXCHANGE_ROLE = "consistent-hash exchange"
 
 
 class QueueStatus(StrEnum):
@@ -24,9 +36,15 @@ class QueueStatus(StrEnum):
     MISSING = "missing"
     DIFFERS = "differs"
     CANNOT_PUBLISH = "cannot publish"
+    PLUGIN_MISSING = "plugin missing"
 
 
-PROBLEMS = (QueueStatus.MISSING, QueueStatus.DIFFERS, QueueStatus.CANNOT_PUBLISH)
+PROBLEMS = (
+    QueueStatus.MISSING,
+    QueueStatus.DIFFERS,
+    QueueStatus.CANNOT_PUBLISH,
+    QueueStatus.PLUGIN_MISSING,
+)
 
 
 @attrs.frozen
@@ -54,6 +72,10 @@ async def check_queues(
     underlay = await channel.get_underlay_channel()
     try:
         checks = [
+            await check_exchange(underlay.connection, settings, exchange)
+            for exchange in settings.exchanges
+        ]
+        checks += [
             await check_queue(underlay.connection, settings, queue, arguments, role)
             for queue, arguments, role in settings.declarations()
         ]
@@ -80,6 +102,43 @@ def with_move_hazards(
     if hazard is not None and check.role == "queue":
         return attrs.evolve(check, status=QueueStatus.WARNING, detail=hazard)
     return check
+
+
+async def check_exchange(amqp: Any, settings: ConsumerSettings, exchange: str) -> QueueCheck:
+    """The consistent-hash exchange of a partitioned queue: its plugin, its partition count."""
+    role = HASH_EXCHANGE_ROLE
+    found = await count_partitions(amqp, exchange, settings)
+    if found not in (0, settings.partitions):
+        detail = count_mismatch(settings, exchange, found)
+        return QueueCheck(settings.name, exchange, role, QueueStatus.DIFFERS, detail)
+    if await exchange_exists(amqp, exchange):
+        return await existing_exchange(amqp, settings, exchange)
+    if not await plugin_enabled(amqp.url):
+        detail = f"the {PLUGIN} plugin is not enabled: {ENABLE_PLUGIN}"
+        return QueueCheck(settings.name, exchange, role, QueueStatus.PLUGIN_MISSING, detail)
+    if settings.declare:
+        return QueueCheck(settings.name, exchange, role, QueueStatus.WILL_BE_DECLARED)
+    return QueueCheck(settings.name, exchange, role, QueueStatus.MISSING, "declare is False")
+
+
+async def existing_exchange(amqp: Any, settings: ConsumerSettings, exchange: str) -> QueueCheck:
+    """Declared again (nothing changes when it is right): another type, a plugin gone."""
+    role = HASH_EXCHANGE_ROLE
+    try:
+        await declare_hash_exchange(amqp.url, exchange, settings)
+    except BrokerPluginError:
+        detail = f"the {PLUGIN} plugin is not enabled: {ENABLE_PLUGIN}"
+        return QueueCheck(settings.name, exchange, role, QueueStatus.PLUGIN_MISSING, detail)
+    except QueueError as error:
+        return QueueCheck(settings.name, exchange, role, QueueStatus.DIFFERS, str(error))
+    if await queue_exists(amqp, exchange):
+        detail = (
+            f"a queue named {exchange!r} exists too: what is published to it through the default "
+            "exchange never reaches the partitions; move its messages and delete it"
+        )
+        return QueueCheck(settings.name, exchange, role, QueueStatus.WARNING, detail)
+    detail = f"{settings.partitions} partitions"
+    return QueueCheck(settings.name, exchange, role, QueueStatus.OK, detail)
 
 
 async def check_queue(

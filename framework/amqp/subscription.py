@@ -8,19 +8,28 @@ broker redelivers it) and consumes again on the new one.
 """
 
 import asyncio
+import contextlib
+from collections.abc import Coroutine
 from typing import Any
 
 import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aiormq.exceptions import AMQPError
 
 from framework.amqp.closing import CHANNEL_GONE_ERRORS
 from framework.amqp.connection import close_within
-from framework.amqp.declarations import declare
+from framework.amqp.declarations import declare, declare_on_probe
 from framework.amqp.feed import QueueFeed
+from framework.amqp.partitions import bind_partitions, prepare_partitions
 from framework.core.abc import EventLog
 from framework.core.engine import BulkEngine
 from framework.core.headers import STREAM_OFFSET_HEADER
+from framework.core.partitions import PartitionShare
 from framework.errors import QueueError
+
+# A worker waits this long for the worker a partition belongs to before taking it itself.
+STANDBY_WAIT = 10.0
+STANDBY_POLL = 0.25
 
 
 class Subscription:
@@ -33,8 +42,10 @@ class Subscription:
         log: EventLog,
         *,
         reconnect_max_delay: float = 30.0,
+        share: PartitionShare | None = None,
     ) -> None:
         self._connection = connection
+        self._share = share or PartitionShare()
         self._engine = engine
         self._log = log
         self._settings = engine.settings
@@ -45,6 +56,8 @@ class Subscription:
         self._waiting: dict[str, asyncio.Task[None]] = {}  # queue -> resubscribing task
         self._cancelled = False
         self._paused = False  # the engine's breaker is open: no consumers until it resumes
+        # A partitioned consumer stops taking deliveries but stays registered: see cancel().
+        self._holding_back = False
 
     def __repr__(self) -> str:
         return f"<Subscription {self._settings.name} consumers={len(self._consumers)}>"
@@ -60,8 +73,10 @@ class Subscription:
         self._channel = channel
         await channel.set_qos(prefetch_count=self._settings.prefetch)
         underlay = await channel.get_underlay_channel()
+        await prepare_partitions(underlay, self._settings)
         for queue, arguments, role in self._settings.declarations():
             await declare(underlay, queue, arguments, role, self._settings)
+        await bind_partitions(underlay, self._settings)
         await self._consume_all(underlay)
         channel.reopen_callbacks.add(self._on_reopen)
 
@@ -69,16 +84,19 @@ class Subscription:
         self._underlay = underlay
         underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
         self._consumers = {}
-        for queue in self._settings.queues:
+        own, others = self._share.split(self._settings.queues, self._settings.partitions)
+        for queue in own:
             await self._consume(underlay, queue)
+        for queue in others:
+            self._start_waiting(queue, self._stand_by(queue))
 
     async def _consume(self, underlay: aiormq.abc.AbstractChannel, queue: str) -> None:
         stream = self._engine.stream
         # A stream starts where this consumer left off, not where it was configured to.
         arguments = None if stream is None else await stream.consume_arguments(queue)
-        consume_ok = await underlay.basic_consume(
-            queue, QueueFeed(queue, self._engine).deliver, arguments=arguments
-        )
+        accepting = self._accepting if self._settings.exchanges else None
+        feed = QueueFeed(queue, self._engine, accepting)
+        consume_ok = await underlay.basic_consume(queue, feed.deliver, arguments=arguments)
         assert consume_ok.consumer_tag is not None
         self._consumers[consume_ok.consumer_tag] = queue
         if arguments is not None:
@@ -130,7 +148,27 @@ class Subscription:
             return
         self._paused = True
         await self._stop_resubscribing()
-        await self._cancel_consumers()
+        if self._settings.exchanges:
+            await self._hand_over()
+        else:
+            await self._cancel_consumers()
+
+    def _accepting(self) -> bool:
+        return not self._holding_back
+
+    async def _hand_over(self) -> None:
+        """Close the channel: the broker requeues what it holds and activates the next consumer.
+
+        For a single-active partition queue, ``basic.cancel`` would activate
+        the next consumer at once while this one still holds earlier messages
+        of the same keys; a channel close requeues them first, in one step.
+        The robust channel reopens, with no consumer until :meth:`resume`.
+        """
+        underlay = self._underlay
+        self._consumers = {}
+        if underlay is not None and not underlay.is_closed:
+            with contextlib.suppress(*CHANNEL_GONE_ERRORS):
+                await underlay.close()
 
     async def resume(self) -> None:
         """Consume every queue again (a queue that is gone is waited for, as after a cut)."""
@@ -173,19 +211,47 @@ class Subscription:
             "not consuming a queue: will consume it again when it is back",
             extra={"consumer": self._settings.name, "queue": queue, "reason": why},
         )
-        if queue not in self._waiting:
-            task = asyncio.create_task(self._resubscribe(queue))
-            self._waiting[queue] = task
-            task.add_done_callback(lambda _: self._waiting.pop(queue, None))
+        self._start_waiting(queue, self._resubscribe(queue))
 
-    async def _resubscribe(self, queue: str) -> None:
+    def _start_waiting(self, queue: str, consuming: Coroutine[Any, Any, None]) -> None:
+        if queue in self._waiting:
+            consuming.close()
+            return
+        task = asyncio.create_task(consuming)
+        self._waiting[queue] = task
+        task.add_done_callback(lambda _: self._waiting.pop(queue, None))
+
+    async def _stand_by(self, queue: str) -> None:
+        """Consume another worker's partition once that worker is registered on it.
+
+        Registered second, this consumer stands by and takes over when the
+        active one goes; if nobody comes within the wait, it takes the queue.
+        """
+        waited = 0.0
+        while waited < STANDBY_WAIT and not await self._has_consumer(queue):
+            await asyncio.sleep(STANDBY_POLL)
+            waited += STANDBY_POLL
+        await self._resubscribe(queue, announce=False)
+
+    async def _has_consumer(self, queue: str) -> bool:
+        underlay = self._underlay
+        if underlay is None or underlay.is_closed:
+            return False
+        try:
+            found = await declare_on_probe(underlay.connection, queue, passive=True)
+        except (AMQPError, *CHANNEL_GONE_ERRORS):
+            return False
+        return bool(found.consumer_count)
+
+    async def _resubscribe(self, queue: str, *, announce: bool = True) -> None:
         delay = 0.5
         while not self._cancelled and not self._paused:
             if await self._try_consume(queue):
-                await self._log.warning(
-                    "consuming the queue again",
-                    extra={"consumer": self._settings.name, "queue": queue},
-                )
+                if announce:
+                    await self._log.warning(
+                        "consuming the queue again",
+                        extra={"consumer": self._settings.name, "queue": queue},
+                    )
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._reconnect_max_delay)
@@ -203,10 +269,19 @@ class Subscription:
         return True
 
     async def cancel(self) -> None:
-        """Stop deliveries and wait for the broker to confirm: then nothing more arrives."""
+        """Stop deliveries and wait for the broker to confirm: then nothing more arrives.
+
+        A partitioned consumer stays registered and leaves what still arrives
+        unacked: were it cancelled, the next consumer of each partition would
+        start while this one still handles earlier messages of the same keys.
+        Its :meth:`close` then requeues the rest and hands the partitions over.
+        """
         self._cancelled = True
         await self._stop_resubscribing()
-        await self._cancel_consumers()
+        if self._settings.exchanges:
+            self._holding_back = True
+        else:
+            await self._cancel_consumers()
         self._underlay = None
         if self._channel is not None:
             self._channel.reopen_callbacks.discard(self._on_reopen)

@@ -130,15 +130,18 @@ def run_command(arguments: argparse.Namespace) -> int:
     orchestrator = orchestrator_for(arguments)
     settings = orchestrator.settings
     if settings.workers > 1:
-        worker = functools.partial(run_worker, arguments.target, arguments.container)
+        worker = functools.partial(
+            run_worker, arguments.target, arguments.container, settings.workers
+        )
         return Supervisor(settings, worker).run()
     return run_orchestrator(orchestrator)
 
 
-def run_worker(target: str, container: str | None, index: int) -> None:
+def run_worker(target: str, container: str | None, count: int, index: int) -> None:
     """One worker process of a supervised run: the same target, its own connections."""
     os.setpgrp()  # a terminal's Ctrl-C reaches the supervisor alone; it tells the workers
     os.environ["BULKWORKER_WORKER_ID"] = str(index)
+    os.environ["BULKWORKER_WORKER_COUNT"] = str(count)
     os.environ["BULKWORKER_WORKERS"] = "1"
     os.environ.pop("BULKWORKER_HTTP_PORT", None)  # the supervisor serves HTTP for all
     arguments = argparse.Namespace(target=target, container=container, command="run")

@@ -131,6 +131,14 @@ SETTINGS = (
         "this worker's index, `0` to `workers - 1`; set by the supervisor",
     ),
     Setting(
+        "worker_count",
+        "BULKWORKER_WORKER_COUNT",
+        1,
+        workers,
+        "how many workers the supervisor runs, set by it: a partitioned consumer's worker "
+        "`i` takes partitions `p` with `p % worker_count == i` first",
+    ),
+    Setting(
         "connect_timeout",
         "BULKWORKER_CONNECT_TIMEOUT",
         60.0,
@@ -240,6 +248,7 @@ class Deployment:
     metrics: bool
     workers: int
     worker_id: int
+    worker_count: int
 
     connect_timeout: float
     reconnect_max_delay: float

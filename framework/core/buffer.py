@@ -6,11 +6,18 @@ interval counted from that key's first message. Every buffered message holds
 one of the consumer's ``prefetch`` slots, so when they are all taken and no
 bulk is due, the key holding the oldest message is handed over at once
 (``pressure``): a long tail of keys never stops consumption.
+
+Each buffer keeps the cut of its next bulk as messages come: how many of its
+first messages the next bulk takes, their bytes, and whether it is complete —
+``size`` when it holds the target number of messages, ``bytes`` when
+``max_bulk_bytes`` is reached or the next message would pass it (a message
+larger than the limit makes a bulk of its own). Bytes are the bodies as
+received, ``len(message.raw)``.
 """
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Set
 from typing import Any
 
 from framework.core.abc import Clock, Timer
@@ -19,6 +26,7 @@ from framework.core.message import Message
 from framework.core.watch import FlushReason
 
 KeyOf = Callable[[Message[Any]], Hashable]
+TargetSize = Callable[[], int]
 NO_KEY = object()
 
 
@@ -26,17 +34,27 @@ class Buffer:
     """One key's buffered messages, the times they came, and the key's flush timer."""
 
     def __init__(
-        self, key: Hashable, settings: ConsumerSettings, clock: Clock, wake: Callable[[], None]
+        self,
+        key: Hashable,
+        settings: ConsumerSettings,
+        clock: Clock,
+        wake: Callable[[], None],
+        target: TargetSize,
     ) -> None:
         self.key = key
         self._settings = settings
         self._clock = clock
         self._wake = wake
+        self._target = target
         self.messages: deque[Message[Any]] = deque()
         self.arrivals: deque[float] = deque()
         self._timer: Timer | None = None
         self.due = False
         self.reason = FlushReason.INTERVAL
+        # The next bulk: its first `cut` messages, `cut_bytes` long, complete once `full`.
+        self.cut = 0
+        self.cut_bytes = 0
+        self.full: FlushReason | None = None
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -53,13 +71,38 @@ class Buffer:
         self.arrivals.append(self._clock.now())
         if self._timer is None and not self.due:
             self._timer = self._clock.call_later(self._settings.flush_interval, self._on_deadline)
-        if len(self.messages) >= self._settings.bulk_size:
+        if self.full is None:
+            self._extend(message, self._target())  # until full, every message is in the cut
+        if self.full is not None:
             self._wake()
 
+    def _extend(self, message: Message[Any], target: int) -> None:
+        """Count ``message``, the one after the cut, into the next bulk if it fits."""
+        limit = self._settings.max_bulk_bytes
+        size = len(message.raw)
+        if limit is not None and self.cut and self.cut_bytes + size > limit:
+            self.full = FlushReason.BYTES
+            return
+        self.cut += 1
+        self.cut_bytes += size
+        if self.cut >= target:
+            self.full = FlushReason.SIZE
+        elif limit is not None and self.cut_bytes >= limit:
+            self.full = FlushReason.BYTES
+
+    def recut(self) -> bool:
+        """Count the next bulk afresh (the front left, or the target moved); True if full."""
+        self.cut = self.cut_bytes = 0
+        self.full = None
+        target = self._target()
+        for message in self.messages:
+            self._extend(message, target)
+            if self.full is not None:
+                return True
+        return False
+
     def is_due(self, closing: bool) -> bool:
-        return bool(self.messages) and (
-            closing or self.due or len(self.messages) >= self._settings.bulk_size
-        )
+        return bool(self.messages) and (closing or self.due or self.full is not None)
 
     def force(self, reason: FlushReason) -> None:
         """Hand this key's partial bulk over without waiting for its interval."""
@@ -69,25 +112,26 @@ class Buffer:
             self._wake()
 
     def reason_now(self) -> FlushReason:
-        if len(self.messages) >= self._settings.bulk_size:
-            return FlushReason.SIZE
+        if self.full is not None:
+            return self.full
         return self.reason if self.due else FlushReason.SHUTDOWN
 
     def take(self) -> tuple[list[Message[Any]], FlushReason, float]:
         """The next bulk of this key, why it goes, and how long its first message waited."""
-        size = min(self._settings.bulk_size, len(self.messages))
+        size = self.cut
         reason = self.reason_now()
         waited = self._clock.now() - self.arrivals[0]
         taken = [self.messages.popleft() for _ in range(size)]
         for _ in range(size):
             self.arrivals.popleft()
+        self.recut()
         self.rearm()
         return taken, reason, waited
 
     def holds_closed(self) -> bool:
         """True if one of the next bulk's messages came on a channel that closed since."""
         checked = None
-        for message in itertools.islice(self.messages, self._settings.bulk_size):
+        for message in itertools.islice(self.messages, self.cut):
             channel = message.delivery.channel
             if channel is not checked:  # a bulk mostly shares one channel: check it once
                 if channel.is_closed:
@@ -105,6 +149,7 @@ class Buffer:
         dropped = len(self.messages) - len(kept)
         self.messages = deque(message for message, _ in kept)
         self.arrivals = deque(arrival for _, arrival in kept)
+        self.recut()
         self.rearm()
         return dropped
 
@@ -137,11 +182,13 @@ class Buffers:
         clock: Clock,
         wake: Callable[[], None],
         key_of: KeyOf | None = None,
+        target: TargetSize | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._wake = wake
         self.key_of = key_of
+        self._target = target or (lambda: settings.bulk_size)
         self._by_key: dict[Hashable, Buffer] = {}
         self.total = 0
 
@@ -154,13 +201,22 @@ class Buffers:
     def add(self, message: Message[Any], key: Hashable = NO_KEY) -> None:
         buffer = self._by_key.get(key)
         if buffer is None:
-            buffer = self._by_key[key] = Buffer(key, self._settings, self._clock, self._wake)
+            buffer = self._by_key[key] = Buffer(
+                key, self._settings, self._clock, self._wake, self._target
+            )
         buffer.add(message)
         self.total += 1
 
-    def due(self, closing: bool) -> Buffer | None:
-        """The due buffer whose first message is the oldest, if any is due."""
-        due = [buffer for buffer in self._by_key.values() if buffer.is_due(closing)]
+    def due(self, closing: bool, waiting: Set[Hashable] = frozenset()) -> Buffer | None:
+        """The due buffer whose first message is the oldest, if any is due.
+
+        Keys in ``waiting`` are passed over: a bulk of theirs is being handled.
+        """
+        due = [
+            buffer
+            for key, buffer in self._by_key.items()
+            if buffer.is_due(closing) and key not in waiting
+        ]
         return min(due, key=oldest_first) if due else None
 
     def take(self, buffer: Buffer) -> tuple[list[Message[Any]], FlushReason, float]:
@@ -170,11 +226,20 @@ class Buffers:
             del self._by_key[buffer.key]
         return taken
 
-    def relieve(self, occupied: int) -> None:
-        """All prefetch slots taken and nothing due: flush the key holding the oldest message."""
-        if self.total and occupied >= self._settings.prefetch:
-            oldest = min(self._by_key.values(), key=oldest_first)
-            oldest.force(FlushReason.PRESSURE)
+    def recut(self) -> None:
+        """The target size moved: count every key's next bulk again."""
+        full = [buffer.recut() for buffer in self._by_key.values()]  # every one, no short cut
+        if any(full):
+            self._wake()
+
+    def relieve(self, occupied: int, waiting: Set[Hashable] = frozenset()) -> None:
+        """All prefetch slots taken and nothing due: flush the key holding the oldest message.
+
+        A key in ``waiting`` cannot go now: the oldest of the others goes instead.
+        """
+        free = [buffer for key, buffer in self._by_key.items() if key not in waiting]
+        if free and occupied >= self._settings.prefetch:
+            min(free, key=oldest_first).force(FlushReason.PRESSURE)
 
     def force_all(self, reason: FlushReason) -> None:
         for buffer in self._by_key.values():

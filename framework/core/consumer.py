@@ -22,6 +22,11 @@ from framework.core import layout
 from framework.core.actions import Actions
 from framework.core.layout import DEFAULT_DEAD_LETTER_QUEUE, QueueDeclaration
 from framework.core.message import Message
+from framework.core.partitions import (
+    SINGLE_ACTIVE_CONSUMER,
+    partition_key_problem,
+    partition_queues,
+)
 from framework.core.serialization import DEFAULT_CONVERTER, json_converter, model_problem
 from framework.core.stream import check_stream_offset, check_stream_rules, reads_stream
 from framework.errors import ConsumerDefinitionError
@@ -184,6 +189,12 @@ def check_group_by(cls: type, name: str, value: object) -> None:
     raise fail(
         cls, name, f"must be a function (message) -> key, a header name, or None, got {value!r}"
     )
+
+
+def check_partition_key(cls: type, name: str, value: object) -> None:
+    problem = partition_key_problem(value)
+    if problem is not None:
+        raise fail(cls, name, problem)
 
 
 def check_decoder(cls: type, name: str, value: object) -> None:
@@ -368,7 +379,8 @@ class ConsumerSettings:
         None,
         check_group_by,
         "bulks of one key each: a function `(message) -> key`, or a header name; each key "
-        "fills its own bulk, with its own flush interval; `None`: one bulk for all",
+        "fills its own bulk, with its own flush interval; `None`: one bulk for all. With "
+        "`max_concurrent_bulks > 1`, bulks of one key run one at a time, in order",
     )
     stream_offset: Any = setting(
         None,
@@ -379,6 +391,52 @@ class ConsumerSettings:
         "reconnect resumes after the last settled message",
         '`None` (`"next"`)',
     )
+    max_bulk_bytes: int | None = setting(
+        None,
+        check_optional_positive_int,
+        "most bytes per bulk, counting each message's body as received (`len(message.raw)`, "
+        "before decoding; headers not counted): a bulk goes before the next message would pass "
+        "it, a larger message goes alone; per key with `group_by`; `None`: no limit",
+        unit="B",
+    )
+    adaptive_bulk_size: bool = setting(
+        False,
+        check_flag,
+        "adapt the bulk size to the sink: start at `bulk_size_min`, grow by steps while the time "
+        "per message does not rise, halve when `handle` fails, times out or passes "
+        "`bulk_latency_target`; never above `bulk_size`",
+    )
+    bulk_size_min: int | None = setting(
+        None,
+        check_optional_positive_int,
+        "the smallest bulk size `adaptive_bulk_size` goes down to, and where it starts",
+        "`1`",
+    )
+    bulk_latency_target: float | None = setting(
+        None,
+        check_optional_seconds,
+        "seconds a `handle` call may take with `adaptive_bulk_size`: a slower bulk halves the "
+        "size; `None`: only failures and a rising time per message shrink it",
+        unit="s",
+    )
+    partitions: int | None = setting(
+        None,
+        check_optional_positive_int,
+        "split each queue into this many queues `<queue>.p0` … behind a consistent-hash "
+        "exchange named `<queue>`, each with a single active consumer: one key is handled by "
+        "one worker at a time, in order. Fixed once declared; needs the "
+        "`rabbitmq_consistent_hash_exchange` plugin",
+        listed=True,
+    )
+    partition_key: Any = setting(
+        None,
+        check_partition_key,
+        "where the publisher helper finds a message's key: `'headers.<name>'`, "
+        "`'body.<field>'` (dotted for nested fields) or a function `(message) -> str`",
+    )
+    # The declared queue names that are consistent-hash exchanges (``partitions`` set):
+    # ``queues`` then holds their partition queues, which is what is consumed.
+    exchanges: tuple[str, ...] = ()
 
     def model_converter(self) -> cattrs.BaseConverter:
         """The converter that reads bodies into ``model``."""
@@ -445,14 +503,16 @@ class ConsumerSettings:
         check_model_fits(consumer)
         check_backoffs(consumer)
         check_stream_rules(consumer)
+        check_adaptive(consumer)
+        check_partitioning(consumer)
         return cls(
             **{
                 **declared,
                 "name": consumer.__name__,
-                "queues": tuple(consumer.queues),
+                **consumed_queues(consumer),
                 "flush_interval": float(consumer.flush_interval or default_flush_interval),
                 "prefetch": effective_prefetch(consumer),
-                "queue_arguments": dict(consumer.queue_arguments),
+                "queue_arguments": effective_queue_arguments(consumer),
                 "retry_delay": float(consumer.retry_delay),
                 "retry_backoff_max": float(consumer.retry_backoff_max),
                 "outage_backoff": float(consumer.outage_backoff),
@@ -460,11 +520,60 @@ class ConsumerSettings:
                 "handler_timeout": None
                 if consumer.handler_timeout is None
                 else float(consumer.handler_timeout),
+                "bulk_latency_target": None
+                if consumer.bulk_latency_target is None
+                else float(consumer.bulk_latency_target),
             }
         )
 
 
 STRICT_KEYS_CONVERTER = json_converter(forbid_extra_keys=True)
+
+
+def consumed_queues(consumer: type["BulkConsumer"]) -> dict[str, tuple[str, ...]]:
+    """``queues``, or each one's partition queues, and the exchanges in front of them."""
+    declared = tuple(consumer.queues)
+    if consumer.partitions is None:
+        return {"queues": declared, "exchanges": ()}
+    expanded = tuple(q for queue in declared for q in partition_queues(queue, consumer.partitions))
+    return {"queues": expanded, "exchanges": declared}
+
+
+def effective_queue_arguments(consumer: type["BulkConsumer"]) -> dict[str, Any]:
+    """``queue_arguments``; a partition queue has a single active consumer on top."""
+    arguments = dict(consumer.queue_arguments)
+    if consumer.partitions is not None:
+        arguments[SINGLE_ACTIVE_CONSUMER] = True
+    return arguments
+
+
+def check_partitioning(consumer: type["BulkConsumer"]) -> None:
+    """Partition settings that would lose the order they are there to keep fail now."""
+    if consumer.partitions is None:
+        if consumer.partition_key is not None:
+            raise fail(
+                consumer,
+                "partition_key",
+                "is set but partitions is None: set partitions = N to partition the queues",
+            )
+        return
+    if consumer.queue_arguments.get(SINGLE_ACTIVE_CONSUMER, True) is not True:
+        raise fail(
+            consumer,
+            "queue_arguments",
+            f"sets {SINGLE_ACTIVE_CONSUMER} to "
+            f"{consumer.queue_arguments[SINGLE_ACTIVE_CONSUMER]!r}, but partitions need it: "
+            "each partition queue has one active consumer, or keys lose their order",
+        )
+    if consumer.max_concurrent_bulks > 1 and consumer.group_by is None:
+        raise fail(
+            consumer,
+            "max_concurrent_bulks",
+            f"is {consumer.max_concurrent_bulks} with partitions = {consumer.partitions} and no "
+            "group_by: bulks handled at once would interleave one key's messages. Set group_by "
+            "to the partition key (a header name or a function (message) -> key; bulks of one "
+            "key then run one at a time), or max_concurrent_bulks = 1",
+        )
 
 
 def check_backoffs(consumer: type["BulkConsumer"]) -> None:
@@ -481,6 +590,23 @@ def check_backoffs(consumer: type["BulkConsumer"]) -> None:
             consumer,
             "retry_backoff_max",
             f"is {consumer.retry_backoff_max!r}, below retry_delay={consumer.retry_delay!r}",
+        )
+
+
+def check_adaptive(consumer: type["BulkConsumer"]) -> None:
+    """The adaptive settings mean nothing alone, and the range must not be empty."""
+    if not consumer.adaptive_bulk_size:
+        for name in ("bulk_size_min", "bulk_latency_target"):
+            if getattr(consumer, name) is not None:
+                raise fail(consumer, name, "has no effect unless adaptive_bulk_size = True")
+        return
+    minimum = consumer.bulk_size_min
+    if minimum is not None and minimum > consumer.bulk_size:
+        raise fail(
+            consumer,
+            "bulk_size_min",
+            f"is {minimum}, above bulk_size={consumer.bulk_size}: the adaptive size moves "
+            "between the two",
         )
 
 
@@ -581,6 +707,12 @@ class BulkConsumer(abc.ABC):
     connection: ClassVar[str]
     group_by: ClassVar[Any]
     stream_offset: ClassVar[Any]
+    max_bulk_bytes: ClassVar[int | None]
+    adaptive_bulk_size: ClassVar[bool]
+    bulk_size_min: ClassVar[int | None]
+    bulk_latency_target: ClassVar[float | None]
+    partitions: ClassVar[int | None]
+    partition_key: ClassVar[Any]
     __bulkworker_abstract__: ClassVar[bool] = True
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:

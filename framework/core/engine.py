@@ -11,6 +11,7 @@ event (see :mod:`framework.core.watch`).
 
 import asyncio
 import datetime
+import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -19,7 +20,7 @@ import attrs
 
 from framework.core.abc import Clock, EventLog, Handler, MovePublisher, QueueDeclarer
 from framework.core.actions import Actions
-from framework.core.buffer import Buffers, key_function
+from framework.core.buffer import NO_KEY, Buffers, key_function
 from framework.core.consumer import ConsumerSettings
 from framework.core.decoding import body_decoder, undecodable
 from framework.core.handler_call import is_exit_request, start_call, stop_call
@@ -28,7 +29,9 @@ from framework.core.moves import Mover
 from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT, OutageGuard
 from framework.core.outcome import Move, OutcomeKind, Router, Verdict, describe_error
 from framework.core.settlement import SettlementReport, Settler
+from framework.core.sizing import AdaptiveSize
 from framework.core.stream import StreamPosition
+from framework.core.turns import KeyTurns
 from framework.core.watch import (
     Bulk,
     BulkDone,
@@ -158,19 +161,23 @@ class BulkEngine:
         )
         self._on_exit_request = on_exit_request
         self._cancel_grace = cancel_grace
-        self.watchers = Watchers()
-        if watcher is not None:
-            self.watchers.add(watcher)
+        self.watchers = Watchers([] if watcher is None else [watcher])
         self._consumer_timeout = consumer_timeout
+        self.adaptive_size = self._adaptive_size()
         self._start_empty()
 
     def _start_empty(self) -> None:
         # The worker: woken when a bulk may be due; closing once asked to stop.
         self._wake = asyncio.Event()
         self._buffers = Buffers(
-            self.settings, self._clock, self._wake.set, key_function(self.settings.group_by)
+            self.settings,
+            self._clock,
+            self._wake.set,
+            key_function(self.settings.group_by),
+            target=None if self.adaptive_size is None else self._adaptive_target,
         )
         self._refusals: set[asyncio.Task[None]] = set()
+        self._turns = KeyTurns(self.settings)
         self._closing = False
         self._busy = False
         # With max_concurrent_bulks > 1: the bulks being handled, each in a task of its own.
@@ -187,6 +194,28 @@ class BulkEngine:
         self.bulks_handled = 0
         self.handle_calls = 0
         self.dropped_closed = 0
+
+    def _adaptive_size(self) -> AdaptiveSize | None:
+        if not self.settings.adaptive_bulk_size:
+            return None
+        # The outage guard is made later; it is looked up when a call ends.
+        sizer = AdaptiveSize.of(
+            self.settings,
+            is_outage=lambda error: self.outage.is_outage(error),
+            on_change=lambda: self._buffers.recut(),
+        )
+        self.watchers.add(sizer)
+        return sizer
+
+    def _adaptive_target(self) -> int:
+        assert self.adaptive_size is not None
+        return self.adaptive_size.target
+
+    @property
+    def bulk_size_target(self) -> int:
+        """The size bulks are cut at now: ``bulk_size``, or the adaptive target."""
+        sizer = self.adaptive_size
+        return self.settings.bulk_size if sizer is None else sizer.target
 
     def __repr__(self) -> str:
         return (
@@ -373,8 +402,10 @@ class BulkEngine:
                 finally:
                     self._busy = False
             else:
+                self._turns.start(bulk)
                 task = asyncio.create_task(self.process(bulk), name=worker_name())
                 self._running.add(task)
+                task.add_done_callback(functools.partial(self._turns.finish, bulk))
                 task.add_done_callback(self._bulk_finished)
 
     def _bulk_finished(self, task: "asyncio.Task[SettlementReport]") -> None:
@@ -392,10 +423,11 @@ class BulkEngine:
             await asyncio.wait(running, timeout=self._cancel_grace + 1.0)
 
     def _take_due_bulk(self) -> Bulk | None:
-        buffer = self._buffers.due(self._closing)
+        waiting = self._turns.busy
+        buffer = self._buffers.due(self._closing, waiting)
         if buffer is None:
-            self._buffers.relieve(self._buffers.total + self.moves_pending)
-            buffer = self._buffers.due(self._closing)
+            self._buffers.relieve(self._buffers.total + self.moves_pending, waiting)
+            buffer = self._buffers.due(self._closing, waiting)
             if buffer is None:
                 return None
         if buffer.holds_closed():
@@ -407,7 +439,8 @@ class BulkEngine:
             messages = self._skip_settled(messages)
             if not messages:
                 return self._take_due_bulk()
-        bulk = Bulk(self.settings.name, messages, reason, waited)
+        key = None if buffer.key is NO_KEY else buffer.key
+        bulk = Bulk(self.settings.name, messages, reason, waited, key)
         self.watchers.bulk_taken(bulk)
         return bulk
 

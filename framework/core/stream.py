@@ -109,6 +109,12 @@ def stream_conflicts(consumer: Any) -> list[tuple[str, bool, str]]:
             "is set, but bulks by key would settle offsets out of order: a stream consumer "
             "reads in offset order, leave it None",
         ),
+        (
+            "partitions",
+            getattr(consumer, "partitions", None) is not None,
+            "is set, but partitions are queues with a single active consumer behind an "
+            "exchange, and a stream is read by every consumer: read the stream itself",
+        ),
     ]
 
 

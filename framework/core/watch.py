@@ -8,7 +8,7 @@ anything slow belongs in a task of the watcher's own.
 """
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -20,7 +20,8 @@ from framework.core.outcome import OutcomeKind
 class FlushReason(enum.StrEnum):
     """Why a bulk left the buffer."""
 
-    SIZE = "size"  # bulk_size messages arrived
+    SIZE = "size"  # bulk_size messages arrived (the adaptive target, with adaptive_bulk_size)
+    BYTES = "bytes"  # max_bulk_bytes reached, or the next message would pass it
     INTERVAL = "interval"  # the flush interval passed since its first message
     SHUTDOWN = "shutdown"  # the consumer is stopping: what is buffered is handed over
     FORCED = "forced"  # flush_now() asked for it
@@ -56,17 +57,24 @@ class CallOutcome(enum.StrEnum):
 class Bulk:
     """A bulk taken from the buffer, before its first ``handle`` call.
 
-    ``waited`` is how long its first message waited in the buffer, in seconds.
+    ``waited`` is how long its first message waited in the buffer, in seconds;
+    ``key`` is its messages' ``group_by`` key (None without ``group_by``).
     """
 
     consumer: str
     messages: Sequence[Message[Any]]
     reason: FlushReason
     waited: float
+    key: Hashable = None
 
     @property
     def size(self) -> int:
         return len(self.messages)
+
+    @property
+    def bytes(self) -> int:
+        """The bodies' length as received, as ``max_bulk_bytes`` counts them."""
+        return sum(len(message.raw) for message in self.messages)
 
 
 @attrs.frozen

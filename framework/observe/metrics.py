@@ -21,6 +21,8 @@ from framework.core.tasks import cancelled
 from framework.core.watch import Bulk, HandleEnd, Outcome, Pause, TaskRun, Watcher
 
 SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+# 1 KiB to 64 MiB by fours: Elasticsearch advises bulk requests of 5-15 MB.
+BYTES_BUCKETS = tuple(1024 * 4**power for power in range(9))
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 SAMPLE_EVERY = 1.0
@@ -42,6 +44,12 @@ BULKS = Counter(
 )
 BULK_SIZE = Histogram(
     "bulkworker_bulk_size", "Messages per bulk.", ["consumer"], buckets=SIZE_BUCKETS
+)
+BULK_BYTES = Histogram(
+    "bulkworker_bulk_bytes",
+    "Bytes per bulk: the message bodies as received, as max_bulk_bytes counts them.",
+    ["consumer"],
+    buckets=BYTES_BUCKETS,
 )
 BULK_WAIT = Histogram(
     "bulkworker_bulk_wait_seconds",
@@ -118,6 +126,12 @@ STREAM_OFFSET = Gauge(
     ["consumer", "queue"],
     multiprocess_mode="livemax",
 )
+BULK_SIZE_TARGET = Gauge(
+    "bulkworker_bulk_size_target",
+    "The size bulks are cut at now: bulk_size, or the adaptive target (adaptive_bulk_size).",
+    ["consumer"],
+    multiprocess_mode="livemax",
+)
 EVENT_LOOP_LAG = Histogram(
     "bulkworker_event_loop_lag_seconds",
     "How late the event loop ran a callback that was due.",
@@ -142,6 +156,7 @@ class ConsumerMetrics(Watcher):
         self._received: dict[str, Any] = {}
         self._settled: dict[tuple[str, OutcomeKind], Any] = {}
         self._bulk_size = BULK_SIZE.labels(consumer)
+        self._bulk_bytes = BULK_BYTES.labels(consumer)
         self._bulk_wait = BULK_WAIT.labels(consumer)
         BULK_SIZE_SETTING.labels(consumer).set(bulk_size)
 
@@ -156,6 +171,7 @@ class ConsumerMetrics(Watcher):
     def bulk_taken(self, bulk: Bulk) -> None:
         BULKS.labels(self.consumer, str(bulk.reason)).inc()
         self._bulk_size.observe(bulk.size)
+        self._bulk_bytes.observe(bulk.bytes)
         self._bulk_wait.observe(bulk.waited)
 
     def call_ended(self, end: HandleEnd) -> None:
@@ -211,6 +227,7 @@ class Sampler:
             BUFFERED.labels(name).set(engine.buffered)
             OLDEST_BUFFERED.labels(name).set(engine.oldest_buffered_seconds)
             MOVES_PENDING.labels(name).set(engine.moves_pending)
+            BULK_SIZE_TARGET.labels(name).set(engine.bulk_size_target)
             self._sample_breaker(name, engine)
             self._sample_stream(name, engine)
             consuming = set(runner.subscription.consuming)

@@ -16,6 +16,7 @@ from framework.config.deployment import Deployment, deployment_of
 from framework.core.abc import Clock, EventLog, Handler
 from framework.core.clock import LoopClock
 from framework.core.consumer import ConsumerSettings
+from framework.core.partitions import PartitionShare
 from framework.core.schedule import Schedule
 from framework.core.watch import Watchers
 from framework.errors import (
@@ -282,6 +283,7 @@ class Orchestrator:
             consumer_timeout=self.settings.consumer_timeout,
             on_exit_request=functools.partial(self._on_exit_request, settings.name),
             watcher=self._observed().consumer_watcher(self.watchers, settings),
+            share=PartitionShare(self.settings.worker_id, self.settings.worker_count),
         )
         self.runners.append(runner)
         await runner.start()

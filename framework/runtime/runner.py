@@ -13,6 +13,7 @@ from framework.core.abc import Clock, EventLog, Handler, MovePublisher
 from framework.core.consumer import ConsumerSettings
 from framework.core.engine import BulkEngine
 from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT
+from framework.core.partitions import PartitionShare
 from framework.core.settlement import Settler
 from framework.core.watch import Watcher
 
@@ -33,6 +34,7 @@ class ConsumerRunner:
         consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT,
         on_exit_request: Callable[[BaseException], None] | None = None,
         watcher: Watcher | None = None,
+        share: PartitionShare | None = None,
     ) -> None:
         self.settings = settings
         self._log = log
@@ -52,7 +54,7 @@ class ConsumerRunner:
             consumer_timeout=consumer_timeout,
         )
         self.subscription = Subscription(
-            connection, self.engine, log, reconnect_max_delay=reconnect_max_delay
+            connection, self.engine, log, reconnect_max_delay=reconnect_max_delay, share=share
         )
         # While the sink is unavailable, the engine pauses the broker's deliveries.
         self.engine.outage.intake = self.subscription

@@ -19,6 +19,7 @@ from framework.core.headers import STREAM_OFFSET_HEADER
 from framework.core.layout import retry_queue
 from framework.core.message import Delivery, Message
 from framework.core.outcome import Move
+from framework.core.partitions import partition_route
 from framework.core.serialization import encode_body as encode
 from framework.runtime.orchestrator import Orchestrator, resolve
 from framework.testing.fakes import FakeChannel, FakeClock, RecordingLog
@@ -207,6 +208,7 @@ class ConsumerHarness:
             dict(headers or {}),
             content_type or detected,
             message_id,
+            body=body,
         )
 
     async def publish_many(self, bodies: Iterable[Any], **options: Any) -> None:
@@ -312,6 +314,8 @@ class _FakeBroker:
         headers: dict[str, Any],
         content_type: str | None,
         message_id: str | None,
+        *,
+        body: Any = None,
     ) -> None:
         await self.deliver(raw, queue, headers, content_type, message_id)
         await self.settle()
@@ -422,6 +426,7 @@ class _RealBroker:
         self.orchestrator: Any = None
         self.connection: Any = None
         self.published = 0
+        self.partitioned: type | None = None  # the consumer, when it has partitions
 
     async def start(self) -> None:
         harness = self.harness
@@ -436,6 +441,8 @@ class _RealBroker:
             (original,),
             {"queues": self.queues, "__module__": original.__module__},
         )
+        if original.partitions is not None:
+            self.partitioned = isolated
         self.orchestrator = Orchestrator([isolated], harness.container)
         await harness.run_startup_hooks()
         await self.orchestrator.start()
@@ -455,10 +462,16 @@ class _RealBroker:
         headers: dict[str, Any],
         content_type: str | None,
         message_id: str | None,
+        *,
+        body: Any = None,
     ) -> None:
+        exchange, routing_key = "", queue
+        if self.partitioned is not None:  # to its exchange, by the key, as a publisher would
+            exchange, routing_key = partition_route(self.partitioned, body, headers, None, queue)
         await self.publisher.publish(
             raw,
-            routing_key=queue,
+            routing_key=routing_key,
+            exchange=exchange,
             headers=headers or None,
             content_type=content_type,
             message_id=message_id,
@@ -497,7 +510,9 @@ class _RealBroker:
         connection = await aio_pika.connect(url)
         async with connection:
             channel = await connection.channel()
-            for queue in self.queues:
+            for exchange in settings.exchanges if settings else ():
+                await channel.exchange_delete(exchange)
+            for queue in settings.queues if settings else self.queues:
                 for name in (
                     queue,
                     settings and settings.dead_letter_queue_for(queue),

@@ -19,6 +19,7 @@ import cattrs
 
 from framework.core.decoding import decode_body
 from framework.core.outcome import Move
+from framework.core.partitions import partition_route
 from framework.core.serialization import DEFAULT_CONVERTER, encode_body
 from framework.errors import PublishError, UnroutableError
 
@@ -96,6 +97,31 @@ class RecordingPublisher:
             body, routing_key, exchange, headers, message_id, content_type, persistent
         )
         self._send([message], mandatory)
+
+    async def publish_partitioned(
+        self,
+        consumer: type[Any],
+        body: Any,
+        *,
+        key: str | None = None,
+        queue: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        content_type: str | None = None,
+        persistent: bool = True,
+    ) -> None:
+        """Record ``body`` as :meth:`framework.Publisher.publish_partitioned` would route it.
+
+        The exchange is the consumer's queue and the routing key its key:
+        ``to(key, exchange=queue)`` finds it. Every key of the exchange is
+        routable, as on a broker where the consumer declared its partitions.
+        """
+        exchange, routing_key = partition_route(consumer, body, headers or {}, key, queue)
+        self.allow(exchange=exchange)
+        message = self._prepare(
+            body, routing_key, exchange, headers, message_id, content_type, persistent
+        )
+        self._send([message], mandatory=True)
 
     async def publish_many(
         self,
