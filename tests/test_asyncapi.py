@@ -658,3 +658,34 @@ def test_a_stream_shows_its_type_and_offset_and_no_retries() -> None:
     assert "first" == receive["x-bulkworker-stream-offset"]
     assert "A stream, read from first" in receive["description"]
     assert ["Ticks.receive.ticks", "Ticks.dead-letter.ticks.dlq"] == list(document["operations"])
+
+
+def test_partitions_are_an_exchange_in_front_of_single_active_queues() -> None:
+    """partitions = 3: a channel for the consistent-hash exchange publishers send to, and one
+    per partition queue, each with a single active consumer."""
+
+    class Balances(BulkConsumer):
+        queues = ["balances"]
+        partitions = 3
+        partition_key = "headers.account"
+
+        async def handle(self, messages: list[Message[Any]]) -> None:
+            return None
+
+    document = made(Balances)
+    partitions = ["balances.p0", "balances.p1", "balances.p2"]
+    assert set(partitions) | {"balances"} < set(document["channels"])
+    exchange = document["channels"]["balances"]["bindings"]["amqp"]
+    assert ("routingKey", "balances", "x-consistent-hash", partitions) == (
+        exchange["is"],
+        exchange["exchange"]["name"],
+        exchange["x-bulkworker-exchange-type"],
+        exchange["x-bulkworker-partition-queues"],
+    )
+    queue = document["channels"]["balances.p1"]["bindings"]["amqp"]
+    assert queue["x-bulkworker-arguments"]["x-single-active-consumer"] is True
+    receive = document["operations"]["Balances.receive.balances.p1"]
+    assert (3, "headers.account") == (
+        receive["x-bulkworker-partitions"],
+        receive["x-bulkworker-partition-key"],
+    )

@@ -37,6 +37,7 @@ from framework.core.headers import (
 )
 from framework.core.layout import retry_queue_arguments
 from framework.core.model_schema import ModelSchemas, Schema
+from framework.core.partitions import HASH_EXCHANGE_TYPE, partition_queues
 from framework.core.serialization import type_name
 from framework.errors import ConfigurationError
 
@@ -172,6 +173,10 @@ class AsyncApiDocument:
             )
             self.add_dead_letters(settings, queue, message, vhost)
             self.add_retries(settings, queue, message, channel, vhost)
+        for exchange in settings.exchanges:  # what publishers send to, with partitions
+            self.add_channel(
+                settings, exchange, exchange_channel(settings, exchange, vhost), message
+            )
 
     def add_dead_letters(
         self, settings: ConsumerSettings, queue: str, message: str, vhost: str | None
@@ -381,6 +386,28 @@ def dead_letter_channel(
         binding,
         f"Dead letters of {queue} ({settings.name}): rejected, undecodable, invalid and "
         f"exhausted messages as they arrived, why in their {EXTENSION}* headers.",
+    )
+
+
+def exchange_channel(settings: ConsumerSettings, exchange: str, vhost: str | None) -> Schema:
+    """The consistent-hash exchange in front of a partitioned queue's partition queues."""
+    properties: Schema = {"name": exchange, "durable": True, "autoDelete": False}
+    if vhost is not None:
+        properties["vhost"] = vhost
+    partitions = settings.partitions or 0
+    binding: Schema = {
+        "is": "routingKey",
+        "exchange": properties,  # its type, x-consistent-hash, is not one the binding names
+        "bindingVersion": AMQP_BINDING_VERSION,
+        f"{EXTENSION}exchange-type": HASH_EXCHANGE_TYPE,
+        f"{EXTENSION}partition-queues": list(partition_queues(exchange, partitions)),
+    }
+    return channel(
+        exchange,
+        binding,
+        f"Publish here for {settings.name}, the message's key as routing key: a "
+        f"consistent-hash exchange over {partitions} partition queues, each with a single "
+        "active consumer, so one key is handled in order.",
     )
 
 
