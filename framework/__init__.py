@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from framework.runtime.orchestrator import Orchestrator
     from framework.sinks.inbox import BulkInbox, InboxPruning
     from framework.sinks.postgres import PostgresSink
+    from framework.wiring.asyncapi import asyncapi_document
     from framework.wiring.container import Container
 
 # Public names of the upper layers, and the module each comes from.
@@ -69,6 +70,7 @@ LAZY = {
     "PostgresSink": "framework.sinks",
     "BulkInbox": "framework.sinks",
     "InboxPruning": "framework.sinks",
+    "asyncapi_document": "framework.wiring.asyncapi",
 }
 
 
@@ -111,6 +113,7 @@ __all__ = [
     "UnroutableError",
     "Watcher",
     "WorkerCrashedError",
+    "asyncapi_document",
     "json_converter",
     "settle_items",
 ]

@@ -10,6 +10,7 @@ from typing import Any
 
 from framework.cli.checking import check_command
 from framework.cli.dead_letters import add_dlq_command, dlq_command
+from framework.cli.describing import add_asyncapi_options, asyncapi_command
 from framework.cli.exits import EXIT_CODES, EXIT_ERROR
 from framework.cli.publishing import add_publish_command, publish_command
 from framework.cli.running import (
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "consume until SIGINT or SIGTERM, then shut down gracefully"),
         ("list", "print each consumer with its effective settings"),
         ("check", "validate consumers and container, and check their queues on the broker"),
+        ("asyncapi", "print an AsyncAPI 3.0 document (JSON) of the consumers; needs no broker"),
     ):
         command = commands.add_parser(name, help=text, description=text, epilog=EXIT_CODES)
         command.add_argument(
@@ -49,25 +51,33 @@ def build_parser() -> argparse.ArgumentParser:
             "(default: consumers)",
         )
         add_container_option(command)
-        if name == "run":
-            add_operations_options(command)
-        if name == "check":
-            command.add_argument(
-                "--ready",
-                metavar="URL",
-                help="only ask a running worker's probe (e.g. http://127.0.0.1:8000/health/ready"
-                "): exit 0 when it answers 200, else 1 with the failing components; for exec "
-                "probes",
-            )
+        add_own_options(name, command)
     add_publish_command(commands)
     add_dlq_command(commands)
     return parser
+
+
+def add_own_options(name: str, command: argparse.ArgumentParser) -> None:
+    """The options of one command that takes a TARGET, beside --container."""
+    if name == "run":
+        add_operations_options(command)
+    if name == "check":
+        command.add_argument(
+            "--ready",
+            metavar="URL",
+            help="only ask a running worker's probe (e.g. http://127.0.0.1:8000/health/ready"
+            "): exit 0 when it answers 200, else 1 with the failing components; for exec "
+            "probes",
+        )
+    if name == "asyncapi":
+        add_asyncapi_options(command)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int | Coroutine[Any, Any, int]]] = {
     "run": run_command,
     "list": list_command,
     "check": check_command,
+    "asyncapi": asyncapi_command,
     "publish": publish_command,
     "dlq": dlq_command,
 }
