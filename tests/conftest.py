@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,14 @@ def no_process_left_behind() -> Iterator[None]:
     yield
     left = {pid: command for pid, command in child_processes().items() if pid not in before}
     assert {} == left, "left running or never waited for"
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_open() -> Iterator[None]:
+    """A test that leaves a socket or transport unclosed fails itself: collected later, its
+    ResourceWarning would fail whichever test happened to run when the collector did."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture
