@@ -217,8 +217,9 @@ SETTINGS = (
         "BULKWORKER_CONTAINER",
         None,
         class_path,
-        "the container class for `bulkworker run` and `list` of a package, as `MODULE:CLASS` "
-        "(`--container` wins); unset: `framework.Container`",
+        "the container for `bulkworker run` and `list` of a package: `MODULE:CLASS`, or "
+        "`MODULE:FUNCTION` returning a container (`--container` wins); unset: "
+        "`framework.Container`",
     ),
 )
 

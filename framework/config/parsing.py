@@ -75,8 +75,8 @@ def parse_format(name: str, raw: str) -> str:
 
 
 def class_path(name: str, raw: str) -> str:
-    """``raw`` checked to be ``MODULE:CLASS``; the class is imported where it is used."""
+    """``raw`` checked to be ``MODULE:NAME`` (a class, or a function that makes one)."""
     module, _, class_name = raw.strip().partition(":")
     if not module or not class_name:
-        raise ConfigurationError(f"{name} must be MODULE:CLASS, got {raw!r}")
+        raise ConfigurationError(f"{name} must be MODULE:CLASS or MODULE:FUNCTION, got {raw!r}")
     return raw.strip()
