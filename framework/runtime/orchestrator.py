@@ -38,7 +38,7 @@ from framework.runtime.runner import ConsumerRunner
 from framework.runtime.shutdown import ShutdownBudget
 from framework.wiring.assembly import Plan, build_handlers
 from framework.wiring.assembly import plan as assemble
-from framework.wiring.container import Container, resolve
+from framework.wiring.container import Container, open_resources, resolve
 from framework.wiring.discovery import ConsumerSource
 from framework.wiring.hooks import Hook, HookFunction, Hooks
 from framework.wiring.injection import wire_modules
@@ -201,7 +201,7 @@ class Orchestrator:
 
     async def _open_log(self) -> None:
         """The container's resources, then its logger: the log the fleet and hooks report to."""
-        await resolve(self.container.init_resources())
+        await open_resources(self.container)
         log: EventLog = await resolve(self.container.logger())
         self._log = log
         self.watchers.add(BulkLog(log))

@@ -69,4 +69,17 @@ async def resolve(value: "T | Awaitable[T]") -> T:
     return value
 
 
-__all__ = ["Container", "open_connection", "redact", "resolve"]
+async def open_resources(container: containers.Container) -> None:
+    """Start the container's resources one after another; the first that fails stops the rest.
+
+    dependency-injector's ``init_resources()`` starts them all at once
+    (``asyncio.gather``): when one fails, the starts still running are cancelled
+    mid-way, and dependency-injector's own callbacks then report those
+    cancelled futures on the event loop ("Exception in callback ..."), beside
+    the one error that matters. A resource's own dependencies still start first.
+    """
+    for provider in container.traverse(types=[providers.Resource]):
+        await resolve(provider.init())
+
+
+__all__ = ["Container", "open_connection", "open_resources", "redact", "resolve"]
