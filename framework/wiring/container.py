@@ -76,10 +76,13 @@ async def open_resources(container: containers.Container) -> None:
     (``asyncio.gather``): when one fails, the starts still running are cancelled
     mid-way, and dependency-injector's own callbacks then report those
     cancelled futures on the event loop ("Exception in callback ..."), beside
-    the one error that matters. A resource's own dependencies still start first.
+    the one error that matters. They start in the order the container declares
+    them (the logger, then the consuming connection …); a resource's own
+    dependencies still start first.
     """
-    for provider in container.traverse(types=[providers.Resource]):
-        await resolve(provider.init())
+    for provider in container.providers.values():
+        if isinstance(provider, providers.Resource):
+            await resolve(provider.init())
 
 
 __all__ = ["Container", "open_connection", "open_resources", "redact", "resolve"]
