@@ -16,46 +16,25 @@ import asyncio
 import json
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aio_pika
-import aiormq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.throughput import AMQP_URL, BULK_SIZE, PREFETCH, PUBLISH_WINDOW, body, store
+from benchmarks.throughput import (
+    AMQP_URL,
+    BULK_SIZE,
+    PREFETCH,
+    delete_queue,
+    fill_queue,
+    store,
+)
 from framework import Actions, BulkConsumer, Container, Message, Orchestrator
 from framework.runtime.process import loop_factory
 
 STREAM = {"x-queue-type": "stream"}
-
-
-async def fill_stream(count: int) -> str:
-    queue = f"bulkworker.bench.stream.{uuid.uuid4().hex[:8]}"
-    connection = await aiormq.connect(AMQP_URL)
-    channel = await connection.channel()
-    await channel.queue_declare(queue, durable=True, arguments=STREAM)
-    properties = aiormq.spec.Basic.Properties(content_type="application/json", delivery_mode=2)
-    for start in range(0, count, PUBLISH_WINDOW):
-        numbers = range(start, min(start + PUBLISH_WINDOW, count))
-        await asyncio.gather(
-            *(
-                channel.basic_publish(body(n), routing_key=queue, properties=properties)
-                for n in numbers
-            )
-        )
-    await connection.close()
-    return queue
-
-
-async def delete_stream(queue: str) -> None:
-    connection = await aiormq.connect(AMQP_URL)
-    channel = await connection.channel()
-    await channel.queue_delete(queue)
-    await channel.queue_delete(f"{queue}.dlq")
-    await connection.close()
 
 
 async def run_framework(queue: str, count: int) -> float:
@@ -121,7 +100,7 @@ async def main(arguments: argparse.Namespace) -> None:
     count, rounds = arguments.messages, arguments.rounds
     contenders = [("aio-pika", run_baseline), ("bulkworker", run_framework)]
     best = {name: float("inf") for name, _ in contenders}
-    queue = await fill_stream(count)
+    queue = await fill_queue(count, STREAM)
     try:
         for round_number in range(rounds):
             for name, contender in contenders:
@@ -130,7 +109,7 @@ async def main(arguments: argparse.Namespace) -> None:
                 print(f"round {round_number + 1}: {name:<10} {rate:>9,.0f} msg/s ({elapsed:.2f}s)")
                 best[name] = min(best[name], elapsed)
     finally:
-        await delete_stream(queue)
+        await delete_queue(queue)
     framework, baseline = count / best["bulkworker"], count / best["aio-pika"]
     print(
         f"stream read, best of {rounds}: bulkworker {framework:,.0f} msg/s, "

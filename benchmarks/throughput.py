@@ -47,11 +47,12 @@ def body(number: int) -> bytes:
     return head.replace('"pad": ""', '"pad": "' + "x" * (200 - len(head)) + '"').encode()
 
 
-async def fill_queue(count: int) -> str:
+async def fill_queue(count: int, arguments: dict[str, Any] | None = None) -> str:
+    """A new queue (declared with ``arguments``: a stream, say) holding ``count`` messages."""
     queue = f"bulkworker.bench.{uuid.uuid4().hex[:8]}"
     connection = await aiormq.connect(AMQP_URL)
     channel = await connection.channel()
-    await channel.queue_declare(queue, durable=True)
+    await channel.queue_declare(queue, durable=True, arguments=arguments)
     properties = aiormq.spec.Basic.Properties(content_type="application/json", delivery_mode=2)
     for start in range(0, count, PUBLISH_WINDOW):
         numbers = range(start, min(start + PUBLISH_WINDOW, count))

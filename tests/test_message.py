@@ -1,6 +1,9 @@
 """A message's own decision."""
 
+import attrs
+
 from framework import Actions
+from framework.core.message import Message
 from framework.testing import FakeChannel, make_message
 
 
@@ -25,3 +28,14 @@ def test_repr_shows_identity_not_body() -> None:
     assert "m7" in text
     assert "tag=7" in text
     assert "secret" not in text
+
+
+def test_with_body_carries_every_other_field() -> None:
+    """The decoded message is the same delivery: each field but the body is carried over."""
+    values = {field.name: object() for field in attrs.fields(Message) if field.init}
+    original = Message(**values)
+    decoded = original.with_body("decoded")
+    assert "decoded" == decoded.body
+    assert original is not decoded
+    for name in values.keys() - {"body"}:
+        assert getattr(original, name) is getattr(decoded, name), name

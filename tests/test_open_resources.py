@@ -58,10 +58,11 @@ async def reported_while(start: Any) -> tuple[BaseException | None, list[str]]:
 
 
 async def test_a_failing_resource_is_the_only_error() -> None:
-    """The first failure stops the start: no cancelled start reports on the event loop."""
+    """The first failure stops the start: nothing after it begins, nothing reports on the loop."""
     STARTED.clear()
     container = Resources()
     raised, reports = await reported_while(open_resources(container))
     assert isinstance(raised, ConnectionRefusedError)
+    assert ["refused"] == STARTED  # the publisher, declared after it, never began
     assert [] == reports
     await resolve(container.shutdown_resources())

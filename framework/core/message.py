@@ -47,8 +47,21 @@ class Message(Generic[BodyT]):
 
     def with_body(self, body: T) -> "Message[T]":
         """This delivery carrying ``body`` (decoded from :attr:`raw`), as a new message."""
-        untyped: Message[Any] = self  # the body's type changes: from bytes to the model's
-        return attrs.evolve(untyped, body=body)
+        # Built field by field: attrs.evolve introspects the class each call (3.5 µs
+        # against about 1 µs), and this runs once per delivered message.
+        return Message(
+            body=body,
+            raw=self.raw,
+            queue=self.queue,
+            routing_key=self.routing_key,
+            delivery=self.delivery,
+            headers=self.headers,
+            content_type=self.content_type,
+            message_id=self.message_id,
+            redelivered=self.redelivered,
+            properties=self.properties,
+            stream_offset=self.stream_offset,
+        )
 
     @property
     def attempts(self) -> int:

@@ -19,6 +19,8 @@ other 4xx                    ``BAD_ITEM``, reason ``type: reason``
 ===========================  ====================================================
 """
 
+import contextlib
+import functools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -155,21 +157,18 @@ def is_outage(error: BaseException) -> bool:
     return isinstance(status, int) and status in OUTAGE_STATUSES
 
 
+@functools.cache
 def connection_errors() -> tuple[type[BaseException], ...]:
-    """The installed clients' "could not talk to the cluster" errors."""
+    """The installed clients' "could not talk to the cluster" errors (looked up once)."""
     found: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    try:
+    with contextlib.suppress(ImportError):
         import elastic_transport
 
         found += [elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout]
-    except ImportError:
-        pass
-    try:
+    with contextlib.suppress(ImportError):
         import opensearchpy
 
         found += [opensearchpy.ConnectionError, opensearchpy.ConnectionTimeout]
-    except ImportError:
-        pass
     return tuple(found)
 
 
