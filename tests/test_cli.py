@@ -66,7 +66,8 @@ def kill_if_running(process: subprocess.Popen[bytes]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         process.kill()
-        process.communicate()
+    # Also when it has exited: communicate closes the pipes, which would otherwise leak.
+    process.communicate()
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:

@@ -7,7 +7,7 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -33,7 +33,8 @@ def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def start_workers(queue: str, output: Path) -> subprocess.Popen[bytes]:
+def start_workers(queue: str, output: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    # The log goes to a file: a pipe nobody reads until the end could fill and stall a worker.
     return subprocess.Popen(
         [*BULKWORKER, "run", "tests.apps.partitioned", "--workers", str(WORKERS)],
         cwd=ROOT,
@@ -46,7 +47,7 @@ def start_workers(queue: str, output: Path) -> subprocess.Popen[bytes]:
             BULKWORKER_METRICS="off",
         ),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
 
 
@@ -102,11 +103,13 @@ async def test_three_workers_keep_every_keys_order_through_a_sigkill(
     await enable_hash_exchange_plugin()
     queue = partitioned_name(broker, "partition-workers", PARTITIONS)
     output = tmp_path / "handled.jsonl"
+    log_path = tmp_path / "workers.log"
     started = time.monotonic()
-    workers = start_workers(queue, output)
+    with log_path.open("wb") as log:
+        workers = start_workers(queue, output, log)
     try:
         partition_queues = [f"{queue}.p{p}" for p in range(PARTITIONS)]
-        await wait_until(lambda: all_registered(broker, partition_queues, WORKERS), timeout=90)
+        await wait_for_registration(broker, partition_queues, workers, log_path)
         registered = time.monotonic() - started
         publishing = asyncio.create_task(publish_in_order(broker, queue))
         await wait_for_lines(output, KEYS * PER_KEY // 3, timeout=40)
@@ -124,13 +127,13 @@ async def test_three_workers_keep_every_keys_order_through_a_sigkill(
         )
         done = time.monotonic() - started
         workers.send_signal(signal.SIGTERM)
-        _, errors = workers.communicate(timeout=45)
+        workers.wait(timeout=45)
     finally:
         kill_if_running(workers)
         await delete_exchange(broker, queue)
     seconds = time.monotonic() - started
     handled = records(output)
-    assert 0 == workers.returncode, errors.decode()[-2000:]
+    assert 0 == workers.returncode, log_path.read_text()[-2000:]
     assert WORKERS == len(busy), f"not every worker was busy before the kill: {busy}"
     assert killed_at < KEYS * PER_KEY  # killed mid-run
 
@@ -161,6 +164,20 @@ async def test_three_workers_keep_every_keys_order_through_a_sigkill(
     assert done - registered < 60
 
 
-async def all_registered(broker: Broker, queues: list[str], workers: int) -> bool:
-    counts = [await broker.consumer_count(queue) for queue in queues]
-    return all(workers == count for count in counts)
+async def wait_for_registration(
+    broker: Broker, queues: list[str], workers: subprocess.Popen[bytes], log: Path
+) -> None:
+    """Every partition queue has a consumer of each worker; says why not when it fails."""
+    counts: list[int] = []
+
+    async def all_registered() -> bool:
+        exited = workers.poll()
+        assert exited is None, f"the workers exited ({exited}):\n{log.read_text()[-3000:]}"
+        counts[:] = [await broker.consumer_count(queue) for queue in queues]
+        return all(WORKERS == count for count in counts)
+
+    try:
+        await wait_until(all_registered, timeout=90)
+    except AssertionError as failure:
+        log_tail = log.read_text()[-3000:]
+        raise AssertionError(f"{failure}: consumers {counts}; log:\n{log_tail}") from None
