@@ -16,6 +16,7 @@ from framework import BulkConsumer, Container, Message
 from framework.config.deployment import resolve_deployment
 from framework.errors import ConfigurationError
 from framework.testing import ConsumerHarness
+from tests.test_sink_mongodb import let_closed_clients_end
 
 
 def container(**urls: str) -> Container:
@@ -32,6 +33,7 @@ async def test_the_mongodb_client_opens_on_first_use_and_closes_on_shutdown() ->
     assert isinstance(first, AsyncMongoClient)
     assert first is await made.mongodb()
     await made.shutdown_resources()
+    await let_closed_clients_end()
     with pytest.raises(InvalidOperation, match="after close"):
         await first["shop"]["orders"].insert_one({"_id": 1})
 
