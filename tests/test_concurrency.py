@@ -1,6 +1,7 @@
 """Several bulks of one consumer at once: exact acks, bounded concurrency, clean stops."""
 
 import asyncio
+import contextlib
 import random
 from typing import Any
 
@@ -224,6 +225,7 @@ async def test_concurrent_bulks_on_the_broker_ack_everything_exactly(broker: Any
         await broker.publish(queue, {"n": n})
     seen: list[int] = []
     running = most = 0
+    four_at_once = asyncio.Event()
 
     class Parallel(BulkConsumer):
         queues = [queue]
@@ -235,13 +237,18 @@ async def test_concurrent_bulks_on_the_broker_ack_everything_exactly(broker: Any
             nonlocal running, most
             running += 1
             most = max(most, running)
-            await asyncio.sleep(0.05)
+            if running == 4:
+                four_at_once.set()
+            # The first bulks wait for the fourth (on a busy machine a short sleep could
+            # end before it starts); without concurrency they wait in vain, for 10 s each.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(four_at_once.wait(), timeout=10)
             seen.extend(m.body["n"] for m in messages)
             running -= 1
 
     container, _ = recorded()
     async with Orchestrator([Parallel], container):
-        await wait_until(lambda: len(seen) == 400, timeout=30)
+        await wait_until(lambda: len(seen) == 400, timeout=60)
     assert list(range(400)) == sorted(seen)
     assert 4 == most
     assert 0 == await broker.ready_count(queue)
