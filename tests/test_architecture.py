@@ -33,7 +33,6 @@ OVERSIZE = {
     "core/engine.py": 536,
     "core/engine.py:BulkEngine": 482,
     "runtime/orchestrator.py:Orchestrator": 264,
-    "testing/harness.py": 412,
 }
 
 

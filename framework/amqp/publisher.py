@@ -63,14 +63,8 @@ class PublishingApi(abc.ABC):
         no queue is bound for ``routing_key``). ``mandatory=False`` lets the
         broker drop an unroutable message silently instead.
         """
-        raw, properties = self.prepare(body, headers, message_id, content_type, persistent)
-        await self.publish_raw(
-            raw,
-            routing_key=routing_key,
-            exchange=exchange,
-            properties=properties,
-            mandatory=mandatory,
-        )
+        prepared = self.prepare(body, headers, message_id, content_type, persistent)
+        await self._send([prepared], routing_key, exchange, mandatory)
 
     async def publish_partitioned(
         self,

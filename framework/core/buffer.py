@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Set
 from typing import Any
 
+import attrs
+
 from framework.core.abc import Clock, Timer
 from framework.core.consumer import ConsumerSettings
 from framework.core.message import Message
@@ -30,22 +32,26 @@ TargetSize = Callable[[], int]
 NO_KEY = object()
 
 
+@attrs.frozen
+class BufferSetup:
+    """What every key's buffer of one consumer shares.
+
+    Its settings, the clock its flush timers run on, the wake-up of the
+    engine's worker, and the target size a bulk fills to.
+    """
+
+    settings: ConsumerSettings
+    clock: Clock
+    wake: Callable[[], None]
+    target: TargetSize
+
+
 class Buffer:
     """One key's buffered messages, the times they came, and the key's flush timer."""
 
-    def __init__(
-        self,
-        key: Hashable,
-        settings: ConsumerSettings,
-        clock: Clock,
-        wake: Callable[[], None],
-        target: TargetSize,
-    ) -> None:
+    def __init__(self, key: Hashable, setup: BufferSetup) -> None:
         self.key = key
-        self._settings = settings
-        self._clock = clock
-        self._wake = wake
-        self._target = target
+        self._setup = setup
         self.messages: deque[Message[Any]] = deque()
         self.arrivals: deque[float] = deque()
         self._timer: Timer | None = None
@@ -68,17 +74,18 @@ class Buffer:
 
     def add(self, message: Message[Any]) -> None:
         self.messages.append(message)
-        self.arrivals.append(self._clock.now())
+        setup = self._setup
+        self.arrivals.append(setup.clock.now())
         if self._timer is None and not self.due:
-            self._timer = self._clock.call_later(self._settings.flush_interval, self._on_deadline)
+            self._timer = setup.clock.call_later(setup.settings.flush_interval, self._on_deadline)
         if self.full is None:
-            self._extend(message, self._target())  # until full, every message is in the cut
+            self._extend(message, setup.target())  # until full, every message is in the cut
         if self.full is not None:
-            self._wake()
+            setup.wake()
 
     def _extend(self, message: Message[Any], target: int) -> None:
         """Count ``message``, the one after the cut, into the next bulk if it fits."""
-        limit = self._settings.max_bulk_bytes
+        limit = self._setup.settings.max_bulk_bytes
         size = len(message.raw)
         if limit is not None and self.cut and self.cut_bytes + size > limit:
             self.full = FlushReason.BYTES
@@ -94,7 +101,7 @@ class Buffer:
         """Count the next bulk afresh (the front left, or the target moved); True if full."""
         self.cut = self.cut_bytes = 0
         self.full = None
-        target = self._target()
+        target = self._setup.target()
         for message in self.messages:
             self._extend(message, target)
             if self.full is not None:
@@ -109,7 +116,7 @@ class Buffer:
         if self.messages:
             self.due = True
             self.reason = reason
-            self._wake()
+            self._setup.wake()
 
     def reason_now(self) -> FlushReason:
         if self.full is not None:
@@ -120,7 +127,7 @@ class Buffer:
         """The next bulk of this key, why it goes, and how long its first message waited."""
         size = self.cut
         reason = self.reason_now()
-        waited = self._clock.now() - self.arrivals[0]
+        waited = self._setup.clock.now() - self.arrivals[0]
         taken = [self.messages.popleft() for _ in range(size)]
         for _ in range(size):
             self.arrivals.popleft()
@@ -157,15 +164,16 @@ class Buffer:
         self._timer = None
         self.due = True
         self.reason = FlushReason.INTERVAL
-        self._wake()
+        self._setup.wake()
 
     def rearm(self) -> None:
         # The flush interval counts from the first message of the next bulk.
         self.cancel_timer()
         self.due = False
         if self.messages:
-            delay = self.arrivals[0] + self._settings.flush_interval - self._clock.now()
-            self._timer = self._clock.call_later(max(0.0, delay), self._on_deadline)
+            clock = self._setup.clock
+            delay = self.arrivals[0] + self._setup.settings.flush_interval - clock.now()
+            self._timer = clock.call_later(max(0.0, delay), self._on_deadline)
 
     def cancel_timer(self) -> None:
         if self._timer is not None:
@@ -184,11 +192,8 @@ class Buffers:
         key_of: KeyOf | None = None,
         target: TargetSize | None = None,
     ) -> None:
-        self._settings = settings
-        self._clock = clock
-        self._wake = wake
+        self._setup = BufferSetup(settings, clock, wake, target or (lambda: settings.bulk_size))
         self.key_of = key_of
-        self._target = target or (lambda: settings.bulk_size)
         self._by_key: dict[Hashable, Buffer] = {}
         self.total = 0
 
@@ -201,9 +206,7 @@ class Buffers:
     def add(self, message: Message[Any], key: Hashable = NO_KEY) -> None:
         buffer = self._by_key.get(key)
         if buffer is None:
-            buffer = self._by_key[key] = Buffer(
-                key, self._settings, self._clock, self._wake, self._target
-            )
+            buffer = self._by_key[key] = Buffer(key, self._setup)
         buffer.add(message)
         self.total += 1
 
@@ -230,7 +233,7 @@ class Buffers:
         """The target size moved: count every key's next bulk again."""
         full = [buffer.recut() for buffer in self._by_key.values()]  # every one, no short cut
         if any(full):
-            self._wake()
+            self._setup.wake()
 
     def relieve(self, occupied: int, waiting: Set[Hashable] = frozenset()) -> None:
         """All prefetch slots taken and nothing due: flush the key holding the oldest message.
@@ -238,7 +241,7 @@ class Buffers:
         A key in ``waiting`` cannot go now: the oldest of the others goes instead.
         """
         free = [buffer for key, buffer in self._by_key.items() if key not in waiting]
-        if free and occupied >= self._settings.prefetch:
+        if free and occupied >= self._setup.settings.prefetch:
             min(free, key=oldest_first).force(FlushReason.PRESSURE)
 
     def force_all(self, reason: FlushReason) -> None:

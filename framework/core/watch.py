@@ -176,18 +176,8 @@ class Watcher:
         """A periodic task's tick came while its previous run still ran: skipped."""
 
 
-EVENTS = (
-    "received",
-    "bulk_taken",
-    "call_started",
-    "call_ended",
-    "bulk_done",
-    "settled",
-    "paused",
-    "resumed",
-    "task_ran",
-    "task_skipped",
-)
+# The events, in the order Watcher declares them: every public method is one.
+EVENTS = tuple(name for name in vars(Watcher) if not name.startswith("_"))
 
 
 def listens(watcher: Watcher, event: str) -> bool:
@@ -203,7 +193,8 @@ class Watchers(Watcher):
 
     Events reach only the watchers that override them: a message passes
     through a few of them per arrival and per settlement, so the no-ops are
-    skipped, not called.
+    skipped, not called. Its method for each of the :data:`EVENTS` is made
+    below the class, all alike.
     """
 
     members: list[Watcher] = attrs.field(factory=list)
@@ -222,45 +213,22 @@ class Watchers(Watcher):
             for event in EVENTS
         }
 
-    def received(self, message: Message[Any]) -> None:
-        for listener in self._listeners["received"]:
-            listener(message)
 
-    def bulk_taken(self, bulk: Bulk) -> None:
-        for listener in self._listeners["bulk_taken"]:
-            listener(bulk)
+def _passing_on(event: str) -> Callable[[Watchers, Any], None]:
+    """The method of :class:`Watchers` for ``event``: each member listening to it is told."""
 
-    def call_started(self, call: HandleCall) -> None:
-        for listener in self._listeners["call_started"]:
-            listener(call)
+    def pass_on(self: Watchers, happening: Any) -> None:
+        for listener in self._listeners[event]:
+            listener(happening)
 
-    def call_ended(self, end: HandleEnd) -> None:
-        for listener in self._listeners["call_ended"]:
-            listener(end)
+    pass_on.__name__ = event
+    pass_on.__qualname__ = f"Watchers.{event}"
+    return pass_on
 
-    def bulk_done(self, done: BulkDone) -> None:
-        for listener in self._listeners["bulk_done"]:
-            listener(done)
 
-    def settled(self, outcome: Outcome) -> None:
-        for listener in self._listeners["settled"]:
-            listener(outcome)
-
-    def paused(self, pause: Pause) -> None:
-        for listener in self._listeners["paused"]:
-            listener(pause)
-
-    def resumed(self, resume: Resume) -> None:
-        for listener in self._listeners["resumed"]:
-            listener(resume)
-
-    def task_ran(self, run: TaskRun) -> None:
-        for listener in self._listeners["task_ran"]:
-            listener(run)
-
-    def task_skipped(self, task: str) -> None:
-        for listener in self._listeners["task_skipped"]:
-            listener(task)
+for _event in EVENTS:
+    setattr(Watchers, _event, _passing_on(_event))
+del _event
 
 
 Observer = Callable[[Outcome], None]

@@ -8,7 +8,7 @@ itself, since the probe is served on the same loop.
 
 import asyncio
 
-from framework.core.tasks import cancelled
+from framework.core.tasks import BackgroundTask
 from framework.observe.metrics import EVENT_LOOP_LAG
 
 TICK = 0.5
@@ -23,7 +23,7 @@ class LagMonitor:
         self.tick = tick
         self.limit = limit
         self.latest = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._measuring = BackgroundTask("bulkworker:loop-lag", self._measure)
 
     def __repr__(self) -> str:
         return f"<LagMonitor latest={self.latest:.3f}s>"
@@ -33,12 +33,10 @@ class LagMonitor:
         return self.latest <= self.limit
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._measure(), name="bulkworker:loop-lag")
+        self._measuring.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancelled(task)
+        await self._measuring.stop()
 
     async def _measure(self) -> None:
         loop = asyncio.get_running_loop()

@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from framework.core.outcome import OutcomeKind
-from framework.core.tasks import cancelled
+from framework.core.tasks import BackgroundTask
 from framework.core.watch import Bulk, HandleEnd, Outcome, Pause, TaskRun, Watcher
 
 SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -216,7 +216,7 @@ class Sampler:
     ) -> None:
         self._runners = runners
         self._connections = connections
-        self._task: asyncio.Task[None] | None = None
+        self._sampling = BackgroundTask("bulkworker:metrics", self._every_second)
         self._paused_seconds: dict[str, float] = {}  # what the counters hold, by consumer
 
     def refresh(self) -> None:
@@ -254,12 +254,10 @@ class Sampler:
                 STREAM_OFFSET.labels(name, queue).set(offset)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._every_second(), name="bulkworker:metrics")
+        self._sampling.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancelled(task)
+        await self._sampling.stop()
         for runner in self._runners():
             for queue in runner.settings.queues:
                 CONSUMERS_ACTIVE.labels(runner.settings.name, queue).set(0)

@@ -1,13 +1,11 @@
 """The consumer test harness: one consumer class through the real engine, no broker needed."""
 
 import asyncio
-import difflib
 import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
-from dependency_injector import providers
 
 from framework.core.consumer import BulkConsumer
 from framework.core.engine import BulkEngine
@@ -17,16 +15,12 @@ from framework.core.outcome import Move
 from framework.core.serialization import encode_body as encode
 from framework.runtime.orchestrator import Orchestrator
 from framework.testing.fakes import FakeChannel, FakeClock, RecordingLog
-from framework.testing.publisher import (
-    OfflineConnection,
-    OfflinePool,
-    PublishedMessage,
-    RecordingPublisher,
-)
+from framework.testing.outgoing import Outgoing
+from framework.testing.overrides import Overrides
+from framework.testing.publisher import PublishedMessage, RecordingPublisher
 from framework.testing.real_broker import RealBroker
 from framework.wiring.assembly import build_handlers, plan
 from framework.wiring.container import Container, resolve
-from framework.wiring.injection import container_name
 
 
 @attrs.frozen
@@ -73,11 +67,16 @@ class ConsumerHarness:
     ) -> None:
         self.consumer_class = consumer
         self.orchestrator = orchestrator
-        self._default_container = container is None and orchestrator is None
+        default_container = container is None and orchestrator is None
         if container is None:
             container = orchestrator.container if orchestrator is not None else Container()
         self.container = container
-        self.overrides = dict(overrides or {})
+        self._overrides = Overrides(
+            container,
+            overrides or {},
+            harness="ConsumerHarness",
+            default_container=default_container,
+        )
         self.broker_url = broker if isinstance(broker, str) else None
         self.real = bool(broker)
         self.redeliver_retries = redeliver_retries
@@ -88,7 +87,6 @@ class ConsumerHarness:
         self._engines: list[Any] = []
         self.publisher = RecordingPublisher()
         self._mode: _FakeBroker | RealBroker | None = None
-        self._overridden: list[str] = []
 
     def __repr__(self) -> str:
         mode = "real broker" if self.real else "in memory"
@@ -97,52 +95,16 @@ class ConsumerHarness:
         )
 
     async def __aenter__(self) -> "ConsumerHarness":
-        for name, value in self.overrides.items():
-            if getattr(self.container, name, None) is None:
-                raise KeyError(self._no_provider(name))
-            self._override(name, value)
+        self._overrides.apply()
         if not self.real:
-            self._go_offline()
+            self._overrides.go_offline(self.publisher)
         self._mode = RealBroker(self) if self.real else _FakeBroker(self)
         try:
             await self._mode.start()
         except BaseException:
-            self._restore()
+            self._overrides.restore()
             raise
         return self
-
-    def _no_provider(self, name: str) -> str:
-        """Why ``name`` cannot be overridden, and what to pass instead."""
-        known = sorted(getattr(self.container, "providers", {}))
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        if self._default_container:
-            return (
-                f"the container has no provider {name!r} to override{hint}: with no container= "
-                f"argument the harness uses the default container, {Container.__module__}."
-                f"{Container.__name__}, which knows only the framework's own providers; pass "
-                f"your container: ConsumerHarness(..., container=YourContainer(), "
-                f"overrides={{{name!r}: ...}})"
-            )
-        owner = container_name(self.container)
-        return f"the container ({owner}) has no provider {name!r} to override{hint}"
-
-    def _override(self, name: str, value: Any) -> None:
-        getattr(self.container, name).override(providers.Object(value))
-        self._overridden.append(name)
-
-    def _go_offline(self) -> None:
-        """What connects to RabbitMQ, replaced by what records (unless the test did)."""
-        offline = OfflineConnection(self.publisher)
-        stand_ins = {
-            "publisher": self.publisher,
-            "connection": offline,
-            "publishers": OfflinePool(self.publisher),
-            "connections": OfflinePool(offline),
-        }
-        for name, value in stand_ins.items():
-            if name not in self.overrides and getattr(self.container, name, None) is not None:
-                self._override(name, value)
 
     async def __aexit__(self, *exc_info: object) -> None:
         try:
@@ -151,7 +113,7 @@ class ConsumerHarness:
             if self.orchestrator is not None:
                 await self.orchestrator.run_shutdown_hooks()
         finally:
-            self._restore()
+            self._overrides.restore()
 
     async def run_startup_hooks(self) -> None:
         if self.orchestrator is not None:
@@ -162,11 +124,6 @@ class ConsumerHarness:
         self._engines.append(engine)
         engine.observe(self.outcomes.append)
         engine.observe_bulks(lambda bulk: self.bulks.append([m.body for m in bulk]))
-
-    def _restore(self) -> None:
-        for name in self._overridden:
-            getattr(self.container, name).reset_override()
-        self._overridden = []
 
     @property
     def published(self) -> list[PublishedMessage]:
@@ -197,14 +154,15 @@ class ConsumerHarness:
     ) -> None:
         """Deliver one message (JSON unless bytes or text), then let due bulks run."""
         raw, detected = encode(body)
-        await self.mode.publish(
-            raw,
-            queue or self.queue,
-            dict(headers or {}),
-            content_type or detected,
-            message_id,
+        outgoing = Outgoing(
+            raw=raw,
+            queue=queue or self.queue,
+            headers=dict(headers or {}),
+            content_type=content_type or detected,
+            message_id=message_id,
             body=body,
         )
+        await self.mode.publish(outgoing)
 
     async def publish_many(self, bodies: Iterable[Any], **options: Any) -> None:
         for body in bodies:
@@ -302,40 +260,25 @@ class _FakeBroker:
             start = await self.engine.stream.start_of(queue)  # calls stored_offset, as at start
             self.offsets[queue] = itertools.count(start if isinstance(start, int) else 0)
 
-    async def publish(
-        self,
-        raw: bytes,
-        queue: str,
-        headers: dict[str, Any],
-        content_type: str | None,
-        message_id: str | None,
-        *,
-        body: Any = None,
-    ) -> None:
-        await self.deliver(raw, queue, headers, content_type, message_id)
+    async def publish(self, outgoing: Outgoing) -> None:
+        await self.deliver(outgoing)
         await self.settle()
 
-    async def deliver(
-        self,
-        raw: bytes,
-        queue: str,
-        headers: dict[str, Any],
-        content_type: str | None,
-        message_id: str | None,
-    ) -> None:
+    async def deliver(self, outgoing: Outgoing) -> None:
+        queue, headers = outgoing.queue, outgoing.headers
         offsets = self.offsets.get(queue)
         offset = None if offsets is None else next(offsets)
         if offset is not None:
             headers = {**headers, STREAM_OFFSET_HEADER: offset}
         message = Message(
-            body=raw,
-            raw=raw,
+            body=outgoing.raw,
+            raw=outgoing.raw,
             queue=queue,
             routing_key=queue,
             delivery=Delivery(self.channel, next(self.tags)),
             headers=headers,
-            content_type=content_type,
-            message_id=message_id,
+            content_type=outgoing.content_type,
+            message_id=outgoing.message_id,
             stream_offset=offset,
         )
         refusal = self.engine.receive(message)
@@ -355,13 +298,16 @@ class _FakeBroker:
 
     def _redeliver(self, move: Move, queue: str, delay: float) -> None:
         original = move.message
+        copy = Outgoing(
+            raw=original.raw,
+            queue=queue,
+            headers=move.headers,
+            content_type=original.content_type,
+            message_id=original.message_id,
+        )
 
         def deliver() -> None:
-            task = asyncio.create_task(
-                self.deliver(
-                    original.raw, queue, move.headers, original.content_type, original.message_id
-                )
-            )
+            task = asyncio.create_task(self.deliver(copy))
             self.pending.add(task)
             task.add_done_callback(self.pending.discard)
 

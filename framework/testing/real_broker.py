@@ -11,6 +11,7 @@ from framework.amqp.publisher import Publisher
 from framework.core.layout import retry_queue
 from framework.core.partitions import partition_route
 from framework.runtime.orchestrator import Orchestrator
+from framework.testing.outgoing import Outgoing
 
 if TYPE_CHECKING:
     from framework.testing.harness import ConsumerHarness
@@ -54,26 +55,19 @@ class RealBroker:
         self.publisher = Publisher(self.connection)
         await self.publisher.open()
 
-    async def publish(
-        self,
-        raw: bytes,
-        queue: str,
-        headers: dict[str, Any],
-        content_type: str | None,
-        message_id: str | None,
-        *,
-        body: Any = None,
-    ) -> None:
-        exchange, routing_key = "", queue
+    async def publish(self, outgoing: Outgoing) -> None:
+        exchange, routing_key = "", outgoing.queue
         if self.partitioned is not None:  # to its exchange, by the key, as a publisher would
-            exchange, routing_key = partition_route(self.partitioned, body, headers, None, queue)
+            exchange, routing_key = partition_route(
+                self.partitioned, outgoing.body, outgoing.headers, None, outgoing.queue
+            )
         await self.publisher.publish(
-            raw,
+            outgoing.raw,
             routing_key=routing_key,
             exchange=exchange,
-            headers=headers or None,
-            content_type=content_type,
-            message_id=message_id,
+            headers=outgoing.headers or None,
+            content_type=outgoing.content_type,
+            message_id=outgoing.message_id,
         )
         self.published += 1
 

@@ -4,13 +4,12 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from dependency_injector import providers
-
 from framework.core.periodic import PeriodicTask, TaskSettings
 from framework.core.schedule import Schedule
 from framework.core.watch import TaskRun, Watcher
 from framework.testing.fakes import FakeClock, RecordingLog
-from framework.testing.publisher import OfflineConnection, OfflinePool, RecordingPublisher
+from framework.testing.overrides import Overrides
+from framework.testing.publisher import RecordingPublisher
 from framework.wiring.container import Container
 from framework.wiring.injection import build_task
 
@@ -50,14 +49,12 @@ class TaskHarness:
         self.task_class = task
         self.container = container if container is not None else Container()
         self.publisher = RecordingPublisher()
-        offline = OfflineConnection(self.publisher)
-        self.overrides = {
-            "publisher": self.publisher,
-            "connection": offline,
-            "publishers": OfflinePool(self.publisher),
-            "connections": OfflinePool(offline),
-            **(overrides or {}),
-        }
+        self._overrides = Overrides(
+            self.container,
+            overrides or {},
+            harness="TaskHarness",
+            default_container=container is None,
+        )
         self.clock = FakeClock()
         self.log = RecordingLog()
         self._recorder = TaskRecorder()
@@ -82,11 +79,8 @@ class TaskHarness:
         return self.publisher.messages
 
     async def __aenter__(self) -> "TaskHarness":
-        for name, value in self.overrides.items():
-            provider = getattr(self.container, name, None)
-            if provider is None:
-                raise KeyError(f"the container has no provider {name!r} to override")
-            provider.override(providers.Object(value))
+        self._overrides.apply()
+        self._overrides.go_offline(self.publisher)
         run = await build_task(self.task_class, self.container)
         self.schedule = Schedule(
             TaskSettings.of(self.task_class),
@@ -104,8 +98,7 @@ class TaskHarness:
             if self.schedule is not None:
                 await self.schedule.stop(within=5.0)
         finally:
-            for name in self.overrides:
-                getattr(self.container, name).reset_override()
+            self._overrides.restore()
 
     async def advance(self, seconds: float) -> None:
         """Move the clock; the ticks that come due start their runs, which are let finish."""

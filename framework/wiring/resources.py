@@ -9,7 +9,7 @@ The ``default`` connection pair (one connection consuming, one publishing) is
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from typing import Any
+from typing import Any, Self
 
 from aio_pika.abc import AbstractRobustConnection
 
@@ -69,7 +69,8 @@ class Pool:
     """Something per connection name (a connection, a publisher), opened on first use.
 
     ``default`` is the container's own; the others open on the URL their
-    name's variable gives, and close, in reverse, when the pool does.
+    name's variable gives, and close, in reverse, when the pool does (on
+    leaving ``async with``, or :meth:`close`).
     """
 
     purpose = ""
@@ -107,6 +108,12 @@ class Pool:
     async def close(self) -> None:
         await self._closing.aclose()
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
 
 class Connections(Pool):
     """The consuming connection of each name."""
@@ -137,22 +144,16 @@ async def open_connections(
     settings: Deployment, logger: EventLog, default: AbstractRobustConnection
 ) -> AsyncIterator[Connections]:
     """Container resource: consuming connections by name, closed before the default one."""
-    connections = Connections(settings, logger, default)
-    try:
+    async with Connections(settings, logger, default) as connections:
         yield connections
-    finally:
-        await connections.close()
 
 
 async def open_publishers(
     settings: Deployment, logger: EventLog, default: Publisher
 ) -> AsyncIterator[Publishers]:
     """Container resource: publishers by name, closed before the default one."""
-    publishers = Publishers(settings, logger, default)
-    try:
+    async with Publishers(settings, logger, default) as publishers:
         yield publishers
-    finally:
-        await publishers.close()
 
 
 async def open_postgres(settings: Deployment) -> AsyncIterator[PoolOnDemand]:
