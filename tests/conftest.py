@@ -27,6 +27,36 @@ def child_processes() -> dict[int, str]:
     return {pid: command.decode(errors="replace").strip() for pid, command in found.items()}
 
 
+UNGROUPED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` every test marked ``xdist_group`` must carry its group.
+
+    pytest-xdist groups by a suffix on the node id; when a pytest release stops
+    honouring it, grouped tests silently spread over several processes, where
+    they collide on what they share (a cluster, fixed queue names).
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is not None:
+            group = mark.args[0] if mark.args else mark.kwargs["name"]
+            item.stash[UNGROUPED] = not item.nodeid.endswith(f"@{group}")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.stash.get(UNGROUPED, False):
+        pytest.fail(
+            "--dist loadgroup does not group with this pytest and pytest-xdist: this test "
+            "would run beside the others of its xdist_group (see the pytest pin in "
+            "pyproject.toml)",
+            pytrace=False,
+        )
+
+
 @pytest.fixture(autouse=True)
 def no_process_left_behind() -> Iterator[None]:
     """A test that leaves a process running, or never waits for one, fails itself: left
