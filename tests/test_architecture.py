@@ -27,7 +27,6 @@ LONGEST_CLASS = 250
 LONGEST_MODULE = 400
 # Not split yet, held at their size so they can only shrink: (lines of the module, of the class).
 OVERSIZE = {
-    "amqp/subscription.py:Subscription": 274,
     "core/engine.py": 536,
     "core/engine.py:BulkEngine": 482,
     "runtime/orchestrator.py:Orchestrator": 264,
