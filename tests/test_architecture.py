@@ -27,12 +27,8 @@ LONGEST_CLASS = 250
 LONGEST_MODULE = 400
 # Not split yet, held at their size so they can only shrink: (lines of the module, of the class).
 OVERSIZE = {
-    "amqp/subscription.py:Subscription": 274,
-    "core/consumer.py": 442,
-    "core/consumer.py:ConsumerSettings": 290,
     "core/engine.py": 536,
     "core/engine.py:BulkEngine": 482,
-    "runtime/orchestrator.py:Orchestrator": 264,
 }
 
 

@@ -4,12 +4,12 @@ Deliveries are consumed on the aiormq channel under aio-pika's robust channel:
 that skips aio-pika's per-message objects, and each delivery is bound to the
 exact channel object it arrived on. When the robust channel is reopened after
 a reconnect, the subscription drops what the dead channel had buffered (the
-broker redelivers it) and consumes again on the new one.
+broker redelivers it) and consumes again on the new one. A queue it cannot
+consume now (deleted, not back after a reconnect, another worker's partition)
+is handed to :class:`~framework.amqp.lost_queues.LostQueues`.
 """
 
-import asyncio
 import contextlib
-from collections.abc import Coroutine
 from typing import Any
 
 import aiormq
@@ -20,16 +20,13 @@ from framework.amqp.closing import CHANNEL_GONE_ERRORS
 from framework.amqp.connection import close_within
 from framework.amqp.declarations import declare, declare_on_probe
 from framework.amqp.feed import QueueFeed
+from framework.amqp.lost_queues import LostQueues
 from framework.amqp.partitions import bind_partitions, prepare_partitions
 from framework.core.abc import EventLog
 from framework.core.engine import BulkEngine
 from framework.core.headers import STREAM_OFFSET_HEADER
 from framework.core.partitions import PartitionShare
 from framework.errors import QueueError
-
-# A worker waits this long for the worker a partition belongs to before taking it itself.
-STANDBY_WAIT = 10.0
-STANDBY_POLL = 0.25
 
 
 class Subscription:
@@ -49,15 +46,21 @@ class Subscription:
         self._engine = engine
         self._log = log
         self._settings = engine.settings
-        self._reconnect_max_delay = reconnect_max_delay
         self._channel: AbstractRobustChannel | None = None
         self._underlay: aiormq.abc.AbstractChannel | None = None
         self._consumers: dict[str, str] = {}  # consumer tag -> queue
-        self._waiting: dict[str, asyncio.Task[None]] = {}  # queue -> resubscribing task
         self._cancelled = False
         self._paused = False  # the engine's breaker is open: no consumers until it resumes
         # A partitioned consumer stops taking deliveries but stays registered: see cancel().
         self._holding_back = False
+        self._lost = LostQueues(
+            consumer=engine.settings.name,
+            log=log,
+            try_consume=self._try_consume,
+            has_consumer=self._has_consumer,
+            active=lambda: not self._cancelled and not self._paused,
+            max_delay=reconnect_max_delay,
+        )
 
     def __repr__(self) -> str:
         return f"<Subscription {self._settings.name} consumers={len(self._consumers)}>"
@@ -88,7 +91,7 @@ class Subscription:
         for queue in own:
             await self._consume(underlay, queue)
         for queue in others:
-            self._start_waiting(queue, self._stand_by(queue))
+            self._lost.stand_by(queue)
 
     async def _consume(self, underlay: aiormq.abc.AbstractChannel, queue: str) -> None:
         stream = self._engine.stream
@@ -130,13 +133,13 @@ class Subscription:
 
     async def _consume_again(self, underlay: aiormq.abc.AbstractChannel) -> None:
         for queue in self._settings.queues:
-            if queue in self._waiting:
+            if queue in self._lost:
                 continue  # its own task consumes it once it is back
             try:
                 await self._ensure(underlay, queue)
                 await self._consume(underlay, queue)
             except QueueError as error:
-                await self._wait_for(queue, str(error))
+                await self._lost.lost(queue, str(error))
 
     async def pause(self) -> None:
         """Stop the broker's deliveries until :meth:`resume`; what arrived stays unsettled.
@@ -147,7 +150,7 @@ class Subscription:
         if self._paused or self._cancelled:
             return
         self._paused = True
-        await self._stop_resubscribing()
+        await self._lost.stop()
         if self._settings.exchanges:
             await self._hand_over()
         else:
@@ -204,34 +207,7 @@ class Subscription:
             return
         if self._engine.stream is not None:
             self._engine.stream.restart(queue)
-        await self._wait_for(queue, "the broker cancelled the consumer (was the queue deleted?)")
-
-    async def _wait_for(self, queue: str, why: str) -> None:
-        await self._log.error(
-            "not consuming a queue: will consume it again when it is back",
-            extra={"consumer": self._settings.name, "queue": queue, "reason": why},
-        )
-        self._start_waiting(queue, self._resubscribe(queue))
-
-    def _start_waiting(self, queue: str, consuming: Coroutine[Any, Any, None]) -> None:
-        if queue in self._waiting:
-            consuming.close()
-            return
-        task = asyncio.create_task(consuming)
-        self._waiting[queue] = task
-        task.add_done_callback(lambda _: self._waiting.pop(queue, None))
-
-    async def _stand_by(self, queue: str) -> None:
-        """Consume another worker's partition once that worker is registered on it.
-
-        Registered second, this consumer stands by and takes over when the
-        active one goes; if nobody comes within the wait, it takes the queue.
-        """
-        waited = 0.0
-        while waited < STANDBY_WAIT and not await self._has_consumer(queue):
-            await asyncio.sleep(STANDBY_POLL)
-            waited += STANDBY_POLL
-        await self._resubscribe(queue, announce=False)
+        await self._lost.lost(queue, "the broker cancelled the consumer (was the queue deleted?)")
 
     async def _has_consumer(self, queue: str) -> bool:
         underlay = self._underlay
@@ -242,19 +218,6 @@ class Subscription:
         except (AMQPError, *CHANNEL_GONE_ERRORS):
             return False
         return bool(found.consumer_count)
-
-    async def _resubscribe(self, queue: str, *, announce: bool = True) -> None:
-        delay = 0.5
-        while not self._cancelled and not self._paused:
-            if await self._try_consume(queue):
-                if announce:
-                    await self._log.warning(
-                        "consuming the queue again",
-                        extra={"consumer": self._settings.name, "queue": queue},
-                    )
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._reconnect_max_delay)
 
     async def _try_consume(self, queue: str) -> bool:
         """Consume ``queue`` if it is back and the channel is up; False to try again later."""
@@ -277,7 +240,7 @@ class Subscription:
         Its :meth:`close` then requeues the rest and hands the partitions over.
         """
         self._cancelled = True
-        await self._stop_resubscribing()
+        await self._lost.stop()
         if self._settings.exchanges:
             self._holding_back = True
         else:
@@ -285,11 +248,6 @@ class Subscription:
         self._underlay = None
         if self._channel is not None:
             self._channel.reopen_callbacks.discard(self._on_reopen)
-
-    async def _stop_resubscribing(self) -> None:
-        for task in list(self._waiting.values()):
-            task.cancel()
-        await asyncio.gather(*self._waiting.values(), return_exceptions=True)
 
     async def _cancel_consumers(self) -> None:
         underlay = self._underlay

@@ -1,6 +1,6 @@
 """The machinery of consumer settings: how one is declared, and the checks of its value.
 
-A setting is a field of :class:`~framework.core.consumer.ConsumerSettings`
+A setting is a field of :class:`~framework.core.consumer_settings.ConsumerSettings`
 made by :func:`setting`: its default, the check its value must pass when a
 consumer class is defined, and its meaning. Each check raises
 :class:`~framework.errors.ConsumerDefinitionError` naming the class and the

@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from framework.core.actions import Actions
-from framework.core.consumer import SPECS, ConsumerSettings
+from framework.core.consumer_settings import SPECS, ConsumerSettings
 
 
 def listed_cells(settings: ConsumerSettings) -> dict[str, str]:

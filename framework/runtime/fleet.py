@@ -18,11 +18,12 @@ from framework.core.consumer import ConsumerSettings
 from framework.core.partitions import PartitionShare
 from framework.core.schedule import Schedule
 from framework.core.watch import Watcher, Watchers
+from framework.observe.observation import Observation
 from framework.runtime.connections import ConsumerConnections
 from framework.runtime.halts import Halts
 from framework.runtime.runner import ConsumerRunner
 from framework.runtime.shutdown import ShutdownBudget
-from framework.wiring.assembly import Plan
+from framework.wiring.assembly import Plan, build_handlers
 from framework.wiring.injection import build_task
 
 # The share of the broker's consumer_timeout that earns a warning.
@@ -43,6 +44,22 @@ class Fleet:
 
     def __repr__(self) -> str:
         return f"<Fleet runners={len(self.runners)} schedules={len(self.schedules)}>"
+
+    async def start(
+        self,
+        plan: Plan,
+        container: containers.Container,
+        connections: ConsumerConnections,
+        observation: Observation,
+        halts: Halts,
+    ) -> None:
+        """Start every consumer of ``plan`` on its connection, then the periodic tasks."""
+        handlers = await build_handlers(plan.classes, container)
+        for handler, settings in zip(handlers, plan.settings, strict=True):
+            on = await connections.of_consumer(settings)
+            watcher = observation.consumer_watcher(self._watchers, settings)
+            await self.start_consumer(handler, settings, on, watcher, halts)
+        await self.start_tasks(plan, container)
 
     async def start_consumer(
         self,

@@ -1,7 +1,8 @@
 """The Orchestrator: discovers consumers, starts them, and stops them gracefully.
 
-It orders the steps; the pieces live beside it: the connections consumers run
-on (:mod:`~framework.runtime.connections`), the runners and schedules
+It orders the steps; the pieces live beside it: what a run does to its
+container (:mod:`~framework.runtime.container_run`), the connections consumers
+run on (:mod:`~framework.runtime.connections`), the runners and schedules
 (:mod:`~framework.runtime.fleet`), the reasons to stop on its own
 (:mod:`~framework.runtime.halts`), the hooks (:mod:`~framework.wiring.hooks`)
 and the process around it (:mod:`~framework.runtime.process`).
@@ -25,6 +26,7 @@ from framework.observe.log import route_library_logs, unroute_library_logs
 from framework.observe.log_stats import BulkLog, StatsLog
 from framework.observe.observation import Observation
 from framework.runtime.connections import ConsumerConnections
+from framework.runtime.container_run import ContainerRun
 from framework.runtime.fleet import Fleet
 from framework.runtime.halts import Halt, Halts
 from framework.runtime.process import (
@@ -36,12 +38,10 @@ from framework.runtime.process import (
 )
 from framework.runtime.runner import ConsumerRunner
 from framework.runtime.shutdown import ShutdownBudget
-from framework.wiring.assembly import Plan, build_handlers
 from framework.wiring.assembly import plan as assemble
-from framework.wiring.container import Container, open_resources, resolve
+from framework.wiring.container import Container, resolve
 from framework.wiring.discovery import ConsumerSource
 from framework.wiring.hooks import Hook, HookFunction, Hooks
-from framework.wiring.injection import wire_modules
 
 HookT = TypeVar("HookT", bound=HookFunction)
 
@@ -66,6 +66,7 @@ class Orchestrator:
     ) -> None:
         self.container = container if container is not None else Container()
         self._source = consumers
+        self._container_run = ContainerRun(self.container)
         self._clock = clock or LoopClock()
         self._hooks = Hooks()
         # Told of every consumer's events: logs, metrics and tracing add theirs.
@@ -75,7 +76,6 @@ class Orchestrator:
         self._fleet: Fleet | None = None
         self._connections: ConsumerConnections | None = None
         self._stats: StatsLog | None = None
-        self._wired = False
         self._started = False
         self._stopping: asyncio.Future[None] | None = None
         self._stop_called = asyncio.Event()
@@ -181,12 +181,11 @@ class Orchestrator:
         self.observation = self._observation()
         try:
             await self.observation.start(self.watchers)
-            await self._open_log()
-            wire_modules(self.container, [*plan.classes, *plan.tasks])
-            self._wired = True
+            fleet = await self._open_fleet()
+            self._container_run.wire(plan)
             await self.run_startup_hooks()
             self._connections = await ConsumerConnections.of(self.container)
-            await self._start_consumers(plan, self._connections, self.observation)
+            await fleet.start(plan, self.container, self._connections, self.observation, self.halts)
             self.observation.started_consuming()
         except BaseException:
             await self.stop()
@@ -199,10 +198,9 @@ class Orchestrator:
         observation.health_file = None if self.worker is None else self.worker.health_file
         return observation
 
-    async def _open_log(self) -> None:
-        """The container's resources, then its logger: the log the fleet and hooks report to."""
-        await open_resources(self.container)
-        log: EventLog = await resolve(self.container.logger())
+    async def _open_fleet(self) -> Fleet:
+        """The container's resources, its logger (the log hooks report to), and the fleet."""
+        log = await self._container_run.open()
         self._log = log
         self.watchers.add(BulkLog(log))
         self._stats = StatsLog(log, self.settings.log_stats_interval)
@@ -215,17 +213,7 @@ class Orchestrator:
             watchers=self.watchers,
             draining=self.draining,
         )
-
-    async def _start_consumers(
-        self, plan: Plan, connections: ConsumerConnections, observation: Observation
-    ) -> None:
-        assert self._fleet is not None, "made in _open_log()"
-        handlers = await build_handlers(plan.classes, self.container)
-        for handler, settings in zip(handlers, plan.settings, strict=True):
-            on = await connections.of_consumer(settings)
-            watcher = observation.consumer_watcher(self.watchers, settings)
-            await self._fleet.start_consumer(handler, settings, on, watcher, self.halts)
-        await self._fleet.start_tasks(plan, self.container)
+        return self._fleet
 
     async def stop(self) -> None:
         """Stop gracefully within the shutdown timeout; calling it again waits for the first."""
@@ -247,27 +235,9 @@ class Orchestrator:
                 self._stopping.set_result(None)
 
     async def _release(self) -> None:
-        if self._wired:
-            self.container.unwire()
-        await self._shut_down_resources()
+        await self._container_run.release()
         if self.observation is not None:
             await self.observation.stop()
-
-    async def _shut_down_resources(self) -> None:
-        # Each connection closes within budget.connections (robust_connection).
-        # A resource whose start a stop cancelled (SIGTERM while connecting) fails
-        # its shutdown with that CancelledError: the others are closed all the same.
-        # dependency-injector then stops at that resource, so a second round
-        # closes the rest.
-        task = asyncio.current_task()
-        cancelling = task.cancelling() if task is not None else 0
-        for _ in range(2):
-            try:
-                await resolve(self.container.shutdown_resources())
-                return
-            except asyncio.CancelledError:
-                if task is not None and task.cancelling() > cancelling:
-                    raise  # this stop itself was cancelled
 
     async def _stop_consuming(self, budget: ShutdownBudget) -> None:
         if self._fleet is not None:
