@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from framework import Actions, BulkConsumer, ConsumerDefinitionError, ConsumerSettings, Message
 from framework.core.engine import BulkEngine
 from framework.testing import FakeChannel, FakeClock, FakePublisher, RecordingLog, make_message
-from tests.test_engine import let_run, settings, started, stopped
+from tests.test_engine import arrive, let_run, settings, started, stopped
 
 
 class CheckingChannel(FakeChannel):
@@ -68,7 +68,7 @@ async def exact_acks(concurrent: int, bulk_size: int, count: int, seed: int) -> 
     task = asyncio.create_task(engine.run())
     for tag in range(1, count + 1):
         channel.delivered.append(tag)
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
         if chance.random() < 0.3:
             await asyncio.sleep(chance.random() * 0.002)
     engine.close()
@@ -98,7 +98,7 @@ async def test_at_most_max_concurrent_bulks_run_at_once(clock, channel, log, pub
     )
     task = await started(engine)
     for tag in range(1, 9):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await let_run()
     assert (3, 3) == (len(running), most)
     assert 2 == engine.buffered
@@ -126,7 +126,7 @@ async def test_close_drains_every_running_and_buffered_bulk(clock, channel, log,
     )
     task = await started(engine)
     for tag in range(1, 8):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await stopped(engine, task)
     assert list(range(1, 8)) == sorted(handled)
     assert dict.fromkeys(range(1, 8), "ack") == channel.settled_tags(7)
@@ -154,7 +154,7 @@ async def test_a_timed_out_bulk_does_not_hold_the_others(clock, channel, log, pu
     )
     task = await started(engine)
     for tag in range(1, 5):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     for _ in range(200):
         if len(channel.settled_tags(4)) + len(publisher.published) == 4:
             break
@@ -186,7 +186,7 @@ async def test_cancelling_the_worker_cancels_every_running_bulk(
     )
     task = await started(engine)
     for tag in range(1, 4):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await let_run()
     assert 3 == started_calls
     task.cancel()

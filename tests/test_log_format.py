@@ -18,7 +18,7 @@ from framework.observe.log_stats import BulkLog, StatsLog
 from framework.testing import ConsumerHarness, RecordingLog, make_message
 from tests.broker import Broker, wait_until
 from tests.test_cli import BULKWORKER, ROOT, environment, kill_if_running
-from tests.test_engine import let_run, settings, started, stopped
+from tests.test_engine import arrive, let_run, settings, started, stopped
 
 
 def boom() -> ValueError:
@@ -156,7 +156,7 @@ async def test_each_bulk_gets_a_debug_line(clock, channel, log, publisher) -> No
     )
     task = await started(engine)
     for tag in (1, 2, 3):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await let_run()
     await stopped(engine, task)
     [(level, _, extra)] = [r for r in log.records if r[1] == "bulk handled"]
@@ -183,7 +183,7 @@ async def test_stats_summarise_each_busy_consumer_and_stay_quiet_when_idle(
     )
     task = await started(engine)
     for tag in range(1, 7):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await let_run()
     await stopped(engine, task)
     await stats.report(60)

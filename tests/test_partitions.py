@@ -11,7 +11,7 @@ from framework.core.engine import BulkEngine
 from framework.core.partitions import key_reader, outgoing_message, partition_route
 from framework.errors import PartitionKeyError
 from framework.testing import make_message
-from tests.test_engine import let_run, settings, started, stopped
+from tests.test_engine import arrive, let_run, settings, started, stopped
 
 
 class Orders(BulkConsumer):
@@ -215,7 +215,7 @@ async def test_a_key_with_a_bulk_in_flight_waits_while_other_keys_run(
     )
     task = await started(engine)
     for tag, customer in enumerate("aaaabb", start=1):
-        engine.accept(customer_message(tag, customer, channel))
+        await arrive(engine, customer_message(tag, customer, channel))
     await let_run()
     assert ["a", "b"] == gate.running
     assert 2 == engine.buffered  # a3, a4: their turn comes when a1, a2 are settled
@@ -238,7 +238,7 @@ async def test_pressure_flushes_a_key_that_is_not_waiting(clock, channel, log, p
     )
     task = await started(engine)
     for tag, customer in enumerate("aaaaab", start=1):
-        engine.accept(customer_message(tag, customer, channel))
+        await arrive(engine, customer_message(tag, customer, channel))
     await let_run()
     assert ["a", "b"] == gate.running
     gate.open.set()
@@ -275,7 +275,7 @@ async def test_every_key_keeps_its_order_under_random_durations(channel, log, pu
     task = asyncio.create_task(engine.run())
     for tag in range(1, 501):
         key = "abcde"[chance.randrange(5)]
-        engine.accept(make_message(tag, channel=channel, tag=tag, headers={"customer": key}))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag, headers={"customer": key}))
         if chance.random() < 0.2:
             await asyncio.sleep(0.001)
     engine.close()
