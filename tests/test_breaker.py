@@ -7,7 +7,7 @@ import pytest
 
 from framework import Actions, BulkConsumer, ConsumerDefinitionError, Message, SinkUnavailable
 from framework.core.breaker import Backoff
-from framework.core.engine import BulkEngine
+from framework.core.engine import BulkEngine, EngineConfig, build_engine
 from framework.core.outcome import Router, Verdict
 from framework.errors import HandlerTimeoutError
 from framework.testing import FakeChannel, make_message
@@ -54,13 +54,12 @@ def intake() -> FakeIntake:
 @pytest.fixture
 def make_paused_engine(clock, log, publisher, intake):
     def make(handler: Any, consumer_timeout: float = 1800.0, **overrides: Any) -> BulkEngine:
-        engine = BulkEngine(
+        engine = build_engine(
             settings(**{"max_retries": 1, **overrides}),
             handler,
-            clock=clock,
-            log=log,
-            publisher=publisher,
-            consumer_timeout=consumer_timeout,
+            EngineConfig(
+                clock=clock, log=log, publisher=publisher, consumer_timeout=consumer_timeout
+            ),
         )
         engine.outage.breaker.backoff.random = lambda: 0.0  # no jitter: exact steps
         engine.outage.intake = intake

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from framework import Actions, ConsumerSettings, Message
-from framework.core.engine import BulkEngine
+from framework.core.engine import BulkEngine, EngineConfig, build_engine
 from framework.core.headers import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER
 from framework.core.message import Delivery
 from framework.errors import DecodeError
@@ -33,12 +33,10 @@ def settings(**overrides: Any) -> ConsumerSettings:
 @pytest.fixture
 def make_engine(clock, log, handler, publisher):
     def make(custom_handler: Any = None, **overrides: Any) -> BulkEngine:
-        return BulkEngine(
+        return build_engine(
             settings(**overrides),
             custom_handler or handler,
-            clock=clock,
-            log=log,
-            publisher=publisher,
+            EngineConfig(clock=clock, log=log, publisher=publisher),
         )
 
     return make
@@ -579,7 +577,7 @@ async def test_any_exception_from_decoding_dead_letters_with_its_text(
         pass
 
     engine = make_engine()
-    engine.decode = lambda raw, content_type: (_ for _ in ()).throw(Broken("no way"))
+    engine.reception.decode = lambda raw, content_type: (_ for _ in ()).throw(Broken("no way"))
     task = await started(engine)
     refusal = engine.receive(delivered(b"x", channel, 1, None))
     assert refusal is not None
@@ -609,13 +607,10 @@ async def test_a_decoder_raising_any_base_exception_dead_letters_that_message_al
     """A decoder raising a BaseException: that message is dead-lettered, the next one handled;
     an exit request is passed on (once, after the dead letter is on its way)."""
     requests: list[BaseException] = []
-    engine = BulkEngine(
+    engine = build_engine(
         settings(bulk_size=1),
         handler,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        on_exit_request=requests.append,
+        EngineConfig(clock=clock, log=log, publisher=publisher, on_exit_request=requests.append),
     )
 
     def decode(raw: bytes, content_type: str | None) -> Any:
@@ -623,7 +618,7 @@ async def test_a_decoder_raising_any_base_exception_dead_letters_that_message_al
             raise raised
         return json.loads(raw)
 
-    engine.decode = decode
+    engine.reception.decode = decode
     task = await started(engine)
     refusal = engine.receive(delivered(b"bad", channel, 1, None))
     assert refusal is not None
@@ -749,13 +744,15 @@ async def test_base_exception_in_handle_fails_the_bulk_and_the_worker_goes_on(
         if calls == 1:
             raise raised
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(on_exception=Actions.REJECT),
         raises_once,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        on_exit_request=lambda error: requests.append((error, list(channel.calls))),
+        EngineConfig(
+            clock=clock,
+            log=log,
+            publisher=publisher,
+            on_exit_request=lambda error: requests.append((error, list(channel.calls))),
+        ),
     )
     task = await started(engine)
     await feed(engine, channel, 1, 3)
@@ -787,13 +784,15 @@ async def test_exit_request_is_passed_on_once_after_its_bulk_is_settled(
     async def exits(messages: list[Message[Any]]) -> None:
         raise SystemExit(0)
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(max_retries=None),
         exits,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        on_exit_request=lambda error: requests.append((error, list(channel.calls))),
+        EngineConfig(
+            clock=clock,
+            log=log,
+            publisher=publisher,
+            on_exit_request=lambda error: requests.append((error, list(channel.calls))),
+        ),
     )
     task = await started(engine)
     await feed(engine, channel, 1, 3)
@@ -815,13 +814,10 @@ async def test_exit_request_with_isolation_fails_only_the_message_that_raises(
         if 2 in [m.body for m in messages]:
             raise SystemExit("stop")
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(on_exception=Actions.REJECT, isolate_failures=True),
         exits_on_two,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        on_exit_request=requests.append,
+        EngineConfig(clock=clock, log=log, publisher=publisher, on_exit_request=requests.append),
     )
     task = await started(engine)
     await feed(engine, channel, 1, 3)
@@ -875,13 +871,10 @@ async def test_handler_timeout_holds_for_a_handler_that_swallows_cancellation(
 ) -> None:
     """Past handler_timeout plus a grace the call is abandoned, the bulk failed, the rest flows."""
     swallower = Swallower()
-    engine = BulkEngine(
+    engine = build_engine(
         settings(handler_timeout=0.05, on_exception=Actions.REJECT),
         swallower,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        cancel_grace=0.05,
+        EngineConfig(clock=clock, log=log, publisher=publisher, cancel_grace=0.05),
     )
     task = await started(engine)
     await feed(engine, channel, 1, 3)
@@ -906,8 +899,10 @@ async def test_cancelled_worker_stops_within_the_grace_despite_a_swallowing_hand
 ) -> None:
     """Aborting the worker while handle ignores cancellation ends it within the grace."""
     swallower = Swallower()
-    engine = BulkEngine(
-        settings(), swallower, clock=clock, log=log, publisher=publisher, cancel_grace=0.1
+    engine = build_engine(
+        settings(),
+        swallower,
+        EngineConfig(clock=clock, log=log, publisher=publisher, cancel_grace=0.1),
     )
     task = await started(engine)
     await feed(engine, channel, 1, 3)

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from framework import BulkConsumer, ConsumerDefinitionError, Message, Orchestrator
-from framework.core.engine import BulkEngine
+from framework.core.engine import EngineConfig, build_engine
 from framework.core.watch import Bulk, FlushReason, Watcher
 from framework.testing import ConsumerHarness, make_message
 from tests.broker import Broker, wait_until
@@ -27,13 +27,10 @@ def engine_for(clock: Any, log: Any, publisher: Any, handled: list[Any], **overr
         handled.append([m.body for m in messages])
 
     watcher = Bulks()
-    engine = BulkEngine(
+    engine = build_engine(
         settings(**{"group_by": "tenant", **overrides}),
         handle,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        watcher=watcher,
+        EngineConfig(clock=clock, log=log, publisher=publisher, watcher=watcher),
     )
     return engine, watcher
 

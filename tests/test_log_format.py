@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from framework import Actions, BulkConsumer, Message
-from framework.core.engine import BulkEngine
+from framework.core.engine import EngineConfig, build_engine
 from framework.observe.log import build_logger, route_library_logs, unroute_library_logs
 from framework.observe.log_stats import BulkLog, StatsLog
 from framework.testing import ConsumerHarness, RecordingLog, make_message
@@ -151,8 +151,10 @@ async def test_each_bulk_gets_a_debug_line(clock, channel, log, publisher) -> No
     async def handle(messages: list[Message[Any]]) -> None:
         messages[0].reject()
 
-    engine = BulkEngine(
-        settings(), handle, clock=clock, log=log, publisher=publisher, watcher=BulkLog(log)
+    engine = build_engine(
+        settings(),
+        handle,
+        EngineConfig(clock=clock, log=log, publisher=publisher, watcher=BulkLog(log)),
     )
     task = await started(engine)
     for tag in (1, 2, 3):
@@ -178,8 +180,8 @@ async def test_stats_summarise_each_busy_consumer_and_stay_quiet_when_idle(
         messages[0].requeue()
         messages[1].reject()
 
-    engine = BulkEngine(
-        settings(), handle, clock=clock, log=log, publisher=publisher, watcher=stats
+    engine = build_engine(
+        settings(), handle, EngineConfig(clock=clock, log=log, publisher=publisher, watcher=stats)
     )
     task = await started(engine)
     for tag in range(1, 7):

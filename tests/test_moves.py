@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from framework.core.engine import BulkEngine
+from framework.core.engine import BulkEngine, EngineConfig, build_engine
 from framework.core.moves import PauseSchedule
 from framework.core.watch import Outcome
 from framework.errors import PublishError, UnroutableError
@@ -39,14 +39,12 @@ def handler() -> Recorder:
 
 @pytest.fixture
 def engine(clock, log, handler, publisher, declarer) -> BulkEngine:
-    return BulkEngine(
+    return build_engine(
         settings(bulk_size=1, prefetch=10),
         handler,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        reconnect_max_delay=4.0,
-        declarer=declarer,
+        EngineConfig(
+            clock=clock, log=log, publisher=publisher, reconnect_max_delay=4.0, declarer=declarer
+        ),
     )
 
 
@@ -224,7 +222,9 @@ async def test_header_that_cannot_be_encoded_is_held_not_looped(
     clock, channel, log, handler, publisher
 ) -> None:
     """Any publish error (here an encoding error) holds the original instead of requeueing it."""
-    engine = BulkEngine(settings(bulk_size=1), handler, clock=clock, log=log, publisher=publisher)
+    engine = build_engine(
+        settings(bulk_size=1), handler, EngineConfig(clock=clock, log=log, publisher=publisher)
+    )
     publisher.fail_with = OverflowError("float too large to pack with f format")
     task = await started(engine)
     await deliver(engine, channel, 1)

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from framework import Actions, BulkConsumer, ConsumerDefinitionError, Message
-from framework.core.engine import BulkEngine
+from framework.core.engine import BulkEngine, EngineConfig, build_engine
 from framework.core.sizing import AdaptiveSize
 from framework.core.watch import Bulk, CallOutcome, FlushReason, HandleCall, HandleEnd, Watcher
 from framework.errors import HandlerTimeoutError, SinkUnavailable
@@ -57,13 +57,10 @@ def engine_with(
     """An engine on ``sink`` (or on ``handler``, a wrapper around it), with its bulk watcher."""
     watcher = Bulks()
     values = {"flush_interval": 1000.0, "prefetch": 1000, **overrides}
-    engine = BulkEngine(
+    engine = build_engine(
         settings(**values),
         handler or sink,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        watcher=watcher,
+        EngineConfig(clock=clock, log=log, publisher=publisher, watcher=watcher),
     )
     return engine, watcher
 
@@ -371,7 +368,7 @@ async def test_a_handle_that_never_returns_times_out_and_halves_the_size(
     async def stuck(messages: list[Message[Any]]) -> None:
         await asyncio.Event().wait()
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(
             bulk_size=16,
             prefetch=100,
@@ -381,9 +378,7 @@ async def test_a_handle_that_never_returns_times_out_and_halves_the_size(
             on_exception=Actions.REJECT,
         ),
         stuck,
-        clock=clock,
-        log=log,
-        publisher=publisher,
+        EngineConfig(clock=clock, log=log, publisher=publisher),
     )
     assert engine.adaptive_size is not None
     engine.adaptive_size.target = 16
@@ -488,7 +483,7 @@ async def test_isolating_failures_halves_once_per_bulk(clock, channel, log, publ
         if any(m.delivery.tag == poison for m in messages):
             raise ValueError("poison")
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(
             bulk_size=16,
             prefetch=100,
@@ -498,9 +493,7 @@ async def test_isolating_failures_halves_once_per_bulk(clock, channel, log, publ
             on_exception=Actions.REJECT,
         ),
         handle,
-        clock=clock,
-        log=log,
-        publisher=publisher,
+        EngineConfig(clock=clock, log=log, publisher=publisher),
     )
     assert engine.adaptive_size is not None
     engine.adaptive_size.target = 16

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from framework import Actions, Message
-from framework.core.engine import BulkEngine
+from framework.core.engine import EngineConfig, build_engine
 from framework.core.outcome import OutcomeKind
 from framework.core.watch import (
     Bulk,
@@ -53,8 +53,10 @@ def watcher() -> Recording:
 
 
 def engine_with(handler: Any, watcher: Watcher, clock, log, publisher, **overrides: Any):
-    return BulkEngine(
-        settings(**overrides), handler, clock=clock, log=log, publisher=publisher, watcher=watcher
+    return build_engine(
+        settings(**overrides),
+        handler,
+        EngineConfig(clock=clock, log=log, publisher=publisher, watcher=watcher),
     )
 
 
