@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from framework import Actions, BulkConsumer, ConsumerSettings, Container, Message, Orchestrator
-from framework.core.engine import BulkEngine
+from framework.core.engine import EngineConfig, build_engine
 from framework.core.message import Delivery
 from framework.testing import FakeChannel, FakeClock, FakePublisher, RecordingLog
 from tests.broker import AMQP_URL, Broker, wait_until
@@ -104,7 +104,7 @@ class World:
         self.plans: dict[int, Plan] = {}
         self.handler_gate = asyncio.Event()
         self.handler_gate.set()
-        self.engine = BulkEngine(
+        self.engine = build_engine(
             ConsumerSettings(
                 name="Prop",
                 queues=("q",),
@@ -116,9 +116,7 @@ class World:
                 **config,
             ),
             self.handle,
-            clock=self.clock,
-            log=RecordingLog(),
-            publisher=self.publisher,
+            EngineConfig(clock=self.clock, log=RecordingLog(), publisher=self.publisher),
         )
 
     async def handle(self, messages: list[Message[Any]]) -> None:

@@ -25,11 +25,8 @@ CLIENT_LIBRARIES = ("aio_pika", "aiormq", "pamqp", "aiologger", "dependency_inje
 LONGEST_FUNCTION = 40
 LONGEST_CLASS = 250
 LONGEST_MODULE = 400
-# Not split yet, held at their size so they can only shrink: (lines of the module, of the class).
-OVERSIZE = {
-    "core/engine.py": 536,
-    "core/engine.py:BulkEngine": 482,
-}
+# Modules or classes not split yet, held at their size so they can only shrink (none now).
+OVERSIZE: dict[str, int] = {}
 
 
 def modules() -> list[Path]:
@@ -119,8 +116,8 @@ def test_no_class_is_longer_than_two_hundred_fifty_lines() -> None:
     assert [] == oversize(found, LONGEST_CLASS)
 
 
-def test_the_size_checks_catch_what_is_too_long() -> None:
+def test_the_size_checks_catch_what_is_too_long(monkeypatch: pytest.MonkeyPatch) -> None:
     """A module or class over its limit, or grown past its held size, is reported."""
-    held = OVERSIZE["core/engine.py"]
-    found = {"a.py": 401, "core/engine.py": held + 1, "b.py": 400, "core/engine.py:BulkEngine": 1}
-    assert ["a.py (401)", f"core/engine.py ({held + 1})"] == oversize(found, LONGEST_MODULE)
+    monkeypatch.setitem(OVERSIZE, "held.py", 450)
+    found = {"a.py": 401, "held.py": 451, "b.py": 400, "held.py:Held": 1}
+    assert ["a.py (401)", "held.py (451)"] == oversize(found, LONGEST_MODULE)

@@ -7,11 +7,11 @@ import pytest
 
 from framework import Actions, BulkConsumer, ConsumerDefinitionError, Message, SinkUnavailable
 from framework.core.breaker import Backoff
-from framework.core.engine import BulkEngine
+from framework.core.engine import BulkEngine, EngineConfig, build_engine
 from framework.core.outcome import Router, Verdict
 from framework.errors import HandlerTimeoutError
 from framework.testing import FakeChannel, make_message
-from tests.test_engine import Recorder, feed, let_run, settings, started, stopped
+from tests.test_engine import Recorder, arrive, feed, let_run, settings, started, stopped
 
 
 class FakeIntake:
@@ -54,13 +54,12 @@ def intake() -> FakeIntake:
 @pytest.fixture
 def make_paused_engine(clock, log, publisher, intake):
     def make(handler: Any, consumer_timeout: float = 1800.0, **overrides: Any) -> BulkEngine:
-        engine = BulkEngine(
+        engine = build_engine(
             settings(**{"max_retries": 1, **overrides}),
             handler,
-            clock=clock,
-            log=log,
-            publisher=publisher,
-            consumer_timeout=consumer_timeout,
+            EngineConfig(
+                clock=clock, log=log, publisher=publisher, consumer_timeout=consumer_timeout
+            ),
         )
         engine.outage.breaker.backoff.random = lambda: 0.0  # no jitter: exact steps
         engine.outage.intake = intake
@@ -90,7 +89,7 @@ async def test_an_outage_holds_the_bulk_and_probes_with_backoff(
     """60 s of ConnectionError with max_retries=1: nothing dead-lettered, probes at 1, 2, 4 …"""
     engine = make_paused_engine(sink)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     assert engine.paused
     assert ["pause"] == intake.calls
@@ -141,7 +140,7 @@ async def test_default_outage_errors_pause_instead_of_retrying(
     """ConnectionError, TimeoutError, OSError and SinkUnavailable pause: no retry or dead letter."""
     engine = make_paused_engine(Sink(error))
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     assert engine.paused
     assert [] == publisher.published
@@ -156,7 +155,7 @@ async def test_ordinary_errors_and_handler_timeouts_are_not_outages(
     for error in (ValueError("bad row"), HandlerTimeoutError("slow")):
         engine = make_paused_engine(Sink(error))
         task = await started(engine)
-        feed(engine, channel, 1, 3)
+        await feed(engine, channel, 1, 3)
         await let_run()
         assert not engine.paused
         assert 3 == len(publisher.to("test"))  # retried
@@ -170,13 +169,13 @@ async def test_outage_errors_can_be_chosen_per_consumer(
     """outage_errors=(KeyError,) pauses on KeyError and retries a ConnectionError."""
     engine = make_paused_engine(Sink(KeyError("shard")), outage_errors=(KeyError,))
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     assert engine.paused
     await stopped(engine, task)
     engine = make_paused_engine(Sink(ConnectionError("x")), outage_errors=(KeyError,))
     task = await started(engine)
-    feed(engine, channel, 4, 6)
+    await feed(engine, channel, 4, 6)
     await let_run()
     assert not engine.paused
     assert 3 == len(publisher.to("test"))
@@ -190,13 +189,13 @@ async def test_buffered_and_late_deliveries_are_given_back_while_paused(
     sink.gate = asyncio.Event()
     engine = make_paused_engine(sink)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
-    feed(engine, channel, 4, 5)  # buffered while the first bulk is in handle
+    await feed(engine, channel, 4, 5)  # buffered while the first bulk is in handle
     sink.gate.set()
     await let_run()
     assert {4: "requeue", 5: "requeue"} == settled(channel)
-    feed(engine, channel, 6, 6)  # sent before the broker took the cancel
+    await feed(engine, channel, 6, 6)  # sent before the broker took the cancel
     await let_run()
     assert "requeue" == settled(channel)[6]
     assert 0 == engine.buffered
@@ -212,7 +211,7 @@ async def test_messages_decided_before_the_outage_keep_their_decision(
     sink.decide = lambda messages: messages[0].ack()
     engine = make_paused_engine(sink)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     assert [("ack", 1, False)] == channel.calls
     assert [2, 3] == [m.delivery.tag for m in engine.outage.held]
@@ -232,7 +231,7 @@ async def test_unavailable_marks_only_those_messages_for_the_probe(
     handler.decide = lambda messages: messages[1].unavailable("shard 2 is down")
     engine = make_paused_engine(handler)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     assert engine.paused
     assert {1: "ack", 3: "ack"} == settled(channel)
@@ -251,7 +250,7 @@ async def test_held_messages_are_given_back_before_the_consumer_timeout(
     """consumer_timeout=20: the held bulk is requeued after 10 s; the next delivery probes."""
     engine = make_paused_engine(sink, consumer_timeout=20.0)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     await advance(clock, 10)
     assert {1: "requeue", 2: "requeue", 3: "requeue"} == settled(channel)
@@ -261,7 +260,7 @@ async def test_held_messages_are_given_back_before_the_consumer_timeout(
     assert ["pause", "resume"] == intake.calls
     assert calls == len(sink.bulks)
     sink.down = False
-    feed(engine, channel, 7, 8)  # the broker's redeliveries arrive
+    await feed(engine, channel, 7, 8)  # the broker's redeliveries arrive
     await let_run()
     assert [7, 8] == sink.bulks[-1]
     assert not engine.paused
@@ -275,12 +274,12 @@ async def test_a_probe_failing_again_pauses_the_fresh_intake_again(
     """Probing with a fresh delivery that fails: paused again, that bulk held, rest given back."""
     engine = make_paused_engine(sink, consumer_timeout=2.0)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     await advance(clock, 1.5)  # the probe at 1 s failed; the hold limit (1 s) gave them back
     await advance(clock, 2.0)  # next probe due: consume again
     assert "resume" == intake.calls[-1]
-    feed(engine, channel, 4, 4)
+    await feed(engine, channel, 4, 4)
     await let_run()
     assert "pause" == intake.calls[-1]
     assert [4] == [m.delivery.tag for m in engine.outage.held]
@@ -294,7 +293,7 @@ async def test_stopping_while_paused_gives_everything_back(
     """close() while the breaker is open: held messages requeued, nothing acked, run returns."""
     engine = make_paused_engine(sink)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     calls = len(sink.bulks)
     await stopped(engine, task)
@@ -308,7 +307,7 @@ async def test_a_probe_that_fails_for_another_reason_resumes_and_retries(
     """The sink answers with a bad-data error: it is up, so resume; the bulk is retried normally."""
     engine = make_paused_engine(sink)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     sink.error = ValueError("bad row")
     await advance(clock, 1.5)
@@ -335,7 +334,7 @@ async def test_isolating_failures_stops_at_an_outage_and_holds_the_untried(
     handler = HalfDown()
     engine = make_paused_engine(handler, bulk_size=4, prefetch=8, isolate_failures=True)
     task = await started(engine)
-    feed(engine, channel, 1, 4)
+    await feed(engine, channel, 1, 4)
     await let_run()
     assert engine.paused
     assert {1: "ack", 2: "ack"} == settled(channel)
@@ -363,7 +362,7 @@ async def test_one_outage_pauses_every_concurrent_bulk_and_settles_each_once(
     handler = Three()
     engine = make_paused_engine(handler, max_concurrent_bulks=3, prefetch=12)
     task = await started(engine)
-    feed(engine, channel, 1, 9)
+    await feed(engine, channel, 1, 9)
     await let_run()
     assert 3 == len(handler.bulks)
     gates[1].set()
@@ -391,7 +390,7 @@ async def test_a_probe_skips_held_messages_whose_channel_closed(
     """A reconnect while paused: the held messages are redelivered, so the probe waits for them."""
     engine = make_paused_engine(sink)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     channel.closed = True
     engine.drop_closed()
@@ -457,7 +456,7 @@ async def test_with_group_by_one_keys_outage_pauses_every_key(
     engine = make_paused_engine(sink, group_by=lambda m: m.body["key"], bulk_size=2, prefetch=8)
     task = await started(engine)
     for tag, key in [(1, "b"), (2, "a"), (3, "a")]:
-        engine.accept(make_message({"key": key}, channel=channel, tag=tag))
+        await arrive(engine, make_message({"key": key}, channel=channel, tag=tag))
     await let_run()
     assert engine.paused
     assert {1: "requeue"} == settled(channel)

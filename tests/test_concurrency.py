@@ -11,9 +11,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from framework import Actions, BulkConsumer, ConsumerDefinitionError, ConsumerSettings, Message
-from framework.core.engine import BulkEngine
+from framework.core.engine import EngineConfig, build_engine
 from framework.testing import FakeChannel, FakeClock, FakePublisher, RecordingLog, make_message
-from tests.test_engine import let_run, settings, started, stopped
+from tests.test_engine import arrive, let_run, settings, started, stopped
 
 
 class CheckingChannel(FakeChannel):
@@ -58,17 +58,15 @@ async def exact_acks(concurrent: int, bulk_size: int, count: int, seed: int) -> 
         await asyncio.sleep(chance.random() * 0.003)
         finished.update(message.delivery.tag for message in messages)
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(bulk_size=bulk_size, max_concurrent_bulks=concurrent, prefetch=10_000),
         handle,
-        clock=FakeClock(),
-        log=RecordingLog(),
-        publisher=FakePublisher(),
+        EngineConfig(clock=FakeClock(), log=RecordingLog(), publisher=FakePublisher()),
     )
     task = asyncio.create_task(engine.run())
     for tag in range(1, count + 1):
         channel.delivered.append(tag)
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
         if chance.random() < 0.3:
             await asyncio.sleep(chance.random() * 0.002)
     engine.close()
@@ -89,16 +87,14 @@ async def test_at_most_max_concurrent_bulks_run_at_once(clock, channel, log, pub
         await gate.wait()
         running.pop()
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(bulk_size=2, max_concurrent_bulks=3, prefetch=10),
         handle,
-        clock=clock,
-        log=log,
-        publisher=publisher,
+        EngineConfig(clock=clock, log=log, publisher=publisher),
     )
     task = await started(engine)
     for tag in range(1, 9):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await let_run()
     assert (3, 3) == (len(running), most)
     assert 2 == engine.buffered
@@ -117,16 +113,14 @@ async def test_close_drains_every_running_and_buffered_bulk(clock, channel, log,
         await asyncio.sleep(0.01)
         handled.extend(m.body for m in messages)
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(bulk_size=3, max_concurrent_bulks=2, prefetch=10),
         handle,
-        clock=clock,
-        log=log,
-        publisher=publisher,
+        EngineConfig(clock=clock, log=log, publisher=publisher),
     )
     task = await started(engine)
     for tag in range(1, 8):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await stopped(engine, task)
     assert list(range(1, 8)) == sorted(handled)
     assert dict.fromkeys(range(1, 8), "ack") == channel.settled_tags(7)
@@ -139,7 +133,7 @@ async def test_a_timed_out_bulk_does_not_hold_the_others(clock, channel, log, pu
         if messages[0].body == 1:
             await asyncio.Event().wait()
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(
             bulk_size=1,
             max_concurrent_bulks=2,
@@ -148,13 +142,11 @@ async def test_a_timed_out_bulk_does_not_hold_the_others(clock, channel, log, pu
             on_exception=Actions.REJECT,
         ),
         handle,
-        clock=clock,
-        log=log,
-        publisher=publisher,
+        EngineConfig(clock=clock, log=log, publisher=publisher),
     )
     task = await started(engine)
     for tag in range(1, 5):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     for _ in range(200):
         if len(channel.settled_tags(4)) + len(publisher.published) == 4:
             break
@@ -177,16 +169,14 @@ async def test_cancelling_the_worker_cancels_every_running_bulk(
         started_calls += 1
         await asyncio.Event().wait()
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(bulk_size=1, max_concurrent_bulks=3, prefetch=10),
         handle,
-        clock=clock,
-        log=log,
-        publisher=publisher,
+        EngineConfig(clock=clock, log=log, publisher=publisher),
     )
     task = await started(engine)
     for tag in range(1, 4):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await let_run()
     assert 3 == started_calls
     task.cancel()

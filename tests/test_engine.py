@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from framework import Actions, ConsumerSettings, Message
-from framework.core.engine import BulkEngine
+from framework.core.engine import BulkEngine, EngineConfig, build_engine
 from framework.core.headers import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER
 from framework.core.message import Delivery
 from framework.errors import DecodeError
@@ -33,12 +33,10 @@ def settings(**overrides: Any) -> ConsumerSettings:
 @pytest.fixture
 def make_engine(clock, log, handler, publisher):
     def make(custom_handler: Any = None, **overrides: Any) -> BulkEngine:
-        return BulkEngine(
+        return build_engine(
             settings(**overrides),
             custom_handler or handler,
-            clock=clock,
-            log=log,
-            publisher=publisher,
+            EngineConfig(clock=clock, log=log, publisher=publisher),
         )
 
     return make
@@ -92,16 +90,23 @@ async def stopped(engine: BulkEngine, task: "asyncio.Task[None]") -> None:
     await asyncio.wait_for(task, 5)
 
 
-def feed(engine: BulkEngine, channel: FakeChannel, first: int, last: int) -> None:
+async def arrive(engine: BulkEngine, message: Message[Any]) -> None:
+    """Hand ``message`` over as the transport does: its refusal, if any, is awaited."""
+    refusal = engine.receive(message)
+    if refusal is not None:
+        await refusal
+
+
+async def feed(engine: BulkEngine, channel: FakeChannel, first: int, last: int) -> None:
     for tag in range(first, last + 1):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
 
 
 async def test_full_bulk_is_handed_over_at_once(clock, channel, log, handler, make_engine) -> None:
     """bulk_size messages reach handle without any time passing."""
     engine = make_engine()
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     assert [[1, 2, 3]] == handler.bulks
     assert [("ack", 3, True)] == channel.calls
@@ -114,9 +119,9 @@ async def test_partial_bulk_waits_for_flush_interval_from_its_first_message(
     """A partial bulk is handed over when its first message has waited flush_interval."""
     engine = make_engine()
     task = await started(engine)
-    feed(engine, channel, 1, 1)
+    await feed(engine, channel, 1, 1)
     clock.advance(3.0)
-    feed(engine, channel, 2, 2)
+    await feed(engine, channel, 2, 2)
     clock.advance(1.9)
     await let_run()
     assert [] == handler.bulks
@@ -144,9 +149,9 @@ async def test_one_handle_at_a_time_while_the_next_bulk_fills(
     handler.gate = asyncio.Event()
     engine = make_engine()
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
-    feed(engine, channel, 4, 7)
+    await feed(engine, channel, 4, 7)
     clock.advance(10)
     await let_run()
     assert 1 == len(handler.bulks)
@@ -167,10 +172,10 @@ async def test_leftover_timer_counts_from_its_own_first_message(
     handler.gate = asyncio.Event()
     engine = make_engine()
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     clock.advance(2)
-    feed(engine, channel, 4, 4)
+    await feed(engine, channel, 4, 4)
     handler.gate.set()
     await let_run()
     clock.advance(4.9)
@@ -194,7 +199,7 @@ async def test_decisions_override_the_bulk_action(
     handler.decide = decide
     engine = make_engine()
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     [dead] = publisher.to("test.dlq")
     assert ("rejected", "test", 0) == (
@@ -220,7 +225,7 @@ async def test_exception_settles_with_on_exception_and_is_logged(
     handler.fail_with = RuntimeError("store down")
     engine = make_engine(on_exception=Actions.REJECT)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     dead = publisher.to("test.dlq")
     assert [1, 2] == [json.loads(body) for key, body, _ in publisher.published]
@@ -237,7 +242,7 @@ async def test_close_hands_over_the_partial_bulk(clock, channel, log, handler, m
     """On close, what is buffered is handled and settled before run() returns."""
     engine = make_engine()
     task = await started(engine)
-    feed(engine, channel, 1, 2)
+    await feed(engine, channel, 1, 2)
     await stopped(engine, task)
     assert [[1, 2]] == handler.bulks
     assert [("ack", 2, True)] == channel.calls
@@ -251,7 +256,7 @@ async def test_close_drains_in_bulks_of_bulk_size(
     handler.gate = asyncio.Event()
     engine = make_engine()
     task = await started(engine)
-    feed(engine, channel, 1, 8)
+    await feed(engine, channel, 1, 8)
     await let_run()
     handler.gate.set()
     await stopped(engine, task)
@@ -264,11 +269,11 @@ async def test_buffered_messages_of_a_closed_channel_are_dropped(
     """After a reconnect, stale buffered copies never reach handle and are never acked."""
     engine = make_engine()
     task = await started(engine)
-    feed(engine, channel, 1, 2)
+    await feed(engine, channel, 1, 2)
     channel.closed = True
     fresh = FakeChannel("fresh")
     assert 2 == engine.drop_closed()
-    feed(engine, fresh, 1, 3)
+    await feed(engine, fresh, 1, 3)
     await let_run()
     assert [[1, 2, 3]] == handler.bulks
     assert [] == channel.calls
@@ -283,7 +288,7 @@ async def test_settlement_for_a_channel_closed_during_handle_is_skipped_and_logg
     handler.gate = asyncio.Event()
     engine = make_engine()
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     channel.closed = True
     handler.gate.set()
@@ -301,11 +306,11 @@ async def test_undecodable_message_is_dead_lettered_and_logged(
     """An undecodable delivery never reaches handle; it is dead-lettered with the reason."""
     engine = make_engine()
     task = await started(engine)
-    feed(engine, channel, 1, 1)
+    await feed(engine, channel, 1, 1)
     await engine.refuse(
         make_message(b"{bad", channel=channel, tag=2, message_id="m-2"), DecodeError("bad JSON")
     )
-    feed(engine, channel, 3, 4)
+    await feed(engine, channel, 3, 4)
     await let_run()
     assert [[1, 3, 4]] == handler.bulks
     [(key, body, properties)] = publisher.published
@@ -332,7 +337,7 @@ async def test_retries_are_bounded_then_dead_lettered(
         message = make_message(
             {"n": 1}, channel=channel, tag=tag, headers={ATTEMPTS_HEADER: attempts}
         )
-        engine.accept(message)
+        await arrive(engine, message)
         await let_run()
     routes = [
         (key, properties.headers[ATTEMPTS_HEADER]) for key, _, properties in publisher.published
@@ -350,7 +355,7 @@ async def test_retry_delay_goes_through_the_retry_queue(
     handler.fail_with = ValueError("later")
     engine = make_engine(bulk_size=1, retry_delay=2.5)
     task = await started(engine)
-    feed(engine, channel, 1, 1)
+    await feed(engine, channel, 1, 1)
     await let_run()
     [retry] = publisher.to("test.retry")
     assert "2500" == retry.expiration
@@ -364,7 +369,7 @@ async def test_unbounded_retries_are_plain_requeues(
     handler.fail_with = ValueError("again")
     engine = make_engine(max_retries=None)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     assert [] == publisher.published
     assert [("requeue", 1, False), ("requeue", 2, False), ("requeue", 3, False)] == channel.calls
@@ -378,7 +383,7 @@ async def test_no_dead_letter_queue_discards_explicitly(
     handler.decide = lambda messages: messages[0].reject()
     engine = make_engine(bulk_size=1, dead_letter_queue=None)
     task = await started(engine)
-    feed(engine, channel, 1, 1)
+    await feed(engine, channel, 1, 1)
     await let_run()
     assert [] == publisher.published
     assert [("reject", 1, False)] == channel.calls
@@ -392,7 +397,7 @@ async def test_named_dead_letter_queue_with_placeholder(
     handler.decide = lambda messages: messages[0].reject()
     engine = make_engine(bulk_size=1, dead_letter_queue="errors.{queue}")
     task = await started(engine)
-    feed(engine, channel, 1, 1)
+    await feed(engine, channel, 1, 1)
     await let_run()
     assert ["errors.test"] == [key for key, _, _ in publisher.published]
     await stopped(engine, task)
@@ -406,10 +411,10 @@ async def test_acks_do_not_wait_for_dead_letter_confirms(
     handler.decide = lambda messages: messages[1].reject()
     engine = make_engine()
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     assert [("ack", 1, False), ("ack", 3, False)] == channel.calls
-    feed(engine, channel, 4, 6)
+    await feed(engine, channel, 4, 6)
     await let_run()
     assert 2 == len(handler.bulks)
     publisher.gate.set()
@@ -433,7 +438,7 @@ async def test_isolation_settles_only_the_poison_message_as_failed(
         fussy, bulk_size=8, prefetch=16, isolate_failures=True, on_exception=Actions.REJECT
     )
     task = await started(engine)
-    feed(engine, channel, 1, 8)
+    await feed(engine, channel, 1, 8)
     await let_run()
     assert [b"5"] == [body for _, body, _ in publisher.published]
     assert 1 + 2 * 3 == len(calls)  # the bulk, then 2 * log2(8) re-runs
@@ -456,7 +461,7 @@ async def test_isolation_forgets_decisions_of_failed_runs(
 
     engine = make_engine(decides_then_fails, bulk_size=2, prefetch=4, isolate_failures=True)
     task = await started(engine)
-    feed(engine, channel, 1, 2)
+    await feed(engine, channel, 1, 2)
     await let_run()
     assert [] == publisher.published
     assert [("ack", 2, True)] == channel.calls
@@ -473,7 +478,7 @@ async def test_handler_timeout_counts_as_an_exception(
 
     engine = make_engine(stuck, handler_timeout=0.01, on_exception=Actions.REJECT)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await asyncio.wait_for(wait_for(lambda: len(publisher.published) == 3), 5)
     assert {"HandlerTimeoutError: handle took longer than handler_timeout=0.01s"} == {
         properties.headers[ERROR_HEADER] for properties in publisher.to("test.dlq")
@@ -572,7 +577,7 @@ async def test_any_exception_from_decoding_dead_letters_with_its_text(
         pass
 
     engine = make_engine()
-    engine.decode = lambda raw, content_type: (_ for _ in ()).throw(Broken("no way"))
+    engine.reception.decode = lambda raw, content_type: (_ for _ in ()).throw(Broken("no way"))
     task = await started(engine)
     refusal = engine.receive(delivered(b"x", channel, 1, None))
     assert refusal is not None
@@ -602,13 +607,10 @@ async def test_a_decoder_raising_any_base_exception_dead_letters_that_message_al
     """A decoder raising a BaseException: that message is dead-lettered, the next one handled;
     an exit request is passed on (once, after the dead letter is on its way)."""
     requests: list[BaseException] = []
-    engine = BulkEngine(
+    engine = build_engine(
         settings(bulk_size=1),
         handler,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        on_exit_request=requests.append,
+        EngineConfig(clock=clock, log=log, publisher=publisher, on_exit_request=requests.append),
     )
 
     def decode(raw: bytes, content_type: str | None) -> Any:
@@ -616,7 +618,7 @@ async def test_a_decoder_raising_any_base_exception_dead_letters_that_message_al
             raise raised
         return json.loads(raw)
 
-    engine.decode = decode
+    engine.reception.decode = decode
     task = await started(engine)
     refusal = engine.receive(delivered(b"bad", channel, 1, None))
     assert refusal is not None
@@ -652,7 +654,7 @@ async def test_handle_may_change_its_list_settlement_goes_by_the_engines_bulk(
 
     engine = make_engine(meddles)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     assert [expected_bodies] == seen
     assert {1: 1, 2: 1, 3: 1} == times_settled(channel)
@@ -671,7 +673,7 @@ async def test_a_duplicated_failing_message_is_requeued_once(
 
     engine = make_engine(duplicates_then_fails, max_retries=None)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     assert [("requeue", 1, False), ("requeue", 2, False), ("requeue", 3, False)] == channel.calls
     await stopped(engine, task)
@@ -687,7 +689,7 @@ async def test_decisions_on_messages_count_whatever_happens_to_the_list(
 
     engine = make_engine(rejects_and_removes)
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     assert [b"2"] == [body for key, body, _ in publisher.published if key == "test.dlq"]
     assert {1: 1, 2: 1, 3: 1} == times_settled(channel)
@@ -701,12 +703,12 @@ async def test_messages_of_a_channel_that_died_unnoticed_never_reach_handle(
     handler.gate = asyncio.Event()
     engine = make_engine()
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
-    feed(engine, channel, 4, 5)
+    await feed(engine, channel, 4, 5)
     channel.closed = True  # the transport has not noticed yet: no drop_closed()
     fresh = FakeChannel("fresh")
-    feed(engine, fresh, 1, 3)
+    await feed(engine, fresh, 1, 3)
     handler.gate.set()
     await let_run()
     assert [[1, 2, 3], [1, 2, 3]] == handler.bulks
@@ -742,18 +744,20 @@ async def test_base_exception_in_handle_fails_the_bulk_and_the_worker_goes_on(
         if calls == 1:
             raise raised
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(on_exception=Actions.REJECT),
         raises_once,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        on_exit_request=lambda error: requests.append((error, list(channel.calls))),
+        EngineConfig(
+            clock=clock,
+            log=log,
+            publisher=publisher,
+            on_exit_request=lambda error: requests.append((error, list(channel.calls))),
+        ),
     )
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
-    feed(engine, channel, 4, 6)
+    await feed(engine, channel, 4, 6)
     await let_run()
     name = type(raised).__name__
     assert 3 == len(publisher.to("test.dlq"))
@@ -780,16 +784,18 @@ async def test_exit_request_is_passed_on_once_after_its_bulk_is_settled(
     async def exits(messages: list[Message[Any]]) -> None:
         raise SystemExit(0)
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(max_retries=None),
         exits,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        on_exit_request=lambda error: requests.append((error, list(channel.calls))),
+        EngineConfig(
+            clock=clock,
+            log=log,
+            publisher=publisher,
+            on_exit_request=lambda error: requests.append((error, list(channel.calls))),
+        ),
     )
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     [(request, calls_then)] = requests
     assert "SystemExit" == type(request).__name__
@@ -808,16 +814,13 @@ async def test_exit_request_with_isolation_fails_only_the_message_that_raises(
         if 2 in [m.body for m in messages]:
             raise SystemExit("stop")
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(on_exception=Actions.REJECT, isolate_failures=True),
         exits_on_two,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        on_exit_request=requests.append,
+        EngineConfig(clock=clock, log=log, publisher=publisher, on_exit_request=requests.append),
     )
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     assert [b"2"] == [body for _, body, _ in publisher.published]
     assert {1: 1, 2: 1, 3: 1} == times_settled(channel)
@@ -831,7 +834,7 @@ async def test_cancelling_the_worker_still_cancels_it(clock, channel, log, handl
     handler.gate = asyncio.Event()
     engine = make_engine()
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -868,18 +871,15 @@ async def test_handler_timeout_holds_for_a_handler_that_swallows_cancellation(
 ) -> None:
     """Past handler_timeout plus a grace the call is abandoned, the bulk failed, the rest flows."""
     swallower = Swallower()
-    engine = BulkEngine(
+    engine = build_engine(
         settings(handler_timeout=0.05, on_exception=Actions.REJECT),
         swallower,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        cancel_grace=0.05,
+        EngineConfig(clock=clock, log=log, publisher=publisher, cancel_grace=0.05),
     )
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await asyncio.wait_for(wait_for(lambda: len(publisher.published) == 3), 5)
-    feed(engine, channel, 4, 6)
+    await feed(engine, channel, 4, 6)
     await asyncio.wait_for(wait_for(lambda: 6 == len(times_settled(channel))), 5)
     assert {"HandlerTimeoutError: handle took longer than handler_timeout=0.05s"} == {
         properties.headers[ERROR_HEADER] for properties in publisher.to("test.dlq")
@@ -899,11 +899,13 @@ async def test_cancelled_worker_stops_within_the_grace_despite_a_swallowing_hand
 ) -> None:
     """Aborting the worker while handle ignores cancellation ends it within the grace."""
     swallower = Swallower()
-    engine = BulkEngine(
-        settings(), swallower, clock=clock, log=log, publisher=publisher, cancel_grace=0.1
+    engine = build_engine(
+        settings(),
+        swallower,
+        EngineConfig(clock=clock, log=log, publisher=publisher, cancel_grace=0.1),
     )
     task = await started(engine)
-    feed(engine, channel, 1, 3)
+    await feed(engine, channel, 1, 3)
     await let_run()
     started_at = asyncio.get_running_loop().time()
     task.cancel()

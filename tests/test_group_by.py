@@ -6,12 +6,12 @@ from typing import Any
 import pytest
 
 from framework import BulkConsumer, ConsumerDefinitionError, Message, Orchestrator
-from framework.core.engine import BulkEngine
+from framework.core.engine import EngineConfig, build_engine
 from framework.core.watch import Bulk, FlushReason, Watcher
 from framework.testing import ConsumerHarness, make_message
 from tests.broker import Broker, wait_until
 from tests.conftest import recorded
-from tests.test_engine import let_run, settings, started, stopped
+from tests.test_engine import arrive, let_run, settings, started, stopped
 
 
 class Bulks(Watcher):
@@ -27,13 +27,10 @@ def engine_for(clock: Any, log: Any, publisher: Any, handled: list[Any], **overr
         handled.append([m.body for m in messages])
 
     watcher = Bulks()
-    engine = BulkEngine(
+    engine = build_engine(
         settings(**{"group_by": "tenant", **overrides}),
         handle,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        watcher=watcher,
+        EngineConfig(clock=clock, log=log, publisher=publisher, watcher=watcher),
     )
     return engine, watcher
 
@@ -48,7 +45,7 @@ async def test_each_key_fills_its_own_bulk(clock, channel, log, publisher) -> No
     engine, _ = engine_for(clock, log, publisher, handled, bulk_size=3, prefetch=20)
     task = await started(engine)
     for tag, tenant in enumerate("abaab", start=1):
-        engine.accept(tenant_message(tag, tenant, channel))
+        await arrive(engine, tenant_message(tag, tenant, channel))
     await let_run()
     assert [["a1", "a3", "a4"]] == handled
     assert 2 == engine.buffered
@@ -63,9 +60,9 @@ async def test_each_key_counts_its_interval_from_its_own_first_message(
     handled: list[Any] = []
     engine, watcher = engine_for(clock, log, publisher, handled, bulk_size=10, prefetch=20)
     task = await started(engine)
-    engine.accept(tenant_message(1, "a", channel))
+    await arrive(engine, tenant_message(1, "a", channel))
     clock.advance(3.0)
-    engine.accept(tenant_message(2, "b", channel))
+    await arrive(engine, tenant_message(2, "b", channel))
     clock.advance(2.0)
     await let_run()
     assert [["a1"]] == handled
@@ -84,7 +81,7 @@ async def test_prefetch_reached_flushes_the_key_with_the_oldest_message(
     engine, watcher = engine_for(clock, log, publisher, handled, bulk_size=10, prefetch=4)
     task = await started(engine)
     for tag, tenant in enumerate("abcd", start=1):
-        engine.accept(tenant_message(tag, tenant, channel))
+        await arrive(engine, tenant_message(tag, tenant, channel))
         clock.advance(0.1)
     await let_run()
     assert [["a1"]] == handled
@@ -98,14 +95,14 @@ async def test_acks_stay_exact_across_keys(clock, channel, log, publisher) -> No
     engine, _ = engine_for(clock, log, publisher, handled, bulk_size=2, prefetch=20)
     task = await started(engine)
     for tag, tenant in enumerate("abab", start=1):
-        engine.accept(tenant_message(tag, tenant, channel))
+        await arrive(engine, tenant_message(tag, tenant, channel))
     await let_run()
     assert [["a1", "a3"], ["b2", "b4"]] == handled
     assert ("ack", 1, False) == channel.calls[0]
     assert {1: "ack", 2: "ack", 3: "ack", 4: "ack"} == channel.settled_tags(4)
-    engine.accept(tenant_message(5, "a", channel))
-    engine.accept(tenant_message(6, "b", channel))
-    engine.accept(tenant_message(7, "b", channel))
+    await arrive(engine, tenant_message(5, "a", channel))
+    await arrive(engine, tenant_message(6, "b", channel))
+    await arrive(engine, tenant_message(7, "b", channel))
     await let_run()
     assert 5 not in channel.settled_tags(7)  # a's tag 5 waits; b's bulk (6, 7) did not cover it
     await stopped(engine, task)
@@ -128,7 +125,7 @@ async def test_a_key_function_that_raises_dead_letters_that_message_alone(
     engine, _ = engine_for(clock, log, publisher, handled, bulk_size=2, prefetch=20, group_by=key)
     task = await started(engine)
     for tag, body in enumerate(["ok", "bad", "list", "fine"], start=1):
-        engine.accept(make_message(body, channel=channel, tag=tag))
+        await arrive(engine, make_message(body, channel=channel, tag=tag))
     await let_run()
     await stopped(engine, task)
     assert [["ok", "fine"]] == handled

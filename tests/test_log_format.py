@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from framework import Actions, BulkConsumer, Message
-from framework.core.engine import BulkEngine
+from framework.core.engine import EngineConfig, build_engine
 from framework.observe.log import build_logger, route_library_logs, unroute_library_logs
 from framework.observe.log_stats import BulkLog, StatsLog
 from framework.testing import ConsumerHarness, RecordingLog, make_message
 from tests.broker import Broker, wait_until
 from tests.test_cli import BULKWORKER, ROOT, environment, kill_if_running
-from tests.test_engine import let_run, settings, started, stopped
+from tests.test_engine import arrive, let_run, settings, started, stopped
 
 
 def boom() -> ValueError:
@@ -151,12 +151,14 @@ async def test_each_bulk_gets_a_debug_line(clock, channel, log, publisher) -> No
     async def handle(messages: list[Message[Any]]) -> None:
         messages[0].reject()
 
-    engine = BulkEngine(
-        settings(), handle, clock=clock, log=log, publisher=publisher, watcher=BulkLog(log)
+    engine = build_engine(
+        settings(),
+        handle,
+        EngineConfig(clock=clock, log=log, publisher=publisher, watcher=BulkLog(log)),
     )
     task = await started(engine)
     for tag in (1, 2, 3):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await let_run()
     await stopped(engine, task)
     [(level, _, extra)] = [r for r in log.records if r[1] == "bulk handled"]
@@ -178,12 +180,12 @@ async def test_stats_summarise_each_busy_consumer_and_stay_quiet_when_idle(
         messages[0].requeue()
         messages[1].reject()
 
-    engine = BulkEngine(
-        settings(), handle, clock=clock, log=log, publisher=publisher, watcher=stats
+    engine = build_engine(
+        settings(), handle, EngineConfig(clock=clock, log=log, publisher=publisher, watcher=stats)
     )
     task = await started(engine)
     for tag in range(1, 7):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await let_run()
     await stopped(engine, task)
     await stats.report(60)

@@ -4,12 +4,12 @@ import asyncio
 
 import pytest
 
-from framework.core.engine import BulkEngine
+from framework.core.engine import BulkEngine, EngineConfig, build_engine
 from framework.core.moves import PauseSchedule
 from framework.core.watch import Outcome
 from framework.errors import PublishError, UnroutableError
 from framework.testing import FakeChannel, FakeClock, RecordingLog, make_message
-from tests.test_engine import Recorder, let_run, settings, started, stopped
+from tests.test_engine import Recorder, arrive, let_run, settings, started, stopped
 
 HELD = "could not publish the dead-letter copy: holding the message, trying again"
 
@@ -39,19 +39,17 @@ def handler() -> Recorder:
 
 @pytest.fixture
 def engine(clock, log, handler, publisher, declarer) -> BulkEngine:
-    return BulkEngine(
+    return build_engine(
         settings(bulk_size=1, prefetch=10),
         handler,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        reconnect_max_delay=4.0,
-        declarer=declarer,
+        EngineConfig(
+            clock=clock, log=log, publisher=publisher, reconnect_max_delay=4.0, declarer=declarer
+        ),
     )
 
 
-def deliver(engine: BulkEngine, channel: FakeChannel, body: int) -> None:
-    engine.accept(make_message(body, channel=channel, tag=body, message_id=str(body)))
+async def deliver(engine: BulkEngine, channel: FakeChannel, body: int) -> None:
+    await arrive(engine, make_message(body, channel=channel, tag=body, message_id=str(body)))
 
 
 def pauses_logged(log: RecordingLog) -> list[float]:
@@ -75,7 +73,7 @@ async def test_refused_copy_holds_the_original_with_capped_backoff(
     """A refused copy is tried again after 0.5, 1, 2, 4, 4 s; the original is never settled."""
     publisher.fail_with = PublishError("nacked")
     task = await started(engine)
-    deliver(engine, channel, 1)
+    await deliver(engine, channel, 1)
     await let_run()
     assert 1 == publisher.attempts
     for pause in (0.5, 1.0, 2.0, 4.0, 4.0):
@@ -109,7 +107,7 @@ async def test_other_messages_keep_flowing_while_a_move_is_held(
     publisher.fail_with = PublishError("nacked")
     task = await started(engine)
     for body in (1, 2, 3, 4):
-        deliver(engine, channel, body)
+        await deliver(engine, channel, body)
         await let_run()
     assert [[1], [2], [3], [4]] == handler.bulks
     assert [("ack", 2, False), ("ack", 3, False), ("ack", 4, False)] == channel.calls
@@ -126,7 +124,7 @@ async def test_held_move_is_carried_out_once_the_broker_takes_it(
     outcomes: list[Outcome] = []
     engine.observe(outcomes.append)
     task = await started(engine)
-    deliver(engine, channel, 1)
+    await deliver(engine, channel, 1)
     await let_run()
     await advance(clock, 0.5)
     await advance(clock, 1.0)
@@ -144,7 +142,7 @@ async def test_abandon_leaves_held_originals_unacked(engine, clock, channel, pub
     """abandon_moves stops the retries at once; the held original is neither acked nor requeued."""
     publisher.fail_with = PublishError("nacked")
     task = await started(engine)
-    deliver(engine, channel, 1)
+    await deliver(engine, channel, 1)
     await let_run()
     await asyncio.wait_for(engine.abandon_moves(), 1)
     await advance(clock, 60)
@@ -159,7 +157,7 @@ async def test_drain_waits_for_a_held_move(engine, clock, channel, publisher) ->
     publisher.fail_with = PublishError("nacked")
     publisher.fail_times = 1
     task = await started(engine)
-    deliver(engine, channel, 1)
+    await deliver(engine, channel, 1)
     await let_run()
     engine.close()
     await let_run()
@@ -177,7 +175,7 @@ async def test_closed_channel_gives_up_the_held_move(
     outcomes: list[Outcome] = []
     engine.observe(outcomes.append)
     task = await started(engine)
-    deliver(engine, channel, 1)
+    await deliver(engine, channel, 1)
     await let_run()
     channel.closed = True
     await advance(clock, 30)
@@ -197,7 +195,7 @@ async def test_unroutable_copy_to_a_declared_queue_declares_it_again(
     publisher.fail_with = UnroutableError("returned unroutable (NO_ROUTE)")
     publisher.fail_times = 1
     task = await started(engine)
-    deliver(engine, channel, 1)
+    await deliver(engine, channel, 1)
     await let_run()
     assert [] == declarer.declared
     await advance(clock, 0.5)
@@ -212,7 +210,7 @@ async def test_a_nack_does_not_declare_again(engine, clock, channel, publisher, 
     publisher.fail_with = PublishError("nacked")
     publisher.fail_times = 1
     task = await started(engine)
-    deliver(engine, channel, 1)
+    await deliver(engine, channel, 1)
     await let_run()
     await advance(clock, 0.5)
     assert [] == declarer.declared
@@ -224,10 +222,12 @@ async def test_header_that_cannot_be_encoded_is_held_not_looped(
     clock, channel, log, handler, publisher
 ) -> None:
     """Any publish error (here an encoding error) holds the original instead of requeueing it."""
-    engine = BulkEngine(settings(bulk_size=1), handler, clock=clock, log=log, publisher=publisher)
+    engine = build_engine(
+        settings(bulk_size=1), handler, EngineConfig(clock=clock, log=log, publisher=publisher)
+    )
     publisher.fail_with = OverflowError("float too large to pack with f format")
     task = await started(engine)
-    deliver(engine, channel, 1)
+    await deliver(engine, channel, 1)
     await let_run()
     for _ in range(20):
         await advance(clock, 0.5)
@@ -249,7 +249,7 @@ async def test_a_failed_declaration_is_the_cause_of_the_next_pause(
     declarer.declare = refuse
     publisher.fail_with = UnroutableError("returned unroutable (NO_ROUTE)")
     task = await started(engine)
-    deliver(engine, channel, 1)
+    await deliver(engine, channel, 1)
     await let_run()
     await advance(clock, 0.5)
     assert 1 == publisher.attempts

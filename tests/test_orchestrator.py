@@ -586,8 +586,8 @@ async def test_an_exit_request_from_handle_stops_gracefully_with_its_status(
     orchestrator = Orchestrator([idle_consumer(broker.queue_name("exit"))], container)
     serve = await serving(orchestrator)
     engine = orchestrator.runners[0].engine
-    assert engine._on_exit_request is not None
-    engine._on_exit_request(request_)
+    assert engine.handling._on_exit_request is not None
+    engine.handling._on_exit_request(request_)
     with pytest.raises(ExitRequestedError) as raised:
         await asyncio.wait_for(serve, 20)
     assert code == raised.value.code

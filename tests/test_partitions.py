@@ -7,11 +7,11 @@ import attrs
 import pytest
 
 from framework import BulkConsumer, ConsumerDefinitionError, ConsumerSettings, Message
-from framework.core.engine import BulkEngine
+from framework.core.engine import EngineConfig, build_engine
 from framework.core.partitions import key_reader, outgoing_message, partition_route
 from framework.errors import PartitionKeyError
 from framework.testing import make_message
-from tests.test_engine import let_run, settings, started, stopped
+from tests.test_engine import arrive, let_run, settings, started, stopped
 
 
 class Orders(BulkConsumer):
@@ -206,16 +206,14 @@ async def test_a_key_with_a_bulk_in_flight_waits_while_other_keys_run(
 ) -> None:
     """Three slots, a's bulk running: a's next full bulk waits, b's starts beside it."""
     gate = Gate()
-    engine = BulkEngine(
+    engine = build_engine(
         settings(group_by="customer", bulk_size=2, prefetch=100, max_concurrent_bulks=3),
         gate,
-        clock=clock,
-        log=log,
-        publisher=publisher,
+        EngineConfig(clock=clock, log=log, publisher=publisher),
     )
     task = await started(engine)
     for tag, customer in enumerate("aaaabb", start=1):
-        engine.accept(customer_message(tag, customer, channel))
+        await arrive(engine, customer_message(tag, customer, channel))
     await let_run()
     assert ["a", "b"] == gate.running
     assert 2 == engine.buffered  # a3, a4: their turn comes when a1, a2 are settled
@@ -229,16 +227,14 @@ async def test_a_key_with_a_bulk_in_flight_waits_while_other_keys_run(
 async def test_pressure_flushes_a_key_that_is_not_waiting(clock, channel, log, publisher) -> None:
     """Prefetch full while a's bulk runs: b's partial bulk goes, not a's (which must wait)."""
     gate = Gate()
-    engine = BulkEngine(
+    engine = build_engine(
         settings(group_by="customer", bulk_size=2, prefetch=4, max_concurrent_bulks=2),
         gate,
-        clock=clock,
-        log=log,
-        publisher=publisher,
+        EngineConfig(clock=clock, log=log, publisher=publisher),
     )
     task = await started(engine)
     for tag, customer in enumerate("aaaaab", start=1):
-        engine.accept(customer_message(tag, customer, channel))
+        await arrive(engine, customer_message(tag, customer, channel))
     await let_run()
     assert ["a", "b"] == gate.running
     gate.open.set()
@@ -265,17 +261,15 @@ async def test_every_key_keeps_its_order_under_random_durations(channel, log, pu
         seen.setdefault(key, []).extend(m.body for m in messages)
         at_once[key] -= 1
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(group_by="customer", bulk_size=3, prefetch=10_000, max_concurrent_bulks=4),
         handle,
-        clock=FakeClock(),
-        log=log,
-        publisher=publisher,
+        EngineConfig(clock=FakeClock(), log=log, publisher=publisher),
     )
     task = asyncio.create_task(engine.run())
     for tag in range(1, 501):
         key = "abcde"[chance.randrange(5)]
-        engine.accept(make_message(tag, channel=channel, tag=tag, headers={"customer": key}))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag, headers={"customer": key}))
         if chance.random() < 0.2:
             await asyncio.sleep(0.001)
     engine.close()

@@ -6,12 +6,12 @@ from typing import Any
 import pytest
 
 from framework import Actions, BulkConsumer, ConsumerDefinitionError, Message
-from framework.core.engine import BulkEngine
+from framework.core.engine import BulkEngine, EngineConfig, build_engine
 from framework.core.sizing import AdaptiveSize
 from framework.core.watch import Bulk, CallOutcome, FlushReason, HandleCall, HandleEnd, Watcher
 from framework.errors import HandlerTimeoutError, SinkUnavailable
 from framework.testing import FakeChannel, FakeClock, make_message
-from tests.test_engine import let_run, settings, started, stopped
+from tests.test_engine import arrive, let_run, settings, started, stopped
 
 
 class Bulks(Watcher):
@@ -57,25 +57,24 @@ def engine_with(
     """An engine on ``sink`` (or on ``handler``, a wrapper around it), with its bulk watcher."""
     watcher = Bulks()
     values = {"flush_interval": 1000.0, "prefetch": 1000, **overrides}
-    engine = BulkEngine(
+    engine = build_engine(
         settings(**values),
         handler or sink,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        watcher=watcher,
+        EngineConfig(clock=clock, log=log, publisher=publisher, watcher=watcher),
     )
     return engine, watcher
 
 
 def sized(length: int, channel: FakeChannel, tag: int, **headers: Any) -> Message[Any]:
-    """A message whose raw body is ``length`` bytes."""
-    return make_message(b"x" * length, channel=channel, tag=tag, headers=headers)
+    """A message whose raw body is ``length`` bytes, left as bytes by the decoder."""
+    message = make_message(b"x" * length, channel=channel, tag=tag, headers=headers)
+    message.content_type = "application/octet-stream"
+    return message
 
 
-def feed_sizes(engine: BulkEngine, channel: FakeChannel, lengths: list[int]) -> None:
+async def feed_sizes(engine: BulkEngine, channel: FakeChannel, lengths: list[int]) -> None:
     for tag, length in enumerate(lengths, start=1):
-        engine.accept(sized(length, channel, tag))
+        await arrive(engine, sized(length, channel, tag))
 
 
 # max_bulk_bytes
@@ -88,7 +87,7 @@ async def test_a_bulk_goes_before_the_next_body_would_pass_max_bulk_bytes(
     sink = Sink(clock)
     engine, watcher = engine_with(clock, log, publisher, sink, bulk_size=10, max_bulk_bytes=100)
     task = await started(engine)
-    feed_sizes(engine, channel, [40] * 5)
+    await feed_sizes(engine, channel, [40] * 5)
     await let_run()
     assert [[40, 40], [40, 40]] == sink.calls
     assert [FlushReason.BYTES, FlushReason.BYTES] == watcher.reasons
@@ -105,7 +104,7 @@ async def test_a_message_larger_than_max_bulk_bytes_goes_alone(
     sink = Sink(clock)
     engine, watcher = engine_with(clock, log, publisher, sink, bulk_size=10, max_bulk_bytes=100)
     task = await started(engine)
-    feed_sizes(engine, channel, [30, 250, 30])
+    await feed_sizes(engine, channel, [30, 250, 30])
     await let_run()
     assert [[30], [250]] == sink.calls
     clock.advance(1000.0)
@@ -121,7 +120,7 @@ async def test_an_oversized_first_message_goes_at_once(clock, channel, log, publ
     sink = Sink(clock)
     engine, watcher = engine_with(clock, log, publisher, sink, bulk_size=10, max_bulk_bytes=100)
     task = await started(engine)
-    feed_sizes(engine, channel, [500])
+    await feed_sizes(engine, channel, [500])
     await let_run()
     assert [[500]] == sink.calls
     assert [FlushReason.BYTES] == watcher.reasons
@@ -135,7 +134,7 @@ async def test_a_bulk_of_exactly_max_bulk_bytes_goes_without_waiting_for_the_nex
     sink = Sink(clock)
     engine, watcher = engine_with(clock, log, publisher, sink, bulk_size=10, max_bulk_bytes=100)
     task = await started(engine)
-    feed_sizes(engine, channel, [50, 50])
+    await feed_sizes(engine, channel, [50, 50])
     await let_run()
     assert [[50, 50]] == sink.calls
     assert [FlushReason.BYTES] == watcher.reasons
@@ -149,7 +148,7 @@ async def test_bulk_size_still_limits_when_the_bytes_are_few(
     sink = Sink(clock)
     engine, watcher = engine_with(clock, log, publisher, sink, bulk_size=3, max_bulk_bytes=1000)
     task = await started(engine)
-    feed_sizes(engine, channel, [10] * 6)
+    await feed_sizes(engine, channel, [10] * 6)
     await let_run()
     assert [[10] * 3, [10] * 3] == sink.calls
     assert [FlushReason.SIZE, FlushReason.SIZE] == watcher.reasons
@@ -162,7 +161,7 @@ async def test_a_backlog_is_cut_by_bytes_bulk_after_bulk(clock, channel, log, pu
     sink.gate = asyncio.Event()
     engine, _ = engine_with(clock, log, publisher, sink, bulk_size=10, max_bulk_bytes=100)
     task = await started(engine)
-    feed_sizes(engine, channel, [60, 30, 30, 90, 10, 10, 200, 5])
+    await feed_sizes(engine, channel, [60, 30, 30, 90, 10, 10, 200, 5])
     await let_run()
     sink.gate.set()
     await let_run()
@@ -179,7 +178,7 @@ async def test_each_group_by_key_counts_its_own_bytes(clock, channel, log, publi
     )
     task = await started(engine)
     for tag, (key, length) in enumerate([("a", 60), ("b", 30), ("b", 30), ("a", 60)], start=1):
-        engine.accept(sized(length, channel, tag, key=key))
+        await arrive(engine, sized(length, channel, tag, key=key))
     await let_run()
     assert [[60]] == sink.calls
     assert [FlushReason.BYTES] == watcher.reasons
@@ -210,7 +209,7 @@ async def test_byte_bulks_run_side_by_side_with_max_concurrent_bulks(
         max_concurrent_bulks=2,
     )
     task = await started(engine)
-    feed_sizes(engine, channel, [50] * 6)
+    await feed_sizes(engine, channel, [50] * 6)
     await let_run()
     assert [2, 2] == running  # both started before either ended
     sink.gate.set()
@@ -227,7 +226,7 @@ async def test_empty_bodies_never_fill_a_byte_limit_but_bulk_size_still_cuts(
     sink = Sink(clock)
     engine, watcher = engine_with(clock, log, publisher, sink, bulk_size=3, max_bulk_bytes=10)
     task = await started(engine)
-    feed_sizes(engine, channel, [0] * 6)
+    await feed_sizes(engine, channel, [0] * 6)
     await let_run()
     assert [[0, 0, 0], [0, 0, 0]] == sink.calls
     assert [FlushReason.SIZE, FlushReason.SIZE] == watcher.reasons
@@ -248,7 +247,7 @@ async def test_a_handler_that_empties_its_list_changes_nothing_that_is_settled(
         clock, log, publisher, Sink(clock), handler=clearing, max_bulk_bytes=100
     )
     task = await started(engine)
-    feed_sizes(engine, channel, [60, 30, 20])
+    await feed_sizes(engine, channel, [60, 30, 20])
     await let_run()
     await stopped(engine, task)
     assert [90, 20] == seen
@@ -278,7 +277,7 @@ def superlinear(size: int) -> float:
 
 async def run_backlog(engine: BulkEngine, channel: FakeChannel, messages: int) -> None:
     task = await started(engine)
-    feed_sizes(engine, channel, [10] * messages)
+    await feed_sizes(engine, channel, [10] * messages)
     await let_run()
     await stopped(engine, task)
 
@@ -331,12 +330,12 @@ async def test_failures_halve_the_size_down_to_the_minimum_and_no_further(
     engine.adaptive_size.target = 64
     sink.fail_with = ValueError("bad gateway")
     task = await started(engine)
-    feed_sizes(engine, channel, [10] * (64 + 32 + 16 + 8))
+    await feed_sizes(engine, channel, [10] * (64 + 32 + 16 + 8))
     await let_run()
     assert [64, 32, 16, 8] == watcher.sizes
     assert 8 == engine.bulk_size_target
     sink.fail_with = None
-    feed_sizes(engine, channel, [10] * 8)
+    await feed_sizes(engine, channel, [10] * 8)
     await let_run()
     assert 11 == engine.bulk_size_target  # a success grows it again by one step, (64-8)//16
     await stopped(engine, task)
@@ -369,7 +368,7 @@ async def test_a_handle_that_never_returns_times_out_and_halves_the_size(
     async def stuck(messages: list[Message[Any]]) -> None:
         await asyncio.Event().wait()
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(
             bulk_size=16,
             prefetch=100,
@@ -379,14 +378,12 @@ async def test_a_handle_that_never_returns_times_out_and_halves_the_size(
             on_exception=Actions.REJECT,
         ),
         stuck,
-        clock=clock,
-        log=log,
-        publisher=publisher,
+        EngineConfig(clock=clock, log=log, publisher=publisher),
     )
     assert engine.adaptive_size is not None
     engine.adaptive_size.target = 16
     task = await started(engine)
-    feed_sizes(engine, channel, [10] * 16)
+    await feed_sizes(engine, channel, [10] * 16)
     await wait_for_target(engine, 8)
     engine.close()
     await asyncio.wait_for(task, 5)
@@ -411,7 +408,7 @@ async def test_an_outage_leaves_the_size_where_it_was(clock, channel, log, publi
     engine.adaptive_size.target = 32
     sink.fail_with = ConnectionError("sink down")
     task = await started(engine)
-    feed_sizes(engine, channel, [10] * 32)
+    await feed_sizes(engine, channel, [10] * 32)
     await let_run()
     assert engine.paused
     assert 32 == engine.bulk_size_target
@@ -435,7 +432,7 @@ async def test_partial_bulks_never_grow_the_size(clock, channel, log, publisher)
     )
     task = await started(engine)
     for _round_number in range(4):
-        feed_sizes(engine, channel, [10, 10])
+        await feed_sizes(engine, channel, [10, 10])
         clock.advance(1.0)
         await let_run()
     await stopped(engine, task)
@@ -470,7 +467,7 @@ async def test_a_shrinking_target_recuts_the_backlog(clock, channel, log, publis
     assert engine.adaptive_size is not None
     engine.adaptive_size.target = 16
     task = await started(engine)
-    feed_sizes(engine, channel, [10] * 32)
+    await feed_sizes(engine, channel, [10] * 32)
     await let_run()
     sink.gate.set()
     await let_run()
@@ -486,7 +483,7 @@ async def test_isolating_failures_halves_once_per_bulk(clock, channel, log, publ
         if any(m.delivery.tag == poison for m in messages):
             raise ValueError("poison")
 
-    engine = BulkEngine(
+    engine = build_engine(
         settings(
             bulk_size=16,
             prefetch=100,
@@ -496,14 +493,12 @@ async def test_isolating_failures_halves_once_per_bulk(clock, channel, log, publ
             on_exception=Actions.REJECT,
         ),
         handle,
-        clock=clock,
-        log=log,
-        publisher=publisher,
+        EngineConfig(clock=clock, log=log, publisher=publisher),
     )
     assert engine.adaptive_size is not None
     engine.adaptive_size.target = 16
     task = await started(engine)
-    feed_sizes(engine, channel, [10] * 16)
+    await feed_sizes(engine, channel, [10] * 16)
     await let_run()
     assert 8 == engine.bulk_size_target
     await stopped(engine, task)
@@ -526,10 +521,10 @@ async def test_min_equal_to_bulk_size_keeps_the_size_fixed(clock, channel, log, 
         on_exception=Actions.REJECT,
     )
     task = await started(engine)
-    feed_sizes(engine, channel, [10] * 10)
+    await feed_sizes(engine, channel, [10] * 10)
     await let_run()
     sink.fail_with = ValueError("no")
-    feed_sizes(engine, channel, [10] * 10)
+    await feed_sizes(engine, channel, [10] * 10)
     await let_run()
     await stopped(engine, task)
     assert [5, 5, 5, 5] == watcher.sizes
@@ -551,7 +546,7 @@ async def test_the_flush_interval_still_applies_in_adaptive_mode(
         flush_interval=5.0,
     )
     task = await started(engine)
-    feed_sizes(engine, channel, [10] * 3)
+    await feed_sizes(engine, channel, [10] * 3)
     clock.advance(4.9)
     await let_run()
     assert [] == sink.calls
@@ -578,7 +573,7 @@ async def test_bytes_and_adaptive_size_together_cut_at_whichever_comes_first(
         max_bulk_bytes=100,
     )
     task = await started(engine)
-    feed_sizes(engine, channel, [40, 40, 30, 10, 10, 10, 10])
+    await feed_sizes(engine, channel, [40, 40, 30, 10, 10, 10, 10])
     await let_run()
     await stopped(engine, task)
     assert [[40, 40], [30, 10, 10, 10], [10]] == sink.calls

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from framework import Actions, BulkConsumer, ConsumerDefinitionError, Message, StreamStartError
-from framework.core.engine import BulkEngine
+from framework.core.engine import BulkEngine, EngineConfig, build_engine
 from framework.core.message import Delivery
 from framework.core.stream import StreamPosition, stored_offset_hook
 from framework.testing import ConsumerHarness, FakeChannel
@@ -171,7 +171,9 @@ async def test_a_requeue_decision_on_a_stream_is_dead_lettered_never_nacked(
     """message.requeue() on a stream dead-letters a copy (reason requeue-on-stream), then acks."""
     handler = Recorder()
     handler.decide = lambda messages: messages[0].requeue("try later")
-    engine = BulkEngine(stream_settings(), handler, clock=clock, log=log, publisher=publisher)
+    engine = build_engine(
+        stream_settings(), handler, EngineConfig(clock=clock, log=log, publisher=publisher)
+    )
     worker = await started(engine)
     await deliver(engine, channel, range(10, 13), first_tag=1)
     await let_run()
@@ -188,7 +190,9 @@ async def test_a_re_read_offset_that_was_settled_is_acked_for_credit_and_not_han
 ) -> None:
     """After a reconnect the stream may deliver settled offsets again: they skip handle."""
     handler = Recorder()
-    engine = BulkEngine(stream_settings(), handler, clock=clock, log=log, publisher=publisher)
+    engine = build_engine(
+        stream_settings(), handler, EngineConfig(clock=clock, log=log, publisher=publisher)
+    )
     worker = await started(engine)
     await deliver(engine, channel, range(0, 3), first_tag=1)
     await let_run()
@@ -207,7 +211,9 @@ async def test_re_reads_that_arrive_while_their_bulk_still_runs_are_not_handled_
     """A reconnect mid-bulk re-reads that bulk; once it settles, its copies are skipped."""
     handler = Recorder()
     handler.gate = asyncio.Event()
-    engine = BulkEngine(stream_settings(), handler, clock=clock, log=log, publisher=publisher)
+    engine = build_engine(
+        stream_settings(), handler, EngineConfig(clock=clock, log=log, publisher=publisher)
+    )
     worker = await started(engine)
     old, new = FakeChannel("old"), FakeChannel("reopened")
     await deliver(engine, old, range(0, 3), first_tag=1)
@@ -230,13 +236,10 @@ async def test_an_outage_on_a_stream_gives_back_by_credit_and_resumes_before_the
     """The breaker acks what it gives back (no requeue on a stream); the position stays before."""
     handler = Recorder()
     handler.fail_with = ConnectionRefusedError("sink down")
-    engine = BulkEngine(
+    engine = build_engine(
         stream_settings(),
         handler,
-        clock=clock,
-        log=log,
-        publisher=publisher,
-        consumer_timeout=20.0,
+        EngineConfig(clock=clock, log=log, publisher=publisher, consumer_timeout=20.0),
     )
     engine.outage.breaker.backoff.random = lambda: 0.0
     intake = FakeIntake()

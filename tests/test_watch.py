@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from framework import Actions, Message
-from framework.core.engine import BulkEngine
+from framework.core.engine import EngineConfig, build_engine
 from framework.core.outcome import OutcomeKind
 from framework.core.watch import (
     Bulk,
@@ -18,7 +18,7 @@ from framework.core.watch import (
     Watcher,
 )
 from framework.testing import make_message
-from tests.test_engine import let_run, settings, started, stopped
+from tests.test_engine import arrive, let_run, settings, started, stopped
 
 
 class Recording(Watcher):
@@ -53,8 +53,10 @@ def watcher() -> Recording:
 
 
 def engine_with(handler: Any, watcher: Watcher, clock, log, publisher, **overrides: Any):
-    return BulkEngine(
-        settings(**overrides), handler, clock=clock, log=log, publisher=publisher, watcher=watcher
+    return build_engine(
+        settings(**overrides),
+        handler,
+        EngineConfig(clock=clock, log=log, publisher=publisher, watcher=watcher),
     )
 
 
@@ -69,16 +71,16 @@ async def test_each_bulk_carries_why_it_left_the_buffer_and_how_long_it_waited(
     engine = engine_with(accept_all, watcher, clock, log, publisher)
     task = await started(engine)
     for tag in (1, 2, 3):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await let_run()
-    engine.accept(make_message(4, channel=channel, tag=4))
+    await arrive(engine, make_message(4, channel=channel, tag=4))
     clock.advance(5.0)
     await let_run()
-    engine.accept(make_message(5, channel=channel, tag=5))
+    await arrive(engine, make_message(5, channel=channel, tag=5))
     clock.advance(1.5)
     engine.flush_now()
     await let_run()
-    engine.accept(make_message(6, channel=channel, tag=6))
+    await arrive(engine, make_message(6, channel=channel, tag=6))
     clock.advance(0.5)
     await stopped(engine, task)
     expected = [
@@ -104,11 +106,11 @@ async def test_call_outcomes_and_decided_kinds_are_reported_per_bulk(
     engine = engine_with(handle, watcher, clock, log, publisher, on_exception=Actions.REJECT)
     task = await started(engine)
     for tag in (1, 2, 3):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await let_run()
     failing = False
     for tag in (4, 5, 6):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await let_run()
     await stopped(engine, task)
     assert [CallOutcome.ERROR, CallOutcome.SUCCESS] == [end.outcome for end in watcher.ends]
@@ -132,7 +134,7 @@ async def test_a_timed_out_call_is_reported_as_a_timeout(
     engine = engine_with(stuck, watcher, clock, log, publisher, handler_timeout=0.01)
     task = await started(engine)
     for tag in (1, 2, 3):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     for _ in range(200):
         if watcher.ends:
             break
@@ -145,7 +147,7 @@ async def test_oldest_buffered_seconds_follows_the_clock(clock, channel, log, pu
     """The age of the oldest buffered message, 0 when the buffer is empty."""
     engine = engine_with(accept_all, Watcher(), clock, log, publisher)
     assert 0.0 == engine.oldest_buffered_seconds
-    engine.accept(make_message(1, channel=channel, tag=1))
+    await arrive(engine, make_message(1, channel=channel, tag=1))
     clock.advance(2.5)
     assert 2.5 == engine.oldest_buffered_seconds
 
@@ -161,7 +163,7 @@ async def test_a_call_cut_short_by_cancelling_the_worker_still_ends_for_watchers
     engine = engine_with(stuck, watcher, clock, log, publisher)
     task = await started(engine)
     for tag in (1, 2, 3):
-        engine.accept(make_message(tag, channel=channel, tag=tag))
+        await arrive(engine, make_message(tag, channel=channel, tag=tag))
     await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -7,29 +7,35 @@ to ``handle``: one at a time while the next fills, or up to
 ``max_concurrent_bulks`` at once, each in a task of its own. Buffers are kept
 per ``group_by`` key (see :mod:`framework.core.buffer`); watchers learn every
 event (see :mod:`framework.core.watch`).
+
+The engine is made of collaborators with one job each, built once by
+:func:`build_engine`: :class:`~framework.core.reception.Reception` takes
+deliveries in, :class:`~framework.core.due.DueBulks` takes the due bulks out,
+:class:`~framework.core.handling.Handling` calls ``handle``,
+:class:`~framework.core.verdicts.Judge` settles what it decided and
+:class:`~framework.core.pausing.Pausing` pauses and probes a sink that is down.
 """
 
 import asyncio
-import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
+
 from framework.core.abc import Clock, EventLog, Handler, MovePublisher, QueueDeclarer
-from framework.core.actions import Actions
-from framework.core.buffer import NO_KEY, Buffers, key_function
+from framework.core.buffer import Buffers, key_function
 from framework.core.consumer import ConsumerSettings
-from framework.core.decoding import body_decoder, undecodable
-from framework.core.handler_call import is_exit_request
-from framework.core.handling import CANCEL_GRACE, Handling
+from framework.core.due import DueBulks
+from framework.core.handling import CANCEL_GRACE, ExitRequestCallback, Handling
 from framework.core.message import Message
 from framework.core.moves import Mover
 from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT, OutageGuard
-from framework.core.outcome import OutcomeKind, Verdict
 from framework.core.pausing import Pausing
+from framework.core.reception import Reception
 from framework.core.settlement import SettlementReport, Settler
 from framework.core.sizing import AdaptiveSize
 from framework.core.stream import StreamPosition
-from framework.core.turns import KeyTurns
+from framework.core.turns import BulkTasks, KeyTurns
 from framework.core.verdicts import Judge
 from framework.core.watch import (
     Bulk,
@@ -43,148 +49,54 @@ from framework.core.watch import (
 )
 from framework.errors import DecodeError
 
-ExitRequestCallback = Callable[[BaseException], None]
 
-
+@attrs.define(kw_only=True, eq=False, repr=False)
 class BulkEngine:
     """Collects messages into bulks, calls the handler, settles the results.
 
-    Args:
-        settings: the consumer's settings.
-        handler: ``handle``; it gets a list of its own for each call.
-        clock: when partial bulks are due.
-        log: where the engine's events go.
-        publisher: publishes retry and dead-letter copies.
-        settler: sends settlements (one is made when not given).
-        on_exit_request: called once with each ``SystemExit`` / ``KeyboardInterrupt``
-            that ``handle`` raised, after its bulk is settled: the caller starts a
-            graceful stop. The engine itself keeps running.
-        cancel_grace: seconds a cancelled ``handle`` call (timed out, or the worker
-            cancelled) may take to end before it is abandoned.
-        consumer_timeout: the broker's delivery timeout in seconds: messages held
-            while the sink is unavailable are given back after half of it.
-        watcher: told of arrivals, bulks, ``handle`` calls and settlements
-            (more can be added with :meth:`watch`).
+    Made by :func:`build_engine`; the fields are its collaborators, each
+    built once and shared with those that need it.
     """
 
-    def __init__(
-        self,
-        settings: ConsumerSettings,
-        handler: Handler,
-        *,
-        clock: Clock,
-        log: EventLog,
-        publisher: MovePublisher,
-        settler: Settler | None = None,
-        reconnect_max_delay: float = 30.0,
-        declarer: QueueDeclarer | None = None,
-        on_exit_request: ExitRequestCallback | None = None,
-        cancel_grace: float = CANCEL_GRACE,
-        watcher: Watcher | None = None,
-        consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT,
-    ) -> None:
-        self.settings = settings
-        self._handler = handler
-        self._clock = clock
-        self._log = log
-        self.decode = body_decoder(settings.decoder, settings.model, settings.model_converter())
-        self.settler = settler or Settler()
-        self.watchers = Watchers([] if watcher is None else [watcher])
-        self.judge = Judge(settings=settings, settler=self.settler, watchers=self.watchers, log=log)
-        self._mover = Mover(
-            settings,
-            publisher=publisher,
-            settler=self.settler,
-            clock=clock,
-            log=log,
-            observe=self.judge.moved,
-            reconnect_max_delay=reconnect_max_delay,
-            declarer=declarer,
-        )
-        self._on_exit_request = on_exit_request
-        self._cancel_grace = cancel_grace
-        self._consumer_timeout = consumer_timeout
-        self.adaptive_size = self._adaptive_size()
-        self._start_empty()
+    settings: ConsumerSettings
+    _clock: Clock
+    # The worker's alarm: set when a bulk may be due, or the engine closes.
+    _wake: asyncio.Event
+    _buffers: Buffers
+    outage: OutageGuard
+    judge: Judge
+    handling: Handling
+    reception: Reception
+    _due: DueBulks
+    _bulks: BulkTasks
+    pausing: Pausing
+    adaptive_size: AdaptiveSize | None
+    bulks_handled: int = attrs.field(default=0, init=False)
+    _closing: bool = attrs.field(default=False, init=False)
 
-    def _start_empty(self) -> None:
-        # The worker: woken when a bulk may be due; closing once asked to stop.
-        self._wake = asyncio.Event()
-        self._buffers = Buffers(
-            self.settings,
-            self._clock,
-            self._wake.set,
-            key_function(self.settings.group_by),
-            target=None if self.adaptive_size is None else self._adaptive_target,
-        )
-        self._refusals: set[asyncio.Task[None]] = set()
-        self._turns = KeyTurns(self.settings)
-        self._closing = False
-        self._busy = False
-        # With max_concurrent_bulks > 1: the bulks being handled, each in a task of its own.
-        self._running: set[asyncio.Task[SettlementReport]] = set()
-        self._bulk_failure: BaseException | None = None
-        self._drops_to_report = 0
-        self.outage = OutageGuard(
-            self.settings, self._clock, self._wake.set, consumer_timeout=self._consumer_timeout
-        )
-        self._start_collaborators()
-        self.bulks_handled = 0
-        self.dropped_closed = 0
+    def __repr__(self) -> str:
+        name, handled = self.settings.name, self.bulks_handled
+        return f"<BulkEngine {name} buffered={self.buffered} bulks_handled={handled}>"
 
-    def _start_collaborators(self) -> None:
-        """What handles, pauses and positions this run's bulks, on this run's buffers."""
-        self.handling = Handling(
-            settings=self.settings,
-            handler=self._handler,
-            clock=self._clock,
-            log=self._log,
-            watchers=self.watchers,
-            outage=self.outage,
-            cancel_grace=self._cancel_grace,
-        )
-        self.pausing = Pausing(
-            settings=self.settings,
-            wake=self._wake.set,
-            outage=self.outage,
-            judge=self.judge,
-            buffers=self._buffers,
-        )
-        # A stream is read by offset: where it resumes after a reconnect or a pause.
-        self.stream = StreamPosition.of(self.settings, self._handler)
-        self.judge.stream = self.stream
+    @property
+    def buffered(self) -> int:
+        return self._buffers.total
 
-    def _adaptive_size(self) -> AdaptiveSize | None:
-        if not self.settings.adaptive_bulk_size:
-            return None
-        # The outage guard is made later; it is looked up when a call ends.
-        sizer = AdaptiveSize.of(
-            self.settings,
-            is_outage=lambda error: self.outage.is_outage(error),
-            on_change=lambda: self._buffers.recut(),
-        )
-        self.watchers.add(sizer)
-        return sizer
+    @property
+    def settler(self) -> Settler:
+        """Sends the settlements, and keeps the ledger of what is still unsettled."""
+        return self.judge.settler
 
-    def _adaptive_target(self) -> int:
-        assert self.adaptive_size is not None
-        return self.adaptive_size.target
+    @property
+    def stream(self) -> StreamPosition | None:
+        """Where a stream consumer resumes after a reconnect or a pause; None for queues."""
+        return self.judge.stream
 
     @property
     def bulk_size_target(self) -> int:
         """The size bulks are cut at now: ``bulk_size``, or the adaptive target."""
         sizer = self.adaptive_size
         return self.settings.bulk_size if sizer is None else sizer.target
-
-    def __repr__(self) -> str:
-        return (
-            f"<BulkEngine {self.settings.name} buffered={self._buffers.total} "
-            f"bulks_handled={self.bulks_handled}>"
-        )
-
-    @property
-    def buffered(self) -> int:
-        return self._buffers.total
 
     @property
     def paused(self) -> bool:
@@ -204,16 +116,25 @@ class BulkEngine:
     @property
     def idle(self) -> bool:
         """Nothing due, nothing being handled, no copy waiting for its confirm."""
-        return (
-            not self._busy and not self._running and not self.moves_pending and not self._due_now()
-        )
+        return not self._bulks.busy and not self.moves_pending and not self._due_now()
 
     def _due_now(self) -> bool:
-        return self._buffers.due(self._closing) is not None
+        return self._due.due_now(self._closing)
+
+    @property
+    def oldest_buffered_seconds(self) -> float:
+        """How long the oldest buffered message has waited; 0 when nothing is buffered."""
+        oldest = self._buffers.oldest_arrival()
+        return 0.0 if oldest is None else self._clock.now() - oldest
+
+    @property
+    def moves_pending(self) -> int:
+        """Retry and dead-letter copies not yet carried out (unconfirmed or held)."""
+        return self.judge.mover.pending
 
     def watch(self, watcher: Watcher) -> None:
         """Tell ``watcher`` of every event from now on."""
-        self.watchers.add(watcher)
+        self.judge.watchers.add(watcher)
 
     def observe(self, observer: Observer) -> None:
         """Call ``observer`` with the outcome of every message settled from now on."""
@@ -223,104 +144,30 @@ class BulkEngine:
         """Call ``observer`` with every list of messages handed to ``handle`` from now on."""
         self.watch(BulkObserver(observer))
 
-    @property
-    def oldest_buffered_seconds(self) -> float:
-        """How long the oldest buffered message has waited; 0 when nothing is buffered."""
-        oldest = self._buffers.oldest_arrival()
-        return 0.0 if oldest is None else self._clock.now() - oldest
+    def receive(self, message: Message[Any]) -> Awaitable[None] | None:
+        """Record a delivery, decode it and take it in, or return the refusal to await.
+
+        ``message.body`` arrives as the raw bytes; the bulk gets a new message
+        with the decoded body. See :class:`~framework.core.reception.Reception`.
+        """
+        return self.reception.receive(message)
+
+    async def refuse(self, message: Message[Any], error: DecodeError) -> None:
+        """Dead-letter a message that cannot be decoded: it never reaches ``handle``."""
+        await self.reception.refuse(message, error)
 
     def flush_now(self) -> None:
         """Hand over the partial bulks without waiting for their flush interval."""
         self._buffers.force_all(FlushReason.FORCED)
 
-    def receive(self, message: Message[Any]) -> Awaitable[None] | None:
-        """Record a delivery, decode it and take it in, or return the refusal to await.
-
-        ``message.body`` arrives as the raw bytes; the bulk gets a new
-        message with the decoded body (a message is never changed in place, so
-        what a watcher was told stays as it was). The delivery enters the
-        ledger before anything else runs, so no multiple-ack can cover it
-        before it is decided; whatever decoding raises dead-letters this
-        message alone. The accepting path never awaits, so the transport
-        keeps the arrival order.
-        """
-        self.settler.ledger.track(message.delivery)
-        if self.stream is not None and not self.stream.delivered(message):
-            return self._credit([message])
-        self.watchers.received(message)
-        if not self.outage.taking_deliveries:
-            return self.judge.give_back([message])  # sent before the pause took effect
-        try:
-            body = self.decode(message.raw, message.content_type)
-        except BaseException as error:  # any type: RecursionError, even a decoder's SystemExit
-            if is_exit_request(error):
-                self.handling.exit_requests.append(error)
-            return self.refuse(message, undecodable(error))
-        return self._take_in(message.with_body(body))
-
-    def accept(self, message: Message[Any]) -> None:
-        """Record a decoded message and take it into the next bulk."""
-        self.settler.ledger.track(message.delivery)
-        self.watchers.received(message)
-        if self.outage.taking_deliveries:
-            refusal = self._take_in(message)
-        else:
-            refusal = self.judge.give_back([message])
-        if refusal is not None:
-            task = asyncio.ensure_future(refusal)
-            self._refusals.add(task)
-            task.add_done_callback(self._refusals.discard)
-
-    def _take_in(self, message: Message[Any]) -> Awaitable[None] | None:
-        key_of = self._buffers.key_of
-        if key_of is None:
-            self._buffers.add(message)
-            self._seeking_probe_arrival()
-            return None
-        try:
-            key = key_of(message)
-            hash(key)
-        except Exception as error:  # the user's group_by: this message alone is refused
-            reason = f"group_by raised {type(error).__name__}: {error}"
-            return self.refuse(message, DecodeError(reason, reason="ungroupable"))
-        self._buffers.add(message, key)
-        if self._buffers.total + self.moves_pending >= self.settings.prefetch:
-            self._wake.set()  # every prefetch slot is taken: a bulk must go
-        self._seeking_probe_arrival()
-        return None
-
-    def _seeking_probe_arrival(self) -> None:
-        if self.outage.seeking_probe:
-            self._wake.set()
-
-    async def refuse(self, message: Message[Any], error: DecodeError) -> None:
-        """Dead-letter a message that cannot be decoded: it never reaches ``handle``."""
-        self.settler.ledger.track(message.delivery)
-        if self.settings.dead_letter_queue_for(message.queue) is None:
-            # No dead letter will say it: the broker gets the reject, the log says why.
-            await self._log.error(
-                "message cannot be decoded: rejected to the broker, never handled",
-                extra={
-                    "consumer": self.settings.name,
-                    "queue": message.queue,
-                    "message_id": message.message_id,
-                    "reason": error.reason,
-                    "error": str(error),
-                },
-            )
-        await self._settle([Verdict(message, Actions.REJECT, error.reason, str(error))])
-        if self.handling.exit_requests:
-            self._pass_exit_requests()
-
     def drop_closed(self) -> int:
         """Forget buffered messages whose channel closed: the broker redelivers them."""
-        dropped = self._buffers.drop_closed()
-        self.outage.held = [m for m in self.outage.held if not m.delivery.channel.is_closed]
-        self.settler.ledger.forget_closed()
-        self.dropped_closed += dropped
-        if self._due_now():
-            self._wake.set()
-        return dropped
+        return self._due.drop_closed(self._closing)
+
+    @property
+    def dropped_closed(self) -> int:
+        """Buffered messages dropped so far because their channel closed."""
+        return self._due.dropped
 
     def close(self) -> None:
         """Ask the worker to hand over what is buffered and stop."""
@@ -338,99 +185,39 @@ class BulkEngine:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                if self.outage.breaker.is_open:
+                if self.paused:
                     await self._while_paused()
                 else:
                     await self._hand_over_due_bulks()
-                if self._bulk_failure is not None:
-                    raise self._bulk_failure  # as it would have from an awaited bulk
-                if self._drops_to_report:
-                    await self._report_drops()
-                if self._closing and not self._buffers.total and not self._running:
+                if self._bulks.failure is not None:
+                    raise self._bulks.failure  # as it would have from an awaited bulk
+                await self._due.report_drops()
+                if self._closing and not self._buffers.total and not self._bulks.running:
                     self._buffers.cancel_timers()
                     await self.finish_moves()
                     return
         except asyncio.CancelledError:
-            await self._cancel_running()
+            await self._bulks.cancel(within=self.handling.cancel_grace + 1.0)
             raise
 
     async def _hand_over_due_bulks(self) -> None:
-        concurrent = self.settings.max_concurrent_bulks
+        bulks = self._bulks
         while (
-            len(self._running) < concurrent
-            and not self.outage.breaker.is_open
-            and (bulk := self._take_due_bulk()) is not None
+            bulks.has_room
+            and not self.paused
+            and (bulk := self._due.take(self._closing)) is not None
         ):
-            if concurrent == 1:
-                self._busy = True
-                try:
-                    await self.process(bulk)
-                finally:
-                    self._busy = False
+            if self.settings.max_concurrent_bulks == 1:
+                await bulks.awaited(self.process(bulk))
             else:
-                self._turns.start(bulk)
-                task = asyncio.create_task(self.process(bulk), name=worker_name())
-                self._running.add(task)
-                task.add_done_callback(functools.partial(self._turns.finish, bulk))
-                task.add_done_callback(self._bulk_finished)
+                bulks.start(bulk, self.process(bulk))
 
-    def _bulk_finished(self, task: "asyncio.Task[SettlementReport]") -> None:
-        self._running.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._bulk_failure = task.exception()
-        self._wake.set()  # a slot is free: the next due bulk may go
-
-    async def _cancel_running(self) -> None:
-        """The worker is cancelled: so is each bulk it runs; each stops its own handle call."""
-        running = list(self._running)
-        for task in running:
-            task.cancel()
-        if running:
-            await asyncio.wait(running, timeout=self._cancel_grace + 1.0)
-
-    def _take_due_bulk(self) -> Bulk | None:
-        waiting = self._turns.busy
-        buffer = self._buffers.due(self._closing, waiting)
-        if buffer is None:
-            self._buffers.relieve(self._buffers.total + self.moves_pending, waiting)
-            buffer = self._buffers.due(self._closing, waiting)
-            if buffer is None:
-                return None
-        if buffer.holds_closed():
-            # Its channel died before the transport noticed: the broker redelivers them.
-            self._drops_to_report += self.drop_closed()
-            return self._take_due_bulk()
-        messages, reason, waited = self._buffers.take(buffer)
-        if self.stream is not None:
-            messages = self._skip_settled(messages)
-            if not messages:
-                return self._take_due_bulk()
-        key = None if buffer.key is NO_KEY else buffer.key
-        bulk = Bulk(self.settings.name, messages, reason, waited, key)
-        self.watchers.bulk_taken(bulk)
-        return bulk
-
-    def _skip_settled(self, messages: list[Message[Any]]) -> list[Message[Any]]:
-        """Leave out stream messages settled since they arrived (re-read after a reconnect
-        while the bulk before them was still being handled): they are acked for credit."""
-        assert self.stream is not None
-        fresh, settled = self.stream.split(messages)
-        if settled:
-            task = asyncio.ensure_future(self._credit(settled))
-            self._refusals.add(task)
-            task.add_done_callback(self._refusals.discard)
-        return fresh
-
-    async def _credit(self, messages: Sequence[Message[Any]]) -> None:
-        """Ack stream deliveries settled before (read again after a reconnect): credit only."""
-        await self.settler.settle([(m.delivery, Actions.ACK) for m in messages])
-
-    async def _report_drops(self) -> None:
-        dropped, self._drops_to_report = self._drops_to_report, 0
-        await self._log.warning(
-            "buffered messages of a closed channel dropped: the broker redelivers them",
-            extra={"consumer": self.settings.name, "dropped": dropped},
-        )
+    async def _while_paused(self) -> None:
+        """The breaker is open: give back in time, probe when due, stop when asked."""
+        running = self._bulks.running
+        probe = await self.pausing.next_probe(closing=self._closing, running=running)
+        if probe is not None:
+            await self._bulks.awaited(self.process(probe, probe=True))
 
     async def process(self, bulk: Bulk, *, probe: bool = False) -> SettlementReport:
         """Call the handler on one bulk and settle every message of it.
@@ -447,9 +234,9 @@ class BulkEngine:
         verdicts = [
             self.judge.verdict(m, failures.get(id(m))) for m in bulk.messages if id(m) not in held
         ]
-        report, kinds = await self._settle(verdicts)
+        report, kinds = await self.judge.settle(verdicts)
         seconds = self._clock.now() - started
-        self.watchers.bulk_done(BulkDone(bulk, seconds, kinds, bool(failures or held)))
+        self.judge.watchers.bulk_done(BulkDone(bulk, seconds, kinds, bool(failures or held)))
         if held:
             kept = [m for m in bulk.messages if id(m) in held]
             await self.pausing.tripped(
@@ -457,80 +244,142 @@ class BulkEngine:
             )
         elif probe:
             await self.pausing.recovered()
-        if self.handling.exit_requests:
-            self._pass_exit_requests()
+        self.handling.pass_exit_requests()
         return report
-
-    async def _while_paused(self) -> None:
-        """The breaker is open: give back in time, probe when due, stop when asked."""
-        outage = self.outage
-        if self._closing:
-            await self.judge.give_back(outage.stop() + self._buffers.take_everything())
-            return
-        if outage.hold_expired():
-            await self._log.info(
-                "held messages given back before the broker's consumer timeout",
-                extra={"consumer": self.settings.name, "messages": len(outage.held)},
-            )
-            await self.judge.give_back(outage.release())
-        if self._running or not outage.breaker.probe_due():
-            return
-        if outage.seeking_probe:
-            if self._buffers.total:
-                self._buffers.force_all(FlushReason.PROBE)
-                bulk = self._take_due_bulk()
-                if bulk is not None:
-                    await self._probe(bulk)
-            return
-        held = [m for m in outage.release() if not m.delivery.channel.is_closed]
-        if held:
-            waited = self._clock.now() - outage.delivered_at
-            await self._probe(Bulk(self.settings.name, held, FlushReason.PROBE, waited))
-            return
-        outage.seeking_probe = True  # nothing held: the next delivery is the probe
-        await outage.intake.resume()
-
-    async def _probe(self, bulk: Bulk) -> None:
-        self.outage.breaker.probes += 1
-        for message in bulk.messages:
-            message.forget_decision()
-        self._busy = True
-        try:
-            await self.process(bulk, probe=True)
-        finally:
-            self._busy = False
-
-    async def _settle(
-        self, verdicts: list[Verdict]
-    ) -> tuple[SettlementReport, dict[OutcomeKind, int]]:
-        """Settle what can be settled now, start the moves; what each verdict became."""
-        report, kinds, moves = await self.judge.settle(verdicts)
-        if moves:
-            self._mover.start(moves)
-        return report, kinds
-
-    def _pass_exit_requests(self) -> None:
-        requests = list(self.handling.exit_requests)
-        self.handling.exit_requests.clear()
-        if self._on_exit_request is not None:
-            for request in requests:
-                self._on_exit_request(request)
 
     async def finish_moves(self) -> None:
         """Wait for retries and dead letters: confirms, and held moves until they succeed."""
-        await self._mover.finish()
+        await self.judge.mover.finish()
 
     async def abandon_moves(self) -> None:
         """Stop moving: held and unconfirmed originals stay unacked; the broker requeues them."""
-        await self._mover.abandon()
-
-    @property
-    def moves_pending(self) -> int:
-        """Retry and dead-letter copies not yet carried out (unconfirmed or held)."""
-        return self._mover.pending
+        await self.judge.mover.abandon()
 
 
-def worker_name() -> str | None:
-    """The current task's name, for the tasks it starts (logs and tracebacks show whose)."""
-    task = asyncio.current_task()
-    return None if task is None else task.get_name()
+@attrs.frozen(kw_only=True)
+class EngineConfig:
+    """What an engine is given besides its consumer: what it talks to, and its timings.
+
+    Attributes:
+        clock: when partial bulks are due.
+        log: where the engine's events go.
+        publisher: publishes retry and dead-letter copies.
+        settler: sends settlements (one is made when not given).
+        declarer: declares a queue of the framework's own again before a held move's next try.
+        watcher: told of arrivals, bulks, ``handle`` calls and settlements
+            (more can be added with :meth:`BulkEngine.watch`).
+        on_exit_request: called once with each ``SystemExit`` / ``KeyboardInterrupt``
+            that ``handle`` raised, after its bulk is settled: the caller starts a
+            graceful stop. The engine itself keeps running.
+        reconnect_max_delay: the longest pause between tries of a held move, in seconds.
+        cancel_grace: seconds a cancelled ``handle`` call (timed out, or the worker
+            cancelled) may take to end before it is abandoned.
+        consumer_timeout: the broker's delivery timeout in seconds: messages held
+            while the sink is unavailable are given back after half of it.
+    """
+
+    clock: Clock
+    log: EventLog
+    publisher: MovePublisher
+    settler: Settler | None = None
+    declarer: QueueDeclarer | None = None
+    watcher: Watcher | None = None
+    on_exit_request: ExitRequestCallback | None = None
+    reconnect_max_delay: float = 30.0
+    cancel_grace: float = CANCEL_GRACE
+    consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT
+
+
+def build_engine(settings: ConsumerSettings, handler: Handler, config: EngineConfig) -> BulkEngine:
+    """The engine of one consumer, each collaborator built once, before those that use it."""
+    wake = asyncio.Event()
+    watchers = Watchers([] if config.watcher is None else [config.watcher])
+    outage = OutageGuard(settings, config.clock, wake.set, consumer_timeout=config.consumer_timeout)
+    buffers, sizer = sized_buffers(settings, config.clock, wake.set, outage, watchers)
+    judge = build_judge(settings, handler, config, watchers)
+    handling = build_handling(settings, handler, config, watchers, outage)
+    bulks = BulkTasks(settings, KeyTurns(settings), wake.set)
+    due = DueBulks(buffers=buffers, turns=bulks.turns, judge=judge, outage=outage, wake=wake.set)
+    return BulkEngine(
+        settings=settings,
+        clock=config.clock,
+        wake=wake,
+        buffers=buffers,
+        outage=outage,
+        judge=judge,
+        handling=handling,
+        reception=Reception(
+            judge=judge, outage=outage, handling=handling, buffers=buffers, wake=wake.set
+        ),
+        due=due,
+        bulks=bulks,
+        pausing=Pausing(
+            outage=outage, judge=judge, buffers=buffers, due=due, clock=config.clock, wake=wake.set
+        ),
+        adaptive_size=sizer,
+    )
+
+
+def sized_buffers(
+    settings: ConsumerSettings,
+    clock: Clock,
+    wake: Callable[[], None],
+    outage: OutageGuard,
+    watchers: Watchers,
+) -> tuple[Buffers, AdaptiveSize | None]:
+    """The buffers by key, cut at ``bulk_size``, or at the target of a sizer watching calls."""
+    key_of = key_function(settings.group_by)
+    if not settings.adaptive_bulk_size:
+        return Buffers(settings, clock, wake, key_of), None
+    # The buffers are made next; the sizer calls them only when a call has ended.
+    sizer = AdaptiveSize.of(settings, is_outage=outage.is_outage, on_change=lambda: buffers.recut())
+    buffers = Buffers(settings, clock, wake, key_of, target=lambda: sizer.target)
+    watchers.add(sizer)
+    return buffers, sizer
+
+
+def build_handling(
+    settings: ConsumerSettings,
+    handler: Handler,
+    config: EngineConfig,
+    watchers: Watchers,
+    outage: OutageGuard,
+) -> Handling:
+    """What calls ``handle``, bounded, and passes on the exit requests it raised."""
+    return Handling(
+        settings=settings,
+        handler=handler,
+        clock=config.clock,
+        log=config.log,
+        watchers=watchers,
+        outage=outage,
+        cancel_grace=config.cancel_grace,
+        on_exit_request=config.on_exit_request,
+    )
+
+
+def build_judge(
+    settings: ConsumerSettings, handler: Handler, config: EngineConfig, watchers: Watchers
+) -> Judge:
+    """What settles the verdicts, with the mover that carries out retries and dead letters."""
+    settler = config.settler or Settler()
+    mover = Mover(
+        settings,
+        publisher=config.publisher,
+        settler=settler,
+        clock=config.clock,
+        log=config.log,
+        # A move ends long after the judge below exists: it is looked up then.
+        observe=lambda move, kind: judge.moved(move, kind),
+        reconnect_max_delay=config.reconnect_max_delay,
+        declarer=config.declarer,
+    )
+    judge = Judge(
+        settings=settings,
+        settler=settler,
+        mover=mover,
+        watchers=watchers,
+        log=config.log,
+        stream=StreamPosition.of(settings, handler),
+    )
+    return judge

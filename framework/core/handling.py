@@ -9,7 +9,7 @@ the messages without a decision of their own for the breaker's probe.
 """
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -25,6 +25,8 @@ from framework.errors import HandlerTimeoutError
 
 # How long a cancelled handle call may take to end before it is abandoned.
 CANCEL_GRACE = 1.0
+
+ExitRequestCallback = Callable[[BaseException], None]
 
 
 @attrs.define
@@ -55,8 +57,8 @@ class Handling:
     """Calls one consumer's ``handle``, and keeps what its calls leave behind.
 
     ``exit_requests`` collects each ``SystemExit`` / ``KeyboardInterrupt``
-    ``handle`` raised, for the engine to pass on once its bulk is settled;
-    ``abandoned`` holds the calls that ignored their cancellation.
+    ``handle`` (or a decoder) raised, passed on to ``on_exit_request`` once its
+    bulk is settled; ``abandoned`` holds the calls that ignored their cancellation.
     """
 
     _settings: ConsumerSettings
@@ -66,12 +68,23 @@ class Handling:
     watchers: Watchers
     _outage: OutageGuard
     cancel_grace: float = CANCEL_GRACE
+    _on_exit_request: ExitRequestCallback | None = None
     handle_calls: int = attrs.field(default=0, init=False)
     exit_requests: list[BaseException] = attrs.field(factory=list, init=False)
     abandoned: set["asyncio.Task[BaseException | None]"] = attrs.field(factory=set, init=False)
 
     def __repr__(self) -> str:
         return f"<Handling calls={self.handle_calls} abandoned={len(self.abandoned)}>"
+
+    def pass_exit_requests(self) -> None:
+        """Pass on the exit requests collected so far, each once: what raised them is settled."""
+        if not self.exit_requests:
+            return
+        requests = list(self.exit_requests)
+        self.exit_requests.clear()
+        if self._on_exit_request is not None:
+            for request in requests:
+                self._on_exit_request(request)
 
     async def run(self, bulk: Bulk) -> BulkResult:
         """Handle ``bulk``: the messages that failed, with their errors, and those held."""

@@ -11,7 +11,7 @@ from framework.amqp.hazards import warn_about_capped_queues, warn_about_publish_
 from framework.amqp.subscription import Subscription
 from framework.core.abc import Clock, EventLog, Handler, MovePublisher
 from framework.core.consumer import ConsumerSettings
-from framework.core.engine import BulkEngine
+from framework.core.engine import EngineConfig, build_engine
 from framework.core.outage import DEFAULT_CONSUMER_TIMEOUT
 from framework.core.partitions import PartitionShare
 from framework.core.settlement import Settler
@@ -40,19 +40,18 @@ class ConsumerRunner:
         self._log = log
         self._publisher = publisher
         self._probe: asyncio.Task[None] | None = None
-        self.engine = BulkEngine(
-            settings,
-            handler,
+        config = EngineConfig(
             clock=clock,
             log=log,
             publisher=publisher,
-            reconnect_max_delay=reconnect_max_delay,
-            declarer=QueueRedeclarer(connection, settings),
-            on_exit_request=on_exit_request,
             settler=Settler(gone_errors=CHANNEL_GONE_ERRORS),
+            declarer=QueueRedeclarer(connection, settings),
             watcher=watcher,
+            on_exit_request=on_exit_request,
+            reconnect_max_delay=reconnect_max_delay,
             consumer_timeout=consumer_timeout,
         )
+        self.engine = build_engine(settings, handler, config)
         self.subscription = Subscription(
             connection, self.engine, log, reconnect_max_delay=reconnect_max_delay, share=share
         )

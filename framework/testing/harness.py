@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from framework.core.consumer import BulkConsumer
-from framework.core.engine import BulkEngine
+from framework.core.engine import EngineConfig, build_engine
 from framework.core.headers import STREAM_OFFSET_HEADER
 from framework.core.message import Delivery, Message
 from framework.core.outcome import Move
@@ -245,9 +245,8 @@ class _FakeBroker:
             harness.publisher.allow(declaration.name)
         await harness.run_startup_hooks()
         [handler] = await build_handlers(consumers.classes, harness.container)
-        self.engine = BulkEngine(
-            settings, handler, clock=harness.clock, log=harness.log, publisher=self
-        )
+        config = EngineConfig(clock=harness.clock, log=harness.log, publisher=self)
+        self.engine = build_engine(settings, handler, config)
         harness.watch(self.engine)
         await self._start_streams()
         self.worker = asyncio.create_task(self.engine.run())
