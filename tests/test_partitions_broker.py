@@ -134,6 +134,57 @@ async def test_another_number_of_partitions_than_declared_is_a_start_error(
     assert 0 == await partitioned.ready_count(f"{queue}.p4")  # nothing was added
 
 
+async def test_a_ring_declared_with_fewer_partitions_is_a_start_error(
+    partitioned: Broker,
+) -> None:
+    """p0..p2 left from a 3-partition consumer, started with 4: refused, nothing added."""
+    queue = exchange_of(partitioned, "partition-prefix", 4)
+    for partition in range(3):
+        await partitioned.declare(f"{queue}.p{partition}", **{"x-single-active-consumer": True})
+    container, _ = recorded()
+    with pytest.raises(QueueError, match=r"has 3 partition queues .*p0, …, .*\.p2\)"):
+        async with Orchestrator([partitioned_consumer(queue, [])], container):
+            pass
+    assert 0 == await partitioned.consumer_count(f"{queue}.p0")
+    assert not await queue_exists_on(partitioned, f"{queue}.p3")
+
+
+async def test_a_ring_another_worker_is_declaring_is_completed(partitioned: Broker) -> None:
+    """The last partition and p0 exist (another worker is midway): the start declares the rest."""
+    queue = exchange_of(partitioned, "partition-midway", 4)
+    for partition in (3, 0):
+        await partitioned.declare(f"{queue}.p{partition}", **{"x-single-active-consumer": True})
+    container, _ = recorded()
+    async with Orchestrator([partitioned_consumer(queue, [])], container):
+        counts = [await partitioned.consumer_count(f"{queue}.p{p}") for p in range(4)]
+    assert [1, 1, 1, 1] == counts
+
+
+async def test_workers_starting_side_by_side_all_start(partitioned: Broker) -> None:
+    """Five consumers of one new ring started at once: none takes the others' half-declared
+    ring for another number of partitions."""
+    for attempt in range(3):
+        queue = exchange_of(partitioned, f"partition-side-by-side-{attempt}", 8)
+        orchestrators = [
+            Orchestrator([partitioned_consumer(queue, [], partitions=8)], recorded()[0])
+            for _ in range(5)
+        ]
+        async with contextlib.AsyncExitStack() as stack:
+            await asyncio.gather(*(stack.enter_async_context(o) for o in orchestrators))
+            counts = [await partitioned.consumer_count(f"{queue}.p{p}") for p in range(8)]
+        assert [5] * 8 == counts, attempt
+
+
+async def queue_exists_on(broker: Broker, queue: str) -> bool:
+    channel = await broker.connection.channel()
+    try:
+        await channel.declare_queue(queue, passive=True)
+    except Exception:
+        return False
+    await channel.close()
+    return True
+
+
 async def test_publishing_without_a_key_sends_nothing(
     partitioned: Broker, publisher: Publisher
 ) -> None:

@@ -10,7 +10,10 @@ with ``PRECONDITION_FAILED``.
 The number of partitions is fixed once declared: adding a queue to the hash
 ring moves keys from one queue to another while messages of those keys still
 wait in the old one. Before declaring anything, the partition queues that
-exist are counted; another number than the consumer's is a start error.
+exist are looked up; another number than the consumer's is a start error.
+Workers starting side by side must not take each other's half-declared ring
+for another number: the last partition queue is declared first, so what
+exists is fine when it is nothing, or ends with that last queue.
 """
 
 import uuid
@@ -24,7 +27,7 @@ from aiormq.exceptions import (
     ConnectionCommandInvalid,
 )
 
-from framework.amqp.declarations import broker_reason, declare_on_probe
+from framework.amqp.declarations import broker_reason, declare, declare_on_probe
 from framework.core.consumer import ConsumerSettings
 from framework.core.partitions import (
     BINDING_WEIGHT,
@@ -49,11 +52,12 @@ async def prepare_partitions(
     """
     amqp = underlay.connection
     for exchange in settings.exchanges:
-        found = await count_partitions(amqp, exchange, settings)
-        if found not in (0, settings.partitions):
-            raise QueueError(count_mismatch(settings, exchange, found))
+        problem = await partition_count_problem(amqp, exchange, settings)
+        if problem is not None:
+            raise QueueError(problem)
         if settings.declare:
             await declare_hash_exchange(amqp.url, exchange, settings)
+            await declare_last_partition(underlay, exchange, settings)
         elif not await exchange_exists(amqp, exchange):
             raise QueueError(
                 f"consistent-hash exchange {exchange!r} does not exist and "
@@ -71,26 +75,50 @@ async def bind_partitions(underlay: aiormq.abc.AbstractChannel, settings: Consum
             await underlay.queue_bind(queue, exchange, routing_key=BINDING_WEIGHT)
 
 
-async def count_partitions(amqp: Any, exchange: str, settings: ConsumerSettings) -> int:
-    """How many of ``<exchange>.p0``, ``.p1``… exist, up to one past the consumer's number."""
+async def declare_last_partition(
+    underlay: aiormq.abc.AbstractChannel, exchange: str, settings: ConsumerSettings
+) -> None:
+    """Declare the last partition queue (and what it needs) before the others are."""
     assert settings.partitions is not None
-    found = 0
-    index = 0
-    while index < MOST_PARTITIONS_COUNTED:
+    for queue, arguments, role in settings.declarations_for(
+        partition_queue(exchange, settings.partitions - 1)
+    ):
+        await declare(underlay, queue, arguments, role, settings)
+
+
+async def existing_partitions(amqp: Any, exchange: str, settings: ConsumerSettings) -> list[int]:
+    """Which of ``<exchange>.p0``, ``.p1``… exist, looked up to one past the consumer's last."""
+    assert settings.partitions is not None
+    found = []
+    for index in range(MOST_PARTITIONS_COUNTED):
         exists = await queue_exists(amqp, partition_queue(exchange, index))
-        found += exists
-        index += 1
-        if index > settings.partitions and not exists:
+        if exists:
+            found.append(index)
+        elif index >= settings.partitions:
             break
     return found
 
 
-def count_mismatch(settings: ConsumerSettings, exchange: str, found: int) -> str:
+async def partition_count_problem(
+    amqp: Any, exchange: str, settings: ConsumerSettings
+) -> str | None:
+    """What is wrong with the partition queues on the broker for ``settings``, or None.
+
+    Fine: none yet, or a set whose highest is the consumer's last partition
+    (all of them, or those another worker starting now has declared so far,
+    the last one first). A set that stops short of it was declared for fewer
+    partitions; one that goes past it, for more.
+    """
+    assert settings.partitions is not None
+    existing = await existing_partitions(amqp, exchange, settings)
+    if not existing or max(existing) == settings.partitions - 1:
+        return None
     return (
-        f"{settings.name}.partitions is {settings.partitions}, but the broker has {found} "
-        f"partition queues of {exchange!r} ({partition_queue(exchange, 0)}, …): the number of "
-        "partitions is fixed once declared. To change it: stop every worker, let the partition "
-        f"queues drain, delete them and the exchange {exchange!r}, then start with the new number"
+        f"{settings.name}.partitions is {settings.partitions}, but the broker has "
+        f"{len(existing)} partition queues of {exchange!r} ({partition_queue(exchange, 0)}, "
+        f"…, {partition_queue(exchange, max(existing))}): the number of partitions is fixed "
+        "once declared. To change it: stop every worker, let the partition queues drain, "
+        f"delete them and the exchange {exchange!r}, then start with the new number"
     )
 
 

@@ -12,10 +12,9 @@ from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 from framework.amqp.declarations import broker_reason, declare_on_probe
 from framework.amqp.hazards import PROBE_TIMEOUT, drop_head_hazard, moved_to
 from framework.amqp.partitions import (
-    count_mismatch,
-    count_partitions,
     declare_hash_exchange,
     exchange_exists,
+    partition_count_problem,
     plugin_enabled,
     queue_exists,
 )
@@ -107,10 +106,9 @@ def with_move_hazards(
 async def check_exchange(amqp: Any, settings: ConsumerSettings, exchange: str) -> QueueCheck:
     """The consistent-hash exchange of a partitioned queue: its plugin, its partition count."""
     role = HASH_EXCHANGE_ROLE
-    found = await count_partitions(amqp, exchange, settings)
-    if found not in (0, settings.partitions):
-        detail = count_mismatch(settings, exchange, found)
-        return QueueCheck(settings.name, exchange, role, QueueStatus.DIFFERS, detail)
+    problem = await partition_count_problem(amqp, exchange, settings)
+    if problem is not None:
+        return QueueCheck(settings.name, exchange, role, QueueStatus.DIFFERS, problem)
     if await exchange_exists(amqp, exchange):
         return await existing_exchange(amqp, settings, exchange)
     if not await plugin_enabled(amqp.url):
