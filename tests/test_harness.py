@@ -90,6 +90,19 @@ async def test_unknown_override_is_an_error() -> None:
             pass
 
 
+async def test_a_failed_start_leaves_no_override_behind() -> None:
+    """One good override and one unknown: the error, and the container as it was."""
+    container = ShopContainer()
+    fake = Store()
+    harness = ConsumerHarness(Orders, container=container, overrides={"store": fake, "stroe": 1})
+    assert {"store": fake, "stroe": 1} == harness.overrides
+    with pytest.raises(KeyError, match="no provider 'stroe'"):
+        async with harness:
+            pass
+    assert fake is not container.store()
+    assert not container.publisher.overridden
+
+
 async def test_exceptions_are_retried_then_dead_lettered() -> None:
     """A handler that always raises: one retry, then the dead-letter queue, with the error."""
 

@@ -9,6 +9,7 @@ from framework import Actions, Message
 from framework.core.engine import EngineConfig, build_engine
 from framework.core.outcome import OutcomeKind
 from framework.core.watch import (
+    EVENTS,
     Bulk,
     BulkDone,
     CallOutcome,
@@ -16,6 +17,7 @@ from framework.core.watch import (
     HandleEnd,
     Outcome,
     Watcher,
+    Watchers,
 )
 from framework.testing import make_message
 from tests.test_engine import arrive, let_run, settings, started, stopped
@@ -170,3 +172,22 @@ async def test_a_call_cut_short_by_cancelling_the_worker_still_ends_for_watchers
         await asyncio.wait_for(task, 5)
     assert [CallOutcome.ERROR] == [end.outcome for end in watcher.ends]
     assert isinstance(watcher.ends[0].error, asyncio.CancelledError)
+
+
+def test_the_events_are_the_watchers_methods_and_no_more() -> None:
+    """Every public name of Watcher is an event Watchers passes on: a new public helper
+    on Watcher would become one, so the list is spelled out here."""
+    assert (
+        "received",
+        "bulk_taken",
+        "call_started",
+        "call_ended",
+        "bulk_done",
+        "settled",
+        "paused",
+        "resumed",
+        "task_ran",
+        "task_skipped",
+    ) == EVENTS
+    for event in EVENTS:
+        assert getattr(Watchers, event) is not getattr(Watcher, event), event

@@ -96,10 +96,10 @@ class ConsumerHarness:
 
     async def __aenter__(self) -> "ConsumerHarness":
         self._overrides.apply()
-        if not self.real:
-            self._overrides.go_offline(self.publisher)
-        self._mode = RealBroker(self) if self.real else _FakeBroker(self)
         try:
+            if not self.real:
+                self._overrides.go_offline(self.publisher)
+            self._mode = RealBroker(self) if self.real else _FakeBroker(self)
             await self._mode.start()
         except BaseException:
             self._overrides.restore()
@@ -114,6 +114,11 @@ class ConsumerHarness:
                 await self.orchestrator.run_shutdown_hooks()
         finally:
             self._overrides.restore()
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The providers this harness replaces, by name, as given."""
+        return dict(self._overrides.values)
 
     async def run_startup_hooks(self) -> None:
         if self.orchestrator is not None:

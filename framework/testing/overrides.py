@@ -37,10 +37,12 @@ class Overrides:
         return f"<Overrides of {container_name(self.container)} overridden={len(self.overridden)}>"
 
     def apply(self) -> None:
-        """Override each provider the test named; a name the container lacks is a KeyError."""
+        """Override each provider the test named; a name the container lacks is a KeyError,
+        raised before any provider is overridden."""
+        missing = [name for name in self.values if getattr(self.container, name, None) is None]
+        if missing:
+            raise KeyError(self._no_provider(missing[0]))
         for name, value in self.values.items():
-            if getattr(self.container, name, None) is None:
-                raise KeyError(self._no_provider(name))
             self._override(name, value)
 
     def go_offline(self, publisher: RecordingPublisher) -> None:

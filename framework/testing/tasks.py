@@ -75,13 +75,22 @@ class TaskHarness:
         return self._recorder.skipped
 
     @property
+    def overrides(self) -> dict[str, Any]:
+        """The providers this harness replaces, by name, as given."""
+        return dict(self._overrides.values)
+
+    @property
     def published(self) -> list[Any]:
         return self.publisher.messages
 
     async def __aenter__(self) -> "TaskHarness":
         self._overrides.apply()
-        self._overrides.go_offline(self.publisher)
-        run = await build_task(self.task_class, self.container)
+        try:
+            self._overrides.go_offline(self.publisher)
+            run = await build_task(self.task_class, self.container)
+        except BaseException:
+            self._overrides.restore()
+            raise
         self.schedule = Schedule(
             TaskSettings.of(self.task_class),
             run,
