@@ -16,7 +16,7 @@ from framework import BulkConsumer, Container, Message
 from framework.config.deployment import resolve_deployment
 from framework.errors import ConfigurationError
 from framework.testing import ConsumerHarness
-from tests.test_sink_mongodb import let_closed_clients_end
+from tests.test_sink_mongodb import NO_SERVER
 
 
 def container(**urls: str) -> Container:
@@ -28,12 +28,11 @@ def container(**urls: str) -> Container:
 
 async def test_the_mongodb_client_opens_on_first_use_and_closes_on_shutdown() -> None:
     """One AsyncMongoClient per container; unusable once the resources shut down."""
-    made = container(mongodb_url="mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=100")
+    made = container(mongodb_url=f"{NO_SERVER}/?serverSelectionTimeoutMS=100")
     first = await made.mongodb()
     assert isinstance(first, AsyncMongoClient)
     assert first is await made.mongodb()
     await made.shutdown_resources()
-    await let_closed_clients_end()
     with pytest.raises(InvalidOperation, match="after close"):
         await first["shop"]["orders"].insert_one({"_id": 1})
 
