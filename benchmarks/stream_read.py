@@ -23,47 +23,18 @@ import aio_pika
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.throughput import (
-    AMQP_URL,
-    BULK_SIZE,
-    PREFETCH,
-    delete_queue,
-    fill_queue,
-    store,
-)
-from framework import Actions, BulkConsumer, Container, Message, Orchestrator
+from benchmarks import throughput
+from benchmarks.throughput import AMQP_URL, BULK_SIZE, PREFETCH, delete_queue, fill_queue, store
+from framework import Actions
 from framework.runtime.process import loop_factory
 
 STREAM = {"x-queue-type": "stream"}
 
 
 async def run_framework(queue: str, count: int) -> float:
-    done = asyncio.Event()
-    handled = 0
-
-    class StreamBench(BulkConsumer):
-        queues = [queue]
-        queue_arguments = STREAM
-        stream_offset = "first"
-        on_exception = Actions.REJECT
-        bulk_size = BULK_SIZE
-        prefetch = PREFETCH
-        flush_interval = 1.0
-
-        async def handle(self, messages: list[Message[Any]]) -> None:
-            nonlocal handled
-            store([message.body for message in messages])
-            handled += len(messages)
-            if handled >= count:
-                done.set()
-
-    container = Container()
-    container.config.amqp_url.from_value(AMQP_URL)
-    container.config.log_level.from_value("WARNING")
-    async with Orchestrator([StreamBench], container):
-        started = time.perf_counter()
-        await done.wait()
-        return time.perf_counter() - started
+    return await throughput.run_framework(
+        queue, count, queue_arguments=STREAM, stream_offset="first", on_exception=Actions.REJECT
+    )
 
 
 async def run_baseline(queue: str, count: int) -> float:

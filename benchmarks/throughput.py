@@ -84,7 +84,8 @@ async def run_framework_without_metrics(queue: str, count: int) -> float:
     return await run_framework(queue, count, metrics=False)
 
 
-async def run_framework(queue: str, count: int, metrics: bool = True) -> float:
+async def run_framework(queue: str, count: int, metrics: bool = True, **settings: Any) -> float:
+    """Seconds for a BulkConsumer to handle ``count`` messages; ``settings`` are added to it."""
     done = asyncio.Event()
     handled = 0
 
@@ -105,7 +106,8 @@ async def run_framework(queue: str, count: int, metrics: bool = True) -> float:
     container.config.amqp_url.from_value(AMQP_URL)
     container.config.log_level.from_value("WARNING")
     container.config.metrics.from_value(metrics)
-    async with Orchestrator([Bench], container):
+    consumer = type("Bench", (Bench,), settings) if settings else Bench
+    async with Orchestrator([consumer], container):
         started = time.perf_counter()
         await done.wait()
         return time.perf_counter() - started

@@ -1,9 +1,10 @@
 """Arranging the real PostgreSQL from tests: a database of the test module's own."""
 
 import asyncio
+import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
@@ -57,3 +58,14 @@ async def execute(dsn: str, statement: str) -> None:
         await connection.execute(statement)
     finally:
         await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def orders_table(dsn: str, columns: str) -> AsyncIterator[str]:
+    """A table ``orders_<random>`` with ``columns`` (SQL), dropped afterwards."""
+    name = f"orders_{uuid.uuid4().hex[:8]}"
+    await execute(dsn, f"CREATE TABLE {name} ({columns})")
+    try:
+        yield name
+    finally:
+        await execute(dsn, f"DROP TABLE {name}")

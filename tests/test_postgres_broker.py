@@ -23,7 +23,7 @@ from framework.core.headers import ERROR_HEADER
 from framework.sinks import InboxPruning, PostgresSink
 from tests.broker import AMQP_URL, Broker, wait_until
 from tests.conftest import recorded
-from tests.postgres import execute, fetch_values, postgres_dsn
+from tests.postgres import execute, fetch_values, orders_table, postgres_dsn
 from tests.proxy import TcpProxy
 
 __all__ = ["postgres_dsn"]
@@ -34,14 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 async def table(postgres_dsn: str) -> AsyncIterator[str]:
     """orders(id primary key, amount positive), of the test's own."""
-    name = f"orders_{uuid.uuid4().hex[:8]}"
-    await execute(
+    async with orders_table(
         postgres_dsn,
-        f"CREATE TABLE {name} (id bigint PRIMARY KEY, amount numeric NOT NULL "
-        "CONSTRAINT amount_positive CHECK (amount > 0))",
-    )
-    yield name
-    await execute(postgres_dsn, f"DROP TABLE {name}")
+        "id bigint PRIMARY KEY, amount numeric NOT NULL "
+        "CONSTRAINT amount_positive CHECK (amount > 0)",
+    ) as name:
+        yield name
 
 
 def orders_consumer(queue: str, table: str, bulk_size: int = 10) -> type[BulkConsumer]:

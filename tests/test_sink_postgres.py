@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +12,7 @@ from framework import Actions, Message, SinkUnavailable
 from framework.sinks import ItemOutcome, PostgresSink
 from framework.testing import FakeChannel
 from framework.testing.fakes import make_message
-from tests.postgres import execute, fetch_values, postgres_dsn
+from tests.postgres import execute, fetch_values, orders_table, postgres_dsn
 
 __all__ = ["postgres_dsn"]
 COLUMNS = ("id", "name", "amount")
@@ -35,14 +34,12 @@ def decisions(messages: list[Message[Any]]) -> list[Actions | None]:
 @pytest.fixture
 async def table(postgres_dsn: str) -> AsyncIterator[str]:
     """A table of the test's own: id key, a non-empty name, a positive amount."""
-    name = f"orders_{uuid.uuid4().hex[:8]}"
-    await execute(
+    async with orders_table(
         postgres_dsn,
-        f"CREATE TABLE {name} (id bigint PRIMARY KEY, name text NOT NULL, "
-        "amount numeric NOT NULL CONSTRAINT amount_positive CHECK (amount > 0))",
-    )
-    yield name
-    await execute(postgres_dsn, f"DROP TABLE {name}")
+        "id bigint PRIMARY KEY, name text NOT NULL, "
+        "amount numeric NOT NULL CONSTRAINT amount_positive CHECK (amount > 0)",
+    ) as name:
+        yield name
 
 
 @pytest.fixture

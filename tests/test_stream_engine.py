@@ -5,18 +5,18 @@ import datetime
 import json
 from typing import Any
 
+import attrs
 import pytest
 
 from framework import Actions, BulkConsumer, ConsumerDefinitionError, Message, StreamStartError
 from framework.core.engine import BulkEngine, EngineConfig, build_engine
-from framework.core.message import Delivery
 from framework.core.stream import StreamPosition, stored_offset_hook
 from framework.testing import ConsumerHarness, FakeChannel
 from framework.wiring.assembly import plan
 from framework.wiring.injection import injecting_handler
 from tests.conftest import make_container
 from tests.test_breaker import FakeIntake, advance
-from tests.test_engine import Recorder, let_run, settings, started, stopped
+from tests.test_engine import Recorder, delivered, let_run, settings, started, stopped
 
 STREAM = {"x-queue-type": "stream"}
 
@@ -29,17 +29,8 @@ def stream_settings(**overrides: Any) -> Any:
 
 def stream_message(offset: int, *, channel: FakeChannel, tag: int) -> Message[Any]:
     """A delivery from a stream as the feed builds it: raw body, offset from the header."""
-    raw = json.dumps(offset).encode()
-    return Message(
-        body=raw,
-        raw=raw,
-        queue="test",
-        routing_key="test",
-        delivery=Delivery(channel, tag),
-        headers={"x-stream-offset": offset},
-        content_type="application/json",
-        stream_offset=offset,
-    )
+    message = delivered(json.dumps(offset).encode(), channel, tag, "application/json")
+    return attrs.evolve(message, headers={"x-stream-offset": offset}, stream_offset=offset)
 
 
 async def deliver(engine: BulkEngine, channel: FakeChannel, offsets: range, first_tag: int) -> None:

@@ -20,6 +20,7 @@ gives the statement for a migration. :class:`InboxPruning` deletes ids older
 than ``BULKWORKER_INBOX_RETENTION`` (7 days).
 """
 
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -187,7 +188,7 @@ class BulkInbox:
         """
         if not keys:
             return set()
-        try:
+        with contextlib.suppress(asyncpg.UniqueViolationError):  # then the INSERT below
             async with connection.transaction():
                 await connection.copy_records_to_table(
                     self.table,
@@ -196,8 +197,6 @@ class BulkInbox:
                     schema_name=self.schema,
                 )
             return set(keys)
-        except asyncpg.UniqueViolationError:
-            pass
         rows = await connection.fetch(
             f"INSERT INTO {self._target} (consumer, message_id) "
             "SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING message_id",
